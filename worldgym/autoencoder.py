@@ -1,0 +1,138 @@
+"""The autoencoder: uint8 RGB frames <-> latent tokens. It knows pixels; nothing else does.
+
+A frame (H, W, 3) uint8 is encoded by a small convolutional network with ``levels``
+stride-2 stages into an (h, w, C) grid, h = H / 2**levels, flattened row-major into
+N = h*w tokens of C channels. Latents are normalised by per-channel statistics measured
+on training data (``latent_mean``, ``latent_std`` buffers) so that the diffusion noise
+and the latents share one scale. The decoder mirrors the encoder with nearest-neighbour
+upsampling.
+
+Dimension letters: B batch, H/W frame height/width, h/w latent grid, N = h*w tokens,
+C latent channels.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+
+@dataclass
+class AutoencoderConfig:
+    """Sizes of the autoencoder.
+
+    Attributes:
+        frame_height: H of the RGB frames, divisible by ``2**levels``.
+        frame_width: W of the RGB frames, divisible by ``2**levels``.
+        latent_channels: C, channels per latent token.
+        widths: conv widths per stage, from the pixels inwards; ``len(widths)`` stride-2 stages.
+        decoder_shuffle: how many of the decoder's last 2x upsampling stages are replaced by one
+            sub-pixel (pixel-shuffle) projection; 0 = all stages are convolutions. Higher is faster.
+    """
+
+    frame_height: int = 64
+    frame_width: int = 64
+    latent_channels: int = 8
+    widths: list[int] = field(default_factory=lambda: [32, 64, 64])
+    decoder_shuffle: int = 0
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.decoder_shuffle <= len(self.widths):
+            raise ValueError(f"decoder_shuffle must be in [0, {len(self.widths)}], got {self.decoder_shuffle}")
+        f = 2 ** len(self.widths)
+        if self.frame_height % f or self.frame_width % f:
+            raise ValueError(
+                f"frame size {self.frame_height}x{self.frame_width} must be divisible by 2**len(widths) = {f}; "
+                "change the frame size or the number of stages"
+            )
+
+    @property
+    def grid(self) -> tuple[int, int]:
+        f = 2 ** len(self.widths)
+        return self.frame_height // f, self.frame_width // f
+
+    @property
+    def tokens(self) -> int:
+        h, w = self.grid
+        return h * w
+
+
+class Encoder(nn.Module):
+    def __init__(self, config: AutoencoderConfig) -> None:
+        super().__init__()
+        layers: list[nn.Module] = [nn.Conv2d(3, config.widths[0], 3, padding=1), nn.SiLU()]
+        cin = config.widths[0]
+        for w in config.widths:
+            layers += [nn.Conv2d(cin, w, 3, stride=2, padding=1), nn.SiLU(), nn.Conv2d(w, w, 3, padding=1), nn.SiLU()]
+            cin = w
+        layers.append(nn.Conv2d(cin, config.latent_channels, 1))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)  # (B, C, h, w)
+
+
+class Decoder(nn.Module):
+    def __init__(self, config: AutoencoderConfig) -> None:
+        super().__init__()
+        widths = list(reversed(config.widths))
+        conv_stages = len(widths) - config.decoder_shuffle
+        layers: list[nn.Module] = [nn.Conv2d(config.latent_channels, widths[0], 3, padding=1), nn.SiLU()]
+        cin = widths[0]
+        for w in widths[:conv_stages]:
+            layers += [nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(cin, w, 3, padding=1), nn.SiLU()]
+            cin = w
+        if config.decoder_shuffle:
+            f = 2**config.decoder_shuffle
+            layers += [nn.Conv2d(cin, cin, 3, padding=1), nn.SiLU(), nn.Conv2d(cin, 3 * f * f, 1), nn.PixelShuffle(f)]
+        else:
+            layers.append(nn.Conv2d(cin, 3, 3, padding=1))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.net(z)  # (B, 3, H, W)
+
+
+class Autoencoder(nn.Module):
+    """Frames (B, H, W, 3) uint8 <-> latents (B, N, C) float."""
+
+    def __init__(self, config: AutoencoderConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.encoder = Encoder(config)
+        self.decoder = Decoder(config)
+        self.register_buffer("latent_mean", torch.zeros(config.latent_channels))
+        self.register_buffer("latent_std", torch.ones(config.latent_channels))
+
+    def check_frames(self, frames: torch.Tensor) -> None:
+        h, w = self.config.frame_height, self.config.frame_width
+        if frames.dim() != 4 or tuple(frames.shape[1:]) != (h, w, 3) or frames.dtype != torch.uint8:
+            raise ValueError(
+                f"frames must be uint8 of shape (B, {h}, {w}, 3), got {tuple(frames.shape)} {frames.dtype}; "
+                "resize the frames to the model's frame size"
+            )
+
+    def encode_raw(self, frames: torch.Tensor) -> torch.Tensor:
+        """Frames (B, H, W, 3) uint8 -> un-normalised latents (B, N, C)."""
+        self.check_frames(frames)
+        x = frames.permute(0, 3, 1, 2).float() / 127.5 - 1.0  # (B, 3, H, W) in [-1, 1]
+        z = self.encoder(x)  # (B, C, h, w)
+        return z.flatten(2).transpose(1, 2)  # (B, N, C)
+
+    def encode(self, frames: torch.Tensor) -> torch.Tensor:
+        """Frames (B, H, W, 3) uint8 -> normalised latents (B, N, C)."""
+        return (self.encode_raw(frames) - self.latent_mean) / self.latent_std  # (B, N, C)
+
+    def decode_float(self, latents: torch.Tensor) -> torch.Tensor:
+        """Normalised latents (B, N, C) -> pixels (B, H, W, 3) float in about [-1, 1]."""
+        h, w = self.config.grid
+        z = latents.float() * self.latent_std + self.latent_mean  # (B, N, C)
+        z = z.transpose(1, 2).reshape(z.shape[0], -1, h, w)  # (B, C, h, w)
+        return self.decoder(z).permute(0, 2, 3, 1)  # (B, H, W, 3)
+
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        """Normalised latents (B, N, C) -> frames (B, H, W, 3) uint8."""
+        x = self.decode_float(latents)
+        return ((x.float() + 1.0) * 127.5).round().clamp(0, 255).to(torch.uint8)  # (B, H, W, 3)

@@ -1,0 +1,63 @@
+"""Dataclass configs <-> plain dicts and YAML files; configs/*.yaml are plain dumps of these dataclasses.
+
+Unknown keys and wrong nesting raise a `ConfigError` that names the key and the
+dataclass, so a typo in a YAML file never passes silently.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+T = TypeVar("T")
+
+
+class ConfigError(ValueError):
+    """A config that does not match its dataclass."""
+
+
+def to_dict(config: Any) -> dict[str, Any]:
+    """A dataclass config as a plain, JSON/YAML-ready dict."""
+    return dataclasses.asdict(config)
+
+
+def from_dict(cls: type[T], data: dict[str, Any], where: str = "config") -> T:
+    """Build dataclass ``cls`` from ``data``, recursing into nested dataclass fields."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where} must be a mapping for {cls.__name__}, got {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ConfigError(f"{where}: unknown keys {unknown} for {cls.__name__}; known keys are {sorted(names)}")
+    kwargs = {}
+    for key, value in data.items():
+        hint = hints[key]
+        if dataclasses.is_dataclass(hint):
+            kwargs[key] = from_dict(hint, value, f"{where}.{key}")
+        else:
+            kwargs[key] = value
+    try:
+        return cls(**kwargs)
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"{where}: {e}") from e
+
+
+def load_yaml(cls: type[T], path: str | Path) -> T:
+    """Read a YAML file written by `dump_yaml` (or by hand) into dataclass ``cls``."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist")
+    with open(path) as f:
+        data = yaml.safe_load(f) or {}
+    return from_dict(cls, data, str(path))
+
+
+def dump_yaml(config: Any, path: str | Path) -> None:
+    """Write a dataclass config as plain YAML."""
+    with open(path, "w") as f:
+        yaml.safe_dump(to_dict(config), f, sort_keys=False)

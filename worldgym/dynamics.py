@@ -1,0 +1,363 @@
+"""The dynamics network: a block-causal transformer over latent tokens, conditioned by adaLN.
+
+One *block* is one latent frame of N tokens. Inside a block attention is bidirectional;
+across blocks it is causal and limited to the attention sink (the first ``sink`` blocks
+of the episode) plus the last ``window`` blocks. Conditioning enters through adaLN-Zero
+modulation driven by (noise-level embedding + action embedding), per frame. Rotary
+positions run over the latent grid and over time, where time is the position *inside
+the current window* (see cache.py), so positions stay bounded forever.
+
+The network has two ways in, which compute the same function:
+
+- `forward_cached`: one block against a `CacheView` of earlier clean blocks (inference).
+- `forward_sequence`: a whole training sequence laid out as [clean copy | noisy copy]
+  with the block-causal sink + window mask, so that training computes exactly what the
+  cached inference computes (the teacher-forcing layout of Self-Forcing / CausVid).
+
+The network never draws random numbers and never writes the cache: `forward_cached`
+returns the block's un-rotated keys/values and the engine decides whether to commit them.
+
+Dimension letters: B batch, T frames in a sequence, N tokens per frame, L tokens in a
+sequence, M cached tokens, C latent channels, D model width, H heads, Dh head dim,
+A action width.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from worldgym.actions import ActionConfig, ActionEmbedding
+from worldgym.cache import CacheView
+from worldgym.rope import Rotary, rotate
+
+
+class RMSNorm(nn.Module):
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.rms_norm(x, (x.shape[-1],), self.weight, eps=1e-6)
+
+
+class Attention(nn.Module):
+    def __init__(self, dim: int, heads: int) -> None:
+        super().__init__()
+        self.heads, self.head_dim = heads, dim // heads
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.q_norm = RMSNorm(self.head_dim)
+        self.k_norm = RMSNorm(self.head_dim)
+        self.proj = nn.Linear(dim, dim)
+
+    def qkv_heads(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        B, L, D = x.shape
+        q, k, v = self.qkv(x).view(B, L, 3, self.heads, self.head_dim).unbind(2)  # (B, L, H, Dh) each
+        return self.q_norm(q), self.k_norm(k), v
+
+    def forward_cached(
+        self,
+        x: torch.Tensor,
+        cos: torch.Tensor,
+        sin: torch.Tensor,
+        ctx_k: torch.Tensor,
+        ctx_v: torch.Tensor,
+        mask: torch.Tensor | None,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """x (B, N, D) of one block against rotated context keys (B, M, H, Dh); returns (out, raw k, v)."""
+        B, N, D = x.shape
+        q, k, v = self.qkv_heads(x)  # (B, N, H, Dh)
+        qr, kr = rotate(q, cos, sin), rotate(k, cos, sin)
+        keys = torch.cat([ctx_k.to(kr.dtype), kr], dim=1).transpose(1, 2)  # (B, H, M+N, Dh)
+        vals = torch.cat([ctx_v.to(v.dtype), v], dim=1).transpose(1, 2)  # (B, H, M+N, Dh)
+        out = F.scaled_dot_product_attention(qr.transpose(1, 2), keys, vals, attn_mask=mask)  # (B, H, N, Dh)
+        return self.proj(out.transpose(1, 2).reshape(B, N, D)), k, v  # (B, N, D), (B, N, H, Dh) x2
+
+    def forward_sequence(
+        self,
+        x: torch.Tensor,
+        rope_abs: tuple[torch.Tensor, torch.Tensor],
+        rope_eff: tuple[torch.Tensor, torch.Tensor],
+        sink_cols: torch.Tensor,
+        mask: torch.Tensor,
+    ) -> torch.Tensor:
+        """x (B, L, D) of a whole [clean | noisy] sequence under the block-causal mask (L, L).
+
+        Keys sit at their absolute frame index. A query scores window keys from its absolute
+        position (only the distance matters, which equals the cached distance) and sink keys
+        from its *effective* position min(t, sink + window), the position it has in the cache.
+        """
+        B, L, D = x.shape
+        q, k, v = self.qkv_heads(x)  # (B, L, H, Dh)
+        k = rotate(k, *rope_abs).transpose(1, 2)  # (B, H, L, Dh)
+        q_abs = rotate(q, *rope_abs).transpose(1, 2)  # (B, H, L, Dh)
+        scale = 1.0 / math.sqrt(self.head_dim)
+        scores = (q_abs @ k.transpose(-2, -1)) * scale  # (B, H, L, L)
+        if bool(sink_cols.any()):
+            q_eff = rotate(q, *rope_eff).transpose(1, 2)  # (B, H, L, Dh)
+            sink_scores = (q_eff @ k[:, :, sink_cols].transpose(-2, -1)) * scale  # (B, H, L, #sink)
+            scores = scores.clone()
+            scores[..., sink_cols] = sink_scores
+        scores = scores.masked_fill(~mask, float("-inf"))
+        out = scores.softmax(dim=-1) @ v.transpose(1, 2)  # (B, H, L, Dh)
+        return self.proj(out.transpose(1, 2).reshape(B, L, D))  # (B, L, D)
+
+
+class MLP(nn.Module):
+    def __init__(self, dim: int, ratio: float) -> None:
+        super().__init__()
+        hidden = int(dim * ratio)
+        self.fc = nn.Linear(dim, hidden)
+        self.out = nn.Linear(hidden, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.out(F.gelu(self.fc(x), approximate="tanh"))
+
+
+def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor, frames: int) -> torch.Tensor:
+    """x (B, F*N, D) modulated per frame by shift, scale (B, F, D)."""
+    B, L, D = x.shape
+    x = x.view(B, frames, L // frames, D)  # (B, F, N, D)
+    return (x * (1 + scale[:, :, None]) + shift[:, :, None]).view(B, L, D)
+
+
+def gated(x: torch.Tensor, gate: torch.Tensor, frames: int) -> torch.Tensor:
+    B, L, D = x.shape
+    return (x.view(B, frames, L // frames, D) * gate[:, :, None]).view(B, L, D)  # (B, F*N, D)
+
+
+class Block(nn.Module):
+    """Pre-norm transformer block with adaLN-Zero modulation from a per-frame condition."""
+
+    def __init__(self, dim: int, heads: int, mlp_ratio: float) -> None:
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
+        self.attn = Attention(dim, heads)
+        self.norm2 = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
+        self.mlp = MLP(dim, mlp_ratio)
+        self.ada = nn.Sequential(nn.SiLU(), nn.Linear(dim, 6 * dim))
+        nn.init.zeros_(self.ada[1].weight)
+        nn.init.zeros_(self.ada[1].bias)
+
+    def mods(self, cond: torch.Tensor) -> list[torch.Tensor]:
+        return list(self.ada(cond).chunk(6, dim=-1))  # 6 x (B, F, D)
+
+    def forward_cached(self, x, cond, cos, sin, ctx_k, ctx_v, mask):
+        s1, c1, g1, s2, c2, g2 = self.mods(cond)
+        a, k, v = self.attn.forward_cached(modulate(self.norm1(x), s1, c1, 1), cos, sin, ctx_k, ctx_v, mask)
+        x = x + gated(a, g1, 1)
+        x = x + gated(self.mlp(modulate(self.norm2(x), s2, c2, 1)), g2, 1)
+        return x, k, v
+
+    def forward_sequence(self, x, cond, rope_abs, rope_eff, sink_cols, mask):
+        frames = cond.shape[1]
+        s1, c1, g1, s2, c2, g2 = self.mods(cond)
+        a = self.attn.forward_sequence(modulate(self.norm1(x), s1, c1, frames), rope_abs, rope_eff, sink_cols, mask)
+        x = x + gated(a, g1, frames)
+        return x + gated(self.mlp(modulate(self.norm2(x), s2, c2, frames)), g2, frames)
+
+
+def timestep_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:
+    """Noise levels t (...,) in [0, 1] -> sinusoidal features (..., dim)."""
+    half = dim // 2
+    freqs = torch.exp(-math.log(10000.0) * torch.arange(half, device=t.device, dtype=torch.float32) / half)
+    args = (t.float() * 1000.0)[..., None] * freqs  # (..., dim/2)
+    return torch.cat([args.cos(), args.sin()], dim=-1)  # (..., dim)
+
+
+@dataclass
+class DynamicsConfig:
+    """Sizes of the dynamics transformer and its attention context.
+
+    Attributes:
+        dim: model width D.
+        depth: number of transformer blocks.
+        heads: attention heads (dim must divide evenly).
+        mlp_ratio: hidden width of the MLP over dim.
+        sink: blocks at the start of an episode kept for the whole episode.
+        window: most recent blocks kept after the sink.
+        train_frames: longest training sequence (sizes the rotary table for training).
+        rope_base: rotary frequency base.
+    """
+
+    dim: int = 128
+    depth: int = 4
+    heads: int = 4
+    mlp_ratio: float = 4.0
+    sink: int = 1
+    window: int = 8
+    train_frames: int = 32
+    rope_base: float = 100.0
+
+    def __post_init__(self) -> None:
+        if self.dim % self.heads or (self.dim // self.heads) % 2:
+            raise ValueError(f"dim {self.dim} must split into {self.heads} heads of even size")
+        if self.window < 1 or self.sink < 0:
+            raise ValueError(f"need window >= 1 and sink >= 0, got window={self.window}, sink={self.sink}")
+
+
+@dataclass
+class DynamicsOutput:
+    """One pass over one block.
+
+    Attributes:
+        pred: predicted clean latents (B, N, C).
+        reward: predicted reward (B,), only from commit passes (else None).
+        term_logit: predicted termination logit (B,), only from commit passes (else None).
+        k: un-rotated keys of the block per layer (L, B, N, H, Dh), only from commit passes.
+        v: values of the block per layer (L, B, N, H, Dh), only from commit passes.
+    """
+
+    pred: torch.Tensor
+    reward: torch.Tensor | None = None
+    term_logit: torch.Tensor | None = None
+    k: torch.Tensor | None = None
+    v: torch.Tensor | None = None
+
+
+class Dynamics(nn.Module):
+    """Block-causal, action-conditioned latent transformer with reward and termination heads."""
+
+    def __init__(self, config: DynamicsConfig, action: ActionConfig, grid: tuple[int, int], latent_channels: int) -> None:
+        super().__init__()
+        self.config, self.action_config = config, action
+        self.grid, self.tokens = grid, grid[0] * grid[1]
+        D = config.dim
+        self.head_dim = D // config.heads
+        self.inp = nn.Linear(latent_channels, D)
+        self.time = nn.Sequential(nn.Linear(D, D), nn.SiLU(), nn.Linear(D, D))
+        self.action = ActionEmbedding(action, D)
+        self.blocks = nn.ModuleList(Block(D, config.heads, config.mlp_ratio) for _ in range(config.depth))
+        self.norm = nn.LayerNorm(D, elementwise_affine=False, eps=1e-6)
+        self.final_ada = nn.Sequential(nn.SiLU(), nn.Linear(D, 2 * D))
+        nn.init.zeros_(self.final_ada[1].weight)
+        nn.init.zeros_(self.final_ada[1].bias)
+        self.out = nn.Linear(D, latent_channels)
+        self.heads = nn.Sequential(nn.Linear(D, D), nn.SiLU(), nn.Linear(D, 2))  # (reward, termination logit)
+        max_time = max(config.sink + config.window + 1, config.train_frames)
+        self.rotary = Rotary(self.head_dim, grid, max_time, config.rope_base)
+
+    @property
+    def max_position(self) -> int:
+        """Largest temporal position inference ever uses (sink + window)."""
+        return self.config.sink + self.config.window
+
+    def condition(self, t: torch.Tensor, actions: torch.Tensor, null: torch.Tensor) -> torch.Tensor:
+        """Noise levels (B, F), actions (B, F, A), null flags (B, F) -> conditions (B, F, D)."""
+        B, Fr = t.shape
+        temb = self.time(timestep_embedding(t, self.config.dim))  # (B, F, D)
+        aemb = self.action(actions.reshape(B * Fr, -1), null.reshape(B * Fr)).view(B, Fr, -1)  # (B, F, D)
+        return temb + aemb
+
+    def readout(self, h: torch.Tensor, cond: torch.Tensor, frames: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Hidden (B, F*N, D) -> predicted clean latents (B, F*N, C) and per-frame head features (B, F, D)."""
+        B, L, D = h.shape
+        shift, scale = self.final_ada(cond).chunk(2, dim=-1)  # (B, F, D) each
+        hn = modulate(self.norm(h), shift, scale, frames)  # (B, F*N, D)
+        features = self.norm(h).view(B, frames, L // frames, D).mean(dim=2)  # (B, F, D)
+        return self.out(hn), features
+
+    def rotate_context(self, view: CacheView) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Rotate a cache view's keys by their window positions; build the attention mask.
+
+        Returns rotated keys (L, B, M, H, Dh), values (L, B, M, H, Dh) and a bool mask (B, 1, 1, M+N).
+        """
+        L, B, M, H, Dh = view.k.shape
+        positions = torch.arange(M // self.tokens, device=view.k.device)[None]  # (1, S+W)
+        cos, sin = self.rotary.tables(positions)  # (1, M, 1, Dh/2)
+        k = rotate(view.k.reshape(L * B, M, H, Dh), cos, sin).view(L, B, M, H, Dh)
+        own = torch.ones(B, self.tokens, dtype=torch.bool, device=view.valid.device)
+        mask = torch.cat([view.valid, own], dim=1)[:, None, None, :]  # (B, 1, 1, M+N)
+        return k, view.v, mask
+
+    def forward_cached(
+        self,
+        x: torch.Tensor,
+        t: torch.Tensor,
+        actions: torch.Tensor,
+        null: torch.Tensor,
+        context: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+        position: torch.Tensor,
+        commit: bool,
+    ) -> DynamicsOutput:
+        """One block x (B, N, C) at noise level t (B,) with actions (B, A) against a rotated context.
+
+        Args:
+            context: output of `rotate_context` for the current cache.
+            position: (B,) temporal position of this block inside the window (= cache filled count).
+            commit: also return keys/values and the heads' reward and termination (the commit pass).
+        """
+        ctx_k, ctx_v, mask = context
+        cond = self.condition(t[:, None], actions[:, None], null[:, None])  # (B, 1, D)
+        cos, sin = self.rotary.tables(position[:, None])  # (B, N, 1, Dh/2)
+        if bool(mask.all()):
+            mask = None  # every slot is valid: let attention take its fast path
+        h = self.inp(x)  # (B, N, D)
+        ks, vs = [], []
+        for i, block in enumerate(self.blocks):
+            h, k, v = block.forward_cached(h, cond, cos, sin, ctx_k[i], ctx_v[i], mask)
+            if commit:
+                ks.append(k)
+                vs.append(v)
+        pred, features = self.readout(h, cond, 1)
+        if not commit:
+            return DynamicsOutput(pred=pred)
+        heads = self.heads(features[:, 0]).float()  # (B, 2)
+        return DynamicsOutput(pred, heads[:, 0], heads[:, 1], torch.stack(ks), torch.stack(vs))
+
+    def sequence_mask(self, frames: int, device: torch.device | str) -> torch.Tensor:
+        """Token-level mask (2*T*N, 2*T*N) for the [clean | noisy] training layout."""
+        S, W = self.config.sink, self.config.window
+        i = torch.arange(frames, device=device)[:, None]  # query block
+        j = torch.arange(frames, device=device)[None, :]  # key block
+        context = (j < i) & ((j < S) | (j >= i - W))  # (T, T) cached blocks a block attends to
+        own = j == i
+        none = torch.zeros_like(own)
+        blocks = torch.cat([torch.cat([context | own, none], 1), torch.cat([context, own], 1)], 0)  # (2T, 2T)
+        return blocks.repeat_interleave(self.tokens, 0).repeat_interleave(self.tokens, 1)  # (2TN, 2TN)
+
+    def forward_sequence(
+        self,
+        clean: torch.Tensor,
+        noisy: torch.Tensor,
+        t_clean: torch.Tensor,
+        t_noisy: torch.Tensor,
+        actions: torch.Tensor,
+        null: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Training pass over sequences of T frames.
+
+        Args:
+            clean: context copy (B, T, N, C) (lightly noised clean latents in training).
+            noisy: noisy copy (B, T, N, C).
+            t_clean, t_noisy: noise levels (B, T) of each copy.
+            actions: (B, T, A) action that led to each frame; null: (B, T) True where unknown.
+
+        Returns:
+            predicted clean latents of the noisy copy (B, T, N, C), and reward and
+            termination logits (B, T) from the clean copy (what a commit pass reads).
+        """
+        B, T, N, C = clean.shape
+        if T > self.rotary.max_time:
+            raise ValueError(f"sequence of {T} frames exceeds train_frames={self.rotary.max_time}")
+        S, W = self.config.sink, self.config.window
+        cond = self.condition(
+            torch.cat([t_clean, t_noisy], 1), torch.cat([actions, actions], 1), torch.cat([null, null], 1)
+        )  # (B, 2T, D)
+        frame = torch.arange(T, device=clean.device).repeat(2)  # (2T,) absolute frame index of each block
+        rope_abs = self.rotary.tables(frame[None])  # (1, 2TN, 1, Dh/2) x2
+        rope_eff = self.rotary.tables(frame.clamp(max=S + W)[None])
+        is_clean = torch.arange(2 * T, device=clean.device) < T
+        sink_cols = (is_clean & (frame < S)).repeat_interleave(N)  # (2TN,)
+        mask = self.sequence_mask(T, clean.device)
+        h = self.inp(torch.cat([clean, noisy], 1).reshape(B, 2 * T * N, C))  # (B, 2TN, D)
+        for block in self.blocks:
+            h = block.forward_sequence(h, cond, rope_abs, rope_eff, sink_cols, mask)
+        pred, features = self.readout(h, cond, 2 * T)  # (B, 2TN, C), (B, 2T, D)
+        heads = self.heads(features[:, :T]).float()  # (B, T, 2)
+        pred = pred.view(B, 2 * T, N, C)[:, T:]  # (B, T, N, C)
+        return pred, heads[..., 0], heads[..., 1]

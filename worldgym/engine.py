@@ -1,0 +1,323 @@
+"""The world-model engine: the only code that advances, flushes or restores the KV cache.
+
+`WorldModel` runs a `Model` for a batch of rows. One `step(actions)` is one latent block
+of action-conditioned autoregressive generation:
+
+1. validate the actions (a bad action changes nothing);
+2. read the cache once, in temporal order, rotated by window positions;
+3. draw noise from each row's own generator and denoise with the few-step sampler,
+   every pass reading the cache and writing nothing;
+4. run one commit pass on the clean block at noise ~0: its keys/values, the reward and
+   the termination logit;
+5. refuse non-finite results (naming the rows) before anything is written;
+6. append the block to the cache (evicting the oldest window block when full);
+7. decode the block to uint8 RGB frames.
+
+`reset(rows, frames)` flushes rows and pre-fills them with commit passes over start
+frames. `flush(rows)` keeps the sink and the newest block (an Infinity-RoPE "KV flush");
+`recache(rows, actions)` re-commits the stored window under new action conditioning (a
+LongLive-style recache). `get_state` / `set_state` clone and restore rows.
+
+Dimension letters: B batch rows, R selected rows, F frames, N tokens, C latent channels,
+H/W frame size, A action width.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from worldgym.actions import to_tensor
+from worldgym.cache import KVCache
+from worldgym.model import Model
+from worldgym.sampler import SamplerConfig, draw_noise, flow_schedule, sample
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+
+
+class NumericsError(FloatingPointError):
+    """The model produced NaN or inf for some rows; nothing was committed. Picklable (one str)."""
+
+
+class NotResetError(RuntimeError):
+    """A row was stepped before it was ever reset."""
+
+
+@dataclass
+class StepResult:
+    """What one engine step returns, for all B rows.
+
+    Attributes:
+        frames: decoded frames (B, H, W, 3) uint8.
+        latents: clean latents of the block (B, N, C).
+        reward: predicted reward (B,), clipped to the model's reward range.
+        termination: predicted probability that the episode ended at this block (B,).
+    """
+
+    frames: torch.Tensor
+    latents: torch.Tensor
+    reward: torch.Tensor
+    termination: torch.Tensor
+
+
+class WorldModel:
+    """A batch of ``batch_size`` independent rollouts of one model, each with its own cache rows and RNG."""
+
+    def __init__(
+        self,
+        model: Model,
+        batch_size: int = 1,
+        *,
+        device: str | torch.device = "cpu",
+        dtype: str = "float32",
+        sampler: SamplerConfig | None = None,
+    ) -> None:
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if dtype not in DTYPES:
+            raise ValueError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
+        self.device = torch.device(device)
+        if self.device.type == "cuda" and not torch.cuda.is_available():
+            raise RuntimeError("device 'cuda' was requested but CUDA is not available; use device='cpu'")
+        self.model = model.to(self.device).eval()
+        self.config = model.config
+        self.dtype = dtype
+        self.sampler = sampler or self.config.sampler
+        self.schedule = flow_schedule(self.sampler.steps, self.sampler.shift)
+        dyn, ae = self.config.dynamics, self.config.autoencoder
+        act = self.config.action
+        self.cache = KVCache(
+            layers=dyn.depth,
+            batch_size=batch_size,
+            sink=dyn.sink,
+            window=dyn.window,
+            tokens=ae.tokens,
+            heads=dyn.heads,
+            head_dim=dyn.dim // dyn.heads,
+            latent_channels=ae.latent_channels,
+            action_width=act.width,
+            action_dtype=torch.float32 if act.kind == "box" else torch.int64,
+            device=self.device,
+            dtype=DTYPES[dtype],
+        )
+        self.generators = [torch.Generator(device=self.device) for _ in range(batch_size)]
+        for i, g in enumerate(self.generators):
+            g.manual_seed(i)
+        self.steps = torch.zeros(batch_size, dtype=torch.int64)  # blocks generated since each row's reset
+        self.is_reset = torch.zeros(batch_size, dtype=torch.bool)
+        self._all = torch.arange(batch_size, device=self.device)
+
+    @property
+    def batch_size(self) -> int:
+        return self.cache.batch_size
+
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        if self.dtype == "bfloat16":
+            return torch.autocast(self.device.type, dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def _rows(self, rows: Sequence[int] | torch.Tensor | None) -> torch.Tensor:
+        if rows is None:
+            return self._all
+        r = torch.as_tensor(rows, dtype=torch.int64).reshape(-1)
+        if r.numel() and (int(r.min()) < 0 or int(r.max()) >= self.batch_size):
+            raise IndexError(f"rows must lie in [0, {self.batch_size}), got {r.tolist()}")
+        if len(set(r.tolist())) != r.numel():
+            raise ValueError(f"rows must not repeat, got {r.tolist()}")
+        return r.to(self.device)
+
+    # ------------------------------------------------------------------ commit
+    def _commit(
+        self,
+        rows: torch.Tensor,
+        x0: torch.Tensor,
+        actions: torch.Tensor,
+        null: torch.Tensor,
+        context: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None,
+        position: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Commit pass for rows (R,): write the clean block x0 (R, N, C); return reward, termination logit (R,)."""
+        dyn = self.model.dynamics
+        if context is None:
+            view = self.cache.view(rows)
+            context, position = dyn.rotate_context(view), view.filled
+        t = torch.full((len(rows),), self.sampler.commit_noise, device=self.device)
+        out = dyn.forward_cached(x0, t, actions, null, context, position, commit=True)
+        bad = ~(torch.isfinite(out.k).flatten(2).all(-1).all(0) & torch.isfinite(out.v).flatten(2).all(-1).all(0))
+        bad |= ~(torch.isfinite(out.reward) & torch.isfinite(out.term_logit))
+        if bool(bad.any()):
+            raise NumericsError(f"non-finite keys/values or heads for rows {rows[bad].tolist()}; nothing was committed")
+        self.cache.append(out.k, out.v, x0, actions, null, rows)
+        return out.reward, out.term_logit
+
+    # ------------------------------------------------------------------ reset
+    @torch.inference_mode()
+    def reset(
+        self,
+        rows: Sequence[int] | torch.Tensor | None,
+        frames: torch.Tensor | np.ndarray,
+        actions: Any = None,
+        seeds: Sequence[int] | None = None,
+    ) -> torch.Tensor:
+        """Flush rows and pre-fill them from start frames.
+
+        Args:
+            rows: rows to reset (None = all).
+            frames: (R, F, H, W, 3) uint8 context, oldest first; the last frame is the first observation.
+            actions: optional (R, F) sequence of actions that led to each frame (None = unknown for all).
+            seeds: one seed per row for the row's noise generator (None = keep the generators as they are).
+
+        Returns:
+            the latents of the last context frame (R, N, C).
+        """
+        r = self._rows(rows)
+        R = len(r)
+        frames = torch.as_tensor(np.asarray(frames) if not isinstance(frames, torch.Tensor) else frames)
+        H, W = self.config.autoencoder.frame_height, self.config.autoencoder.frame_width
+        if frames.dim() != 5 or frames.shape[0] != R or tuple(frames.shape[2:]) != (H, W, 3) or frames.dtype != torch.uint8:
+            raise ValueError(
+                f"reset frames must be uint8 of shape ({R}, F, {H}, {W}, 3), got {tuple(frames.shape)} {frames.dtype}"
+            )
+        F = frames.shape[1]
+        if not 1 <= F <= self.cache.slots:
+            raise ValueError(f"reset needs 1..{self.cache.slots} context frames, got {F}")
+        if seeds is not None and len(seeds) != R:
+            raise ValueError(f"need one seed per reset row ({R}), got {len(seeds)}")
+        act_cfg = self.config.action
+        if actions is None:
+            acts = torch.zeros(R, F, act_cfg.width, dtype=self.cache.actions.dtype, device=self.device)
+            null = torch.ones(R, F, dtype=torch.bool, device=self.device)
+        else:
+            if len(actions) != R:
+                raise ValueError(f"need one action sequence per reset row ({R}), got {len(actions)}")
+            acts = torch.stack([to_tensor(act_cfg, list(a), F, self.device) for a in actions])  # (R, F, A)
+            null = torch.zeros(R, F, dtype=torch.bool, device=self.device)
+            null[:, 0] = True  # the first frame's action is never known
+        with self._autocast():
+            flat = frames.to(self.device).flatten(0, 1)  # (R*F, H, W, 3)
+            latents = torch.cat([self.model.autoencoder.encode(flat[i : i + 1]) for i in range(R * F)]).float()
+        latents = latents.view(R, F, *latents.shape[1:])  # (R, F, N, C)
+        saved = self.cache.get_rows(r)
+        self.cache.reset_rows(r)
+        try:
+            with self._autocast():
+                # one row at a time: a row's fresh state never depends on which rows reset with it
+                for i in range(R):
+                    for f in range(F):
+                        self._commit(r[i : i + 1], latents[i : i + 1, f], acts[i : i + 1, f], null[i : i + 1, f])
+        except Exception:
+            self.cache.set_rows(r, saved)  # a failed reset leaves the rows as they were
+            raise
+        if seeds is not None:
+            for i, s in zip(r.tolist(), seeds):
+                self.generators[i].manual_seed(int(s))
+        self.steps[r.cpu()] = 0
+        self.is_reset[r.cpu()] = True
+        return latents[:, -1]
+
+    # ------------------------------------------------------------------ step
+    @torch.inference_mode()
+    def step(self, actions: Any) -> StepResult:
+        """Generate one block for every row under ``actions`` (B actions in the model's space)."""
+        if not bool(self.is_reset.all()):
+            missing = (~self.is_reset).nonzero().flatten().tolist()
+            raise NotResetError(f"rows {missing} were never reset; call reset() before step()")
+        a = to_tensor(self.config.action, actions, self.batch_size, self.device)  # (B, A)
+        null = torch.zeros(self.batch_size, dtype=torch.bool, device=self.device)
+        dyn = self.model.dynamics
+        ae = self.config.autoencoder
+        states = [g.get_state() for g in self.generators]
+        try:
+            with self._autocast():
+                # 1. read the cache once: every pass below attends to the same context
+                view = self.cache.view()
+                context = dyn.rotate_context(view)
+                # 2. denoise from per-row noise; the passes only read the cache
+                noise = draw_noise(self.generators, (ae.tokens, ae.latent_channels), self.device)  # (B, N, C)
+
+                def denoise(x: torch.Tensor, t: float) -> torch.Tensor:
+                    tt = torch.full((self.batch_size,), t, device=self.device)
+                    return dyn.forward_cached(x, tt, a, null, context, view.filled, commit=False).pred.float()
+
+                x0 = sample(denoise, noise, self.schedule)  # (B, N, C)
+                bad = ~torch.isfinite(x0).flatten(1).all(1)
+                if bool(bad.any()):
+                    raise NumericsError(f"non-finite latents for rows {bad.nonzero().flatten().tolist()}; nothing was committed")
+                # 3. decode before committing, so a failure leaves the cache untouched
+                pixels = self.model.autoencoder.decode_float(x0)  # (B, H, W, 3)
+                bad = ~torch.isfinite(pixels).flatten(1).all(1)
+                if bool(bad.any()):
+                    raise NumericsError(f"non-finite frames for rows {bad.nonzero().flatten().tolist()}; nothing was committed")
+                # 4. one commit pass writes the clean block
+                reward, term_logit = self._commit(self._all, x0, a, null, context, view.filled)
+        except Exception:
+            for g, s in zip(self.generators, states):
+                g.set_state(s)
+            raise
+        frames = ((pixels.float() + 1.0) * 127.5).round().clamp(0, 255).to(torch.uint8)  # (B, H, W, 3)
+        lo, hi = self.config.reward_range
+        self.steps += 1
+        return StepResult(frames, x0, reward.float().clamp(lo, hi), torch.sigmoid(term_logit.float()))
+
+    # ------------------------------------------------------------------ cache operations
+    @torch.inference_mode()
+    def flush(self, rows: Sequence[int] | torch.Tensor | None = None) -> None:
+        """KV flush: keep the sink and the newest block of rows, drop the rest of their window."""
+        self.cache.keep_sink_and_last(self._rows(rows))
+
+    @torch.inference_mode()
+    def recache(self, rows: Sequence[int] | torch.Tensor | None = None, actions: Any = None) -> None:
+        """Re-commit the blocks in rows' caches, in order, from their stored clean latents.
+
+        Args:
+            rows: rows to recache (None = all).
+            actions: None keeps each block's stored action; otherwise one action (in the
+                model's space) per row, used as the conditioning of every non-null block.
+        """
+        r = self._rows(rows)
+        new = None if actions is None else to_tensor(self.config.action, actions, len(r), self.device)
+        order = self.cache.order()
+        for i, row in enumerate(r.tolist()):
+            n = int(self.cache.filled()[row])
+            slots = order[row, :n]
+            lat = self.cache.latents[row, slots].clone()  # (n, N, C)
+            acts = self.cache.actions[row, slots].clone()  # (n, A)
+            null = self.cache.null[row, slots].clone()  # (n,)
+            if new is not None:
+                acts[~null] = new[i]
+            one = torch.tensor([row], device=self.device)
+            saved = self.cache.get_rows(one)
+            self.cache.reset_rows(one)
+            try:
+                with self._autocast():
+                    for j in range(n):
+                        self._commit(one, lat[j : j + 1], acts[j : j + 1], null[j : j + 1])
+            except Exception:
+                self.cache.set_rows(one, saved)
+                raise
+
+    # ------------------------------------------------------------------ snapshots
+    def get_state(self, rows: Sequence[int] | torch.Tensor | None = None) -> dict[str, Any]:
+        """A deep copy of rows' full state: cache, positions, RNG and step counters."""
+        r = self._rows(rows)
+        return {
+            "cache": self.cache.get_rows(r),
+            "rng": [self.generators[i].get_state() for i in r.tolist()],
+            "steps": self.steps[r.cpu()].clone(),
+            "is_reset": self.is_reset[r.cpu()].clone(),
+        }
+
+    def set_state(self, rows: Sequence[int] | torch.Tensor | None, state: dict[str, Any]) -> None:
+        """Restore rows from `get_state` output (possibly taken from other rows of the same model)."""
+        r = self._rows(rows)
+        if set(state) != {"cache", "rng", "steps", "is_reset"} or len(state["rng"]) != len(r):
+            raise ValueError(f"state does not fit {len(r)} rows; pass the output of get_state() for as many rows")
+        self.cache.set_rows(r, state["cache"])
+        for i, s in zip(r.tolist(), state["rng"]):
+            self.generators[i].set_state(s.clone())
+        self.steps[r.cpu()] = state["steps"].clone()
+        self.is_reset[r.cpu()] = state["is_reset"].clone()
