@@ -20,6 +20,9 @@ class NoDisplayError(RuntimeError):
     """No screen to open a window on. Picklable (one str)."""
 
 
+HEADLESS_DRIVERS = ("dummy", "offscreen")
+
+
 @dataclass
 class Window:
     surface: Any
@@ -47,6 +50,21 @@ def check_display() -> None:
         )
 
 
+def check_driver(driver: str, allow_headless: bool = False) -> None:
+    """Raise `NoDisplayError` if SDL opened the window on an invisible driver and that was not allowed.
+
+    pygame 2.6 does not fail when ``DISPLAY`` is unset or unreachable: SDL silently falls
+    back to its ``offscreen`` driver and the window exists nowhere. Call this after
+    ``pygame.display.set_mode`` with ``pygame.display.get_driver()``.
+    """
+    if driver in HEADLESS_DRIVERS and not allow_headless:
+        raise NoDisplayError(
+            f"no display: SDL opened an invisible window (video driver {driver!r}), so nobody could see it or "
+            f"press keys. Check that DISPLAY points to a running X server (or run under `xvfb-run`); set "
+            f"SDL_VIDEODRIVER=dummy only for tests and unattended runs"
+        )
+
+
 def show_frame(window: Window | None, frame: np.ndarray, fps: int, title: str, min_size: int = 384) -> Window:
     """Draw an (H, W, 3) uint8 frame in the window (opened on first use) and wait for the frame time."""
     pygame = import_pygame()
@@ -57,6 +75,7 @@ def show_frame(window: Window | None, frame: np.ndarray, fps: int, title: str, m
         h, w = frame.shape[:2]
         scale = max(1, min_size // max(h, w))
         surface = pygame.display.set_mode((w * scale, h * scale))
+        check_driver(pygame.display.get_driver(), allow_headless=os.environ.get("SDL_VIDEODRIVER") in HEADLESS_DRIVERS)
         pygame.display.set_caption(title)
         window = Window(surface, pygame.time.Clock(), scale)
     pygame.event.pump()

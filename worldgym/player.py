@@ -1,0 +1,717 @@
+"""Play a worldgym env (or any Gymnasium env with RGB frames) with the keyboard in a pygame window.
+
+    worldgym play                                   # the shipped neural CartPole
+    worldgym play worldgym/CartPoleReal-v0          # its real twin
+    worldgym play assets/models/cartpole            # a checkpoint directory
+    worldgym play --side-by-side                    # real twin left, neural env right, same keys
+    worldgym play --agent scripted --record data/play --video play.gif
+
+Keys: the env's keymap (configs/keymaps/<Env>.yaml, else the default for its action
+space; arrows and WASD), R reset, P pause, N one step while paused, Tab switch between
+you and the loaded agent (--agent), Esc quit. Held keys are read at display rate (about
+60 Hz) and applied at the next step (one latent block); a tap shorter than a frame still
+counts. With no key held the keymap's idle action is sent. The heads-up display shows
+frames per second, step milliseconds, the step count, the action, and the predicted
+reward and termination.
+
+Without a display (no DISPLAY, or SDL falling back to its invisible offscreen driver) the
+player stops with an error instead of waiting for keys in a window nobody sees: run it on
+a desktop or under `xvfb-run`. `--headless` (with SDL_VIDEODRIVER=dummy) allows unattended
+runs that end by themselves (--max-steps), e.g. to make a screenshot.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import importlib
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import gymnasium as gym
+import numpy as np
+
+from worldgym.display import HEADLESS_DRIVERS, NoDisplayError, check_display, check_driver, import_pygame
+from worldgym.keymap import ActionMapper, find_keymap, load_keymap, space_kind
+from worldgym.video import open_video, upscale
+
+log = logging.getLogger(__name__)
+
+DEFAULT_ENV = "worldgym/CartPole-v0"
+HELP_LINE = "R reset  P pause  N step  Tab human/agent  Esc quit"
+MIN_WIDTH = 520  # room for the HUD lines
+MESSAGE_TICKS = 180  # how long a HUD message stays (display frames)
+Policy = Callable[[Any], Any]
+
+
+class PlayerError(RuntimeError):
+    """The player cannot start (bad env, bad agent spec, no way to record)."""
+
+
+# ----------------------------------------------------------------------------------------
+# Agents: any callable obs -> action
+# ----------------------------------------------------------------------------------------
+def pole_lean(frame: np.ndarray) -> float:
+    """How far CartPole's pole leans right, from pixels: -dx/dy of a line fit to the tan pole pixels."""
+    f = frame.astype(np.int16)
+    ys, xs = np.nonzero(f[..., 0] - f[..., 2] > 30)  # the pole is tan (R >> B); cart, rail, sky are grey
+    if len(ys) < 2 or ys.max() == ys.min():
+        return 0.0
+    return float(-np.polyfit(ys, xs, 1)[0])  # image y grows downwards
+
+
+class ScriptedCartPole:
+    """Push toward the side the pole leans, plus a damping term from the lean's change (pixels only)."""
+
+    def __init__(self, damping: float = 4.0):
+        self.damping, self.previous = damping, None
+
+    def reset(self) -> None:
+        self.previous = None
+
+    def __call__(self, obs: np.ndarray) -> int:
+        lean = pole_lean(obs)
+        change = 0.0 if self.previous is None else lean - self.previous
+        self.previous = lean
+        return int(lean + self.damping * change > 0)
+
+
+class RandomPolicy:
+    """Uniform random actions from a seeded copy of the action space."""
+
+    def __init__(self, space: gym.Space, seed: int | None = None):
+        self.space = space
+        self.space.seed(seed)
+
+    def __call__(self, obs: Any) -> Any:
+        return self.space.sample()
+
+
+def load_agent(spec: str, env: gym.Env, seed: int | None = None) -> Policy:
+    """An agent from ``random``, ``scripted`` (CartPole from pixels) or ``module:callable``.
+
+    ``module:callable`` imports ``module`` and takes attribute ``callable``: a function
+    ``obs -> action``, or a class/factory called with no arguments that returns one.
+    """
+    if spec == "random":
+        return RandomPolicy(copy.deepcopy(env.action_space), seed)
+    if spec == "scripted":
+        if not isinstance(env.action_space, gym.spaces.Discrete) or env.action_space.n != 2:
+            raise PlayerError(f"the scripted agent plays CartPole (Discrete(2)); this env takes {env.action_space}")
+        return ScriptedCartPole()
+    module_name, _, attr = spec.partition(":")
+    if not module_name or not attr:
+        raise PlayerError(f"--agent must be 'random', 'scripted' or 'module:callable', got {spec!r}")
+    try:
+        obj = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as e:
+        raise PlayerError(f"cannot load agent {spec!r}: {e}") from e
+    if isinstance(obj, type):
+        obj = obj()
+    if not callable(obj):
+        raise PlayerError(f"agent {spec!r} is a {type(obj).__name__}, not a callable obs -> action")
+    return obj
+
+
+# ----------------------------------------------------------------------------------------
+# Recording: episodes to the dataset format, frames to a video
+# ----------------------------------------------------------------------------------------
+@dataclass
+class EpisodeBuffer:
+    """One episode as played: T+1 observations, T actions/rewards/flags, and its reset seed."""
+
+    seed: int | None
+    observations: list = field(default_factory=list)
+    actions: list = field(default_factory=list)
+    rewards: list = field(default_factory=list)
+    terminations: list = field(default_factory=list)
+    truncations: list = field(default_factory=list)
+    states: list = field(default_factory=list)  # the source env's state per observation (real twins), else None
+
+
+class DatasetRecorder:
+    """Write every played episode with `worldgym.dataset.DatasetWriter`.
+
+    An episode cut short by R, Esc or the end of the run is written with its last step
+    marked truncated; an episode with no step is dropped.
+    """
+
+    def __init__(self, path: str | Path, env: gym.Env, metadata: dict):
+        try:
+            from worldgym.dataset import DatasetWriter
+        except ImportError as e:
+            raise PlayerError(f"recording needs worldgym.dataset, which cannot be imported: {e}") from e
+        self.writer = DatasetWriter(path, env.observation_space, env.action_space, metadata)
+        self.path = Path(path)
+        self.episode: EpisodeBuffer | None = None
+        self.episodes = 0
+
+    def start(self, obs: np.ndarray, seed: int | None, state: np.ndarray | None = None) -> None:
+        self.finish()
+        self.episode = EpisodeBuffer(seed, [np.asarray(obs).copy()], states=[state])
+
+    def add(
+        self, action: Any, reward: float, terminated: bool, truncated: bool, obs: np.ndarray, state: np.ndarray | None = None
+    ) -> None:
+        assert self.episode is not None, "start() before add()"
+        ep = self.episode
+        ep.states.append(state)
+        ep.actions.append(np.asarray(action).copy())
+        ep.rewards.append(float(reward))
+        ep.terminations.append(bool(terminated))
+        ep.truncations.append(bool(truncated))
+        ep.observations.append(np.asarray(obs).copy())
+        if terminated or truncated:
+            self.finish()
+
+    def finish(self) -> None:
+        """Write the current episode (if it has a step), marking an unfinished one truncated."""
+        ep, self.episode = self.episode, None
+        if ep is None or not ep.actions:
+            return
+        if not (ep.terminations[-1] or ep.truncations[-1]):
+            ep.truncations[-1] = True
+        self.writer.add_episode(
+            np.stack(ep.observations),
+            np.stack(ep.actions),
+            np.asarray(ep.rewards, dtype=np.float32),
+            np.asarray(ep.terminations, dtype=bool),
+            np.asarray(ep.truncations, dtype=bool),
+            seed=ep.seed,
+            states=None if any(s is None for s in ep.states) else np.stack(ep.states),
+        )
+        self.episodes += 1
+
+    def close(self) -> None:
+        self.finish()
+        self.writer.close()
+
+
+# ----------------------------------------------------------------------------------------
+# The player
+# ----------------------------------------------------------------------------------------
+@dataclass
+class Side:
+    """One env shown in the window: its frame and what its last step returned."""
+
+    env: gym.Env
+    label: str
+    obs: Any = None
+    frame: np.ndarray | None = None
+    reward: float = 0.0
+    episode_return: float = 0.0
+    terminated: bool = False
+    truncated: bool = False
+    termination: float = 0.0
+    step_ms: float = 0.0
+    info: dict = field(default_factory=dict)
+
+
+def compose(frames: list[np.ndarray], scale: int, gap: int = 4) -> np.ndarray:
+    """Frames side by side, scaled up by ``scale`` with nearest neighbour, on a dark canvas -> (H, W, 3)."""
+    scaled = [upscale(f, scale) for f in frames]
+    h = max(f.shape[0] for f in scaled)
+    w = sum(f.shape[1] for f in scaled) + gap * (len(scaled) - 1)
+    canvas = np.full((h, w, 3), 24, dtype=np.uint8)  # (H, W, 3)
+    x = 0
+    for f in scaled:
+        canvas[: f.shape[0], x : x + f.shape[1]] = f
+        x += f.shape[1] + gap
+    return canvas
+
+
+def frame_of(env: gym.Env, obs: Any) -> np.ndarray:
+    """The env's current RGB frame: ``render()`` (render_mode rgb_array), checked to be (H, W, 3) uint8."""
+    frame = env.render()
+    if frame is None and isinstance(obs, np.ndarray):
+        frame = obs
+    frame = np.asarray(frame)
+    if frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
+        raise PlayerError(f"the player shows (H, W, 3) uint8 frames, but the env rendered {frame.shape} {frame.dtype}")
+    return frame
+
+
+def context_frames(env: gym.Env) -> int:
+    """How many frames a world-model env's reset takes as context (1 for any other env)."""
+    model = getattr(env.unwrapped, "model", None)
+    return int(getattr(getattr(model, "config", None), "context_frames", 1))
+
+
+def check_render_mode(env: gym.Env) -> None:
+    if env.render_mode != "rgb_array":
+        raise ValueError(f"the player needs an env made with render_mode='rgb_array', got {env.render_mode!r}")
+
+
+class Player:
+    """The keyboard player's state machine; `tick(events)` advances it by one display frame.
+
+    Tests drive `tick` with hand-made pygame events and an off-screen surface; `run()` is
+    the real-time loop on top (events from the window's queue, a clock at display rate).
+
+    Args:
+        env: the env played, made with ``render_mode="rgb_array"``.
+        mapper: keys -> action for ``env.action_space``.
+        twin: an env shown left of ``env`` (side-by-side mode) and stepped with the same
+            actions; at every reset ``env`` starts from the twin's first frame (``start_options``).
+        agent: a callable ``obs -> action`` that Tab hands control to.
+        seed: seeds the sequence of episode seeds (each reset draws the next one).
+        ticks_per_step: display frames per env step (held keys are read every frame).
+        scale: integer nearest-neighbour upscaling of frames (default: frames at least 384 px).
+        surface: draw here instead of opening a window (tests, screenshots).
+        hud: draw the heads-up display.
+        recorder: writes played episodes (`DatasetRecorder`); the player closes it.
+        video: a `worldgym.video` writer for the shown frames (no HUD); the player closes it.
+        start_options: ``(frames (F, H, W, 3), actions) -> reset options`` that start ``env``
+            from the twin's first frames (default ``{"frames": ..., "actions": ...}``).
+        start_with_agent: hand control to the agent from the first step.
+        title: window title prefix.
+    """
+
+    def __init__(
+        self,
+        env: gym.Env,
+        mapper: ActionMapper,
+        *,
+        twin: gym.Env | None = None,
+        agent: Policy | None = None,
+        seed: int | None = None,
+        ticks_per_step: int = 1,
+        scale: int | None = None,
+        surface: Any = None,
+        hud: bool = True,
+        recorder: DatasetRecorder | None = None,
+        video: Any = None,
+        start_options: Callable[[np.ndarray], dict] | None = None,
+        start_with_agent: bool = False,
+        title: str = "worldgym play",
+    ):
+        check_render_mode(env)
+        if twin is not None:
+            check_render_mode(twin)
+            if twin.action_space != env.action_space:
+                raise PlayerError(f"side by side needs the same action space, got {twin.action_space} and {env.action_space}")
+        if ticks_per_step < 1:
+            raise ValueError(f"ticks_per_step must be >= 1, got {ticks_per_step}")
+        self.pg = import_pygame()
+        self.main = Side(env, "neural" if twin is not None else "")
+        self.sides = [Side(twin, "real"), self.main] if twin is not None else [self.main]
+        self.mapper, self.agent = mapper, agent
+        self.rng = np.random.default_rng(seed)
+        self.ticks_per_step, self.scale, self.hud = ticks_per_step, scale, hud
+        self.surface, self.recorder, self.video = surface, recorder, video
+        self.start_options = start_options or (lambda frames, actions: {"frames": frames, "actions": actions})
+        self.title = title
+        self.use_agent = start_with_agent and agent is not None
+        self.held: list[str] = []  # key names held, oldest press first
+        self.tapped: list[str] = []  # pressed since the last step (kept even if released before it)
+        self.paused = False
+        self.quit = False
+        self.steps = 0  # steps in this episode
+        self.total_steps = 0
+        self.episodes = 0
+        self.ticks = 0
+        self.action: Any = None
+        self.message = ""
+        self._message_until = 0
+        self.fps = 0.0
+        self.seed: int | None = None
+        self._reset_requested = True
+        self._single_step = False
+        self._episode_over = False
+        self._font: Any = None
+        self._caption = ""
+        self._window_opened = False
+
+    # -- events ------------------------------------------------------------------------
+    def handle(self, event: Any) -> None:
+        """Apply one pygame event: control keys act at once, other keys join or leave the held set."""
+        pg = self.pg
+        if event.type == pg.QUIT:
+            self.quit = True
+        elif event.type == pg.KEYDOWN:
+            name = pg.key.name(event.key).lower()
+            if event.key == pg.K_ESCAPE:
+                self.quit = True
+            elif event.key == pg.K_r:
+                self._reset_requested = True
+            elif event.key == pg.K_p:
+                self.paused = not self.paused
+            elif event.key == pg.K_n:
+                if self.paused:
+                    self._single_step = True
+                else:
+                    self.paused = True
+            elif event.key == pg.K_TAB:
+                if self.agent is None:
+                    self.say("no agent: start with --agent random|scripted|module:callable")
+                else:
+                    self.use_agent = not self.use_agent
+            else:
+                if name in self.held:
+                    self.held.remove(name)
+                self.held.append(name)
+                self.tapped.append(name)
+        elif event.type == pg.KEYUP:
+            name = pg.key.name(event.key).lower()
+            if name in self.held:
+                self.held.remove(name)
+        elif event.type == getattr(pg, "WINDOWFOCUSLOST", -1):
+            self.held.clear()  # keys released while unfocused never send KEYUP
+
+    def say(self, message: str) -> None:
+        """Show ``message`` in the HUD for a few seconds."""
+        self.message, self._message_until = message, self.ticks + MESSAGE_TICKS
+
+    def keys_for_step(self) -> list[str]:
+        """Held keys plus keys tapped since the last step, oldest first."""
+        return [k for k in self.tapped if k not in self.held] + self.held
+
+    # -- env -------------------------------------------------------------------------------
+    def reset(self) -> None:
+        """Start a new episode in every env (the twin first; the neural env from its frame)."""
+        if self.recorder is not None:
+            self.recorder.finish()
+        self.seed = int(self.rng.integers(2**31))
+        if len(self.sides) == 2:
+            # the twin plays the neural env's context frames (idle actions), then both go on from there
+            twin = self.sides[0]
+            twin.obs, info = twin.env.reset(seed=self.seed)
+            frames, actions = [frame_of(twin.env, twin.obs)], [self.mapper.neutral()]
+            for _ in range(context_frames(self.main.env) - 1):
+                actions.append(self.mapper.action([]))
+                twin.obs, *_ = twin.env.step(actions[-1])
+                frames.append(frame_of(twin.env, twin.obs))
+            twin.frame = frames[-1]
+            options = self.start_options(np.stack(frames), actions)  # (F, H, W, 3)
+            self.main.obs, info = self.main.env.reset(seed=self.seed, options=options)
+        else:
+            self.main.obs, info = self.main.env.reset(seed=self.seed)
+        self.main.frame = frame_of(self.main.env, self.main.obs)
+        for side in self.sides:
+            side.reward = side.episode_return = side.termination = 0.0
+            side.terminated = side.truncated = False
+        self.steps, self.action, self._episode_over = 0, None, False
+        self.episodes += 1
+        self.tapped.clear()
+        if hasattr(self.agent, "reset"):
+            self.agent.reset()
+        if self.recorder is not None:
+            self.recorder.start(self.main.obs, self.seed, info.get("state"))
+        if self.video is not None:
+            self.video.append(compose([s.frame for s in self.sides], 1))
+
+    def step(self) -> None:
+        """One env step (one latent block) with the human's keys or the agent's action."""
+        if self.use_agent:
+            action = self.agent(self.main.obs)
+        else:
+            action = self.mapper.action(self.keys_for_step())
+        self.tapped.clear()
+        self.action = action
+        for side in self.sides:
+            start = time.perf_counter()
+            side.obs, reward, side.terminated, side.truncated, info = side.env.step(action)
+            elapsed = (time.perf_counter() - start) * 1000
+            side.frame = frame_of(side.env, side.obs)
+            side.reward = float(reward)
+            side.episode_return += side.reward
+            side.step_ms = float(info["step_ms"] if "step_ms" in info else info.get("step_time", elapsed / 1000) * 1000)
+            side.termination = float(info.get("termination_prob", float(side.terminated)))
+            side.info = info
+        self.steps += 1
+        self.total_steps += 1
+        main = self.main
+        if self.recorder is not None:
+            self.recorder.add(action, main.reward, main.terminated, main.truncated, main.obs, main.info.get("state"))
+        if self.video is not None:
+            self.video.append(compose([s.frame for s in self.sides], 1))
+        if any(s.terminated or s.truncated for s in self.sides):
+            self._episode_over = True
+
+    # -- one display frame ----------------------------------------------------------------
+    def tick(self, events: list) -> bool:
+        """Handle ``events``, reset or step if due, draw. Returns False once the player should quit."""
+        for event in events:
+            self.handle(event)
+        if self.quit:
+            return False
+        if self._reset_requested or self._episode_over:
+            self._reset_requested = False
+            self.reset()
+        elif self._single_step or (not self.paused and self.ticks % self.ticks_per_step == 0):
+            self._single_step = False
+            self.step()
+        self.ticks += 1
+        if self.message and self.ticks >= self._message_until:
+            self.message = ""
+        self.draw()
+        return True
+
+    # -- drawing ---------------------------------------------------------------------------
+    def frame_shape(self) -> tuple[int, int]:
+        """(H, W) of the main env's frames, from its observation space before the first reset."""
+        if self.main.frame is not None:
+            return self.main.frame.shape[:2]
+        shape = getattr(self.main.env.observation_space, "shape", None)
+        if shape is not None and len(shape) == 3 and shape[2] == 3:
+            return int(shape[0]), int(shape[1])
+        self.reset()
+        self._reset_requested = False
+        return self.main.frame.shape[:2]
+
+    def frame_scale(self) -> int:
+        if self.scale is not None:
+            return self.scale
+        return max(1, 384 // max(self.frame_shape()))
+
+    def hud_lines(self) -> list[str]:
+        """The heads-up display's text, one string per line."""
+        main = self.main
+        who = "agent" if self.use_agent else "human"
+        lines = [
+            f"{who}  step {self.steps}  episode {self.episodes}  {self.fps:4.0f} fps  {main.step_ms:5.1f} ms/step",
+            f"action {format_action(self.action)}  keys {'+'.join(self.keys_for_step()) or '-'}",
+        ]
+        for side in self.sides:
+            name = f"{side.label}: " if side.label else ""
+            lines.append(
+                f"{name}reward {side.reward:+.2f}  return {side.episode_return:.1f}  "
+                f"termination {side.termination:.2f}{'  END' if side.terminated or side.truncated else ''}"
+            )
+        status = []
+        if self.paused:
+            status.append("PAUSED: N step, P resume")
+        if self.recorder is not None or self.video is not None:
+            status.append("REC")
+        if self.message:
+            status.append(self.message)
+        lines.append("  ".join(status) or HELP_LINE)
+        return lines
+
+    def canvas(self) -> np.ndarray:
+        """The frames as shown (side by side, scaled), without the HUD -> (H, W, 3) uint8."""
+        return compose([s.frame for s in self.sides], self.frame_scale())
+
+    def window_size(self) -> tuple[int, int]:
+        h, w = self.frame_shape()
+        scale, n = self.frame_scale(), len(self.sides)
+        width, height = w * scale * n + 4 * (n - 1), h * scale
+        return max(width, MIN_WIDTH), height + (self._line_height() * (3 + n) + 8 if self.hud else 0)
+
+    def _line_height(self) -> int:
+        return 18
+
+    def draw(self) -> None:
+        """Draw frames and HUD on the surface (and flip the window if the player owns one)."""
+        pg = self.pg
+        if self.surface is None or any(side.frame is None for side in self.sides):
+            return
+        canvas = self.canvas()
+        self.surface.fill((16, 16, 16))
+        x0 = max(0, (self.surface.get_width() - canvas.shape[1]) // 2)  # frames centred above the HUD
+        self.surface.blit(pg.surfarray.make_surface(np.ascontiguousarray(canvas.transpose(1, 0, 2))), (x0, 0))
+        if self.hud:
+            if self._font is None:
+                pg.font.init()
+                self._font = pg.font.Font(None, 20)
+            if len(self.sides) == 2:
+                x = x0
+                for side in self.sides:
+                    self._text(side.label, (x + 4, 4), background=(0, 0, 0))
+                    x += side.frame.shape[1] * self.frame_scale() + 4
+            y = canvas.shape[0] + 4
+            for line in self.hud_lines():
+                self._text(line, (6, y))
+                y += self._line_height()
+        if self._window_opened:
+            pg.display.flip()
+            caption = f"{self.title} | step {self.steps} | {'agent' if self.use_agent else 'human'}{' | paused' if self.paused else ''}"
+            if caption != self._caption:
+                pg.display.set_caption(caption)
+                self._caption = caption
+
+    def _text(self, text: str, pos: tuple[int, int], background: tuple[int, int, int] | None = None) -> None:
+        image = self._font.render(text, True, (235, 235, 235), background)
+        self.surface.blit(image, pos)
+
+    # -- the real-time loop ------------------------------------------------------------------
+    def open(self, allow_headless: bool = False) -> None:
+        """Open the window; refuse an invisible one (see `worldgym.display.check_driver`)."""
+        pg = self.pg
+        if self.surface is not None:
+            return
+        check_display()
+        size = self.window_size()
+        pg.display.init()
+        try:
+            self.surface = pg.display.set_mode(size)
+            check_driver(pg.display.get_driver(), allow_headless)
+        except Exception:
+            pg.display.quit()
+            raise
+        self._window_opened = True
+        pg.key.set_repeat()  # held keys are tracked by KEYDOWN/KEYUP, never by auto-repeat
+
+    def run(self, max_steps: int | None = None, display_fps: float = 60.0, allow_headless: bool = False,
+            screenshot: str | Path | None = None) -> None:  # fmt: skip
+        """Play until Esc, window close or ``max_steps`` steps; always closes recorders and the window."""
+        pg = self.pg
+        try:
+            self.open(allow_headless)
+            clock = pg.time.Clock()
+            while self.tick(pg.event.get()):
+                clock.tick(display_fps)
+                self.fps = clock.get_fps()
+                if max_steps is not None and self.total_steps >= max_steps:
+                    break
+            if screenshot is not None:
+                self.save_screenshot(screenshot)
+        finally:
+            self.close()
+
+    def save_screenshot(self, path: str | Path) -> None:
+        """Save what the window shows (frames and HUD) as a PNG."""
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        self.pg.image.save(self.surface, str(path))
+
+    def close(self) -> None:
+        """Finish recordings and close the window (not the envs: their owner closes them)."""
+        try:
+            if self.recorder is not None:
+                self.recorder.close()
+            if self.video is not None:
+                self.video.close()
+        finally:
+            self.recorder = self.video = None
+            if self._window_opened:
+                self.pg.display.quit()
+                self._window_opened = False
+
+
+def format_action(action: Any) -> str:
+    if action is None:
+        return "-"
+    if isinstance(action, np.ndarray):
+        return np.array2string(action, precision=2, separator=",")
+    return str(action)
+
+
+# ----------------------------------------------------------------------------------------
+# Command line
+# ----------------------------------------------------------------------------------------
+def make_env(target: str, **kwargs: Any) -> tuple[gym.Env, str]:
+    """An env with rgb_array rendering from an env id or a checkpoint path, and the name its keymap is filed under."""
+    path = Path(target)
+    if path.exists():
+        from worldgym.env import WorldModelEnv
+
+        env = WorldModelEnv(checkpoint=path, render_mode="rgb_array", **kwargs)
+        name = getattr(getattr(env, "config", None), "name", None) or path.name
+        return env, str(name)
+    from worldgym.registration import register_all
+
+    register_all()  # what `import worldgym` does (idempotent), in case the package was imported oddly
+    try:
+        return gym.make(target, render_mode="rgb_array", **kwargs), target
+    except gym.error.Error as e:
+        raise PlayerError(f"cannot make {target!r}: {e}. Pass a registered env id or a checkpoint directory") from e
+
+
+def twin_id(env: gym.Env, name: str) -> str:
+    """The registered real twin of a neural env: its model's ``real_twin``, else ``worldgym/<Name>Real-v0``."""
+    from worldgym.keymap import env_name
+
+    from worldgym.twins import TWINS
+
+    model = getattr(env.unwrapped, "model", None)
+    real = getattr(getattr(model, "config", None), "real_twin", "") or env_name(name)
+    by_source = {spec.source_id: twin for twin, spec in TWINS.items()}
+    return f"worldgym/{by_source.get(real, real)}Real-v0"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("env", nargs="?", default=DEFAULT_ENV, help=f"env id or checkpoint directory (default {DEFAULT_ENV})")
+    parser.add_argument("--keymap", help="keymap YAML (default configs/keymaps/<Env>.yaml, else the action space's default)")
+    parser.add_argument("--side-by-side", action="store_true", help="show the real twin next to the neural env, driven by the same keys")
+    parser.add_argument("--twin", help="env id of the twin for --side-by-side (default worldgym/<Name>Real-v0)")
+    parser.add_argument("--agent", help="policy for Tab: random, scripted (CartPole) or module:callable (obs -> action)")
+    parser.add_argument("--start", choices=("human", "agent"), default="human", help="who controls the first step")
+    parser.add_argument("--seed", type=int, default=None, help="seed of the episode seeds")
+    parser.add_argument("--fps", type=float, default=None, help="env steps per second (default: the env's render_fps)")
+    parser.add_argument("--scale", type=int, default=None, help="integer upscaling of frames (default: at least 384 px)")
+    parser.add_argument("--no-hud", action="store_true", help="hide the heads-up display")
+    parser.add_argument("--paused", action="store_true", help="start paused (N steps, P resumes)")
+    parser.add_argument("--record", metavar="PATH", help="write played episodes to this dataset")
+    parser.add_argument("--video", metavar="PATH", help="write the shown frames to a .gif (or .mp4 with ffmpeg)")
+    parser.add_argument("--video-scale", type=int, default=4, help="nearest-neighbour upscaling of video frames")
+    parser.add_argument("--max-steps", type=int, default=None, help="quit after this many steps")
+    parser.add_argument("--screenshot", metavar="PATH", help="save the window as PNG when the player quits")
+    parser.add_argument("--headless", action="store_true", help="allow an invisible window (SDL_VIDEODRIVER=dummy); needs --max-steps")
+
+
+def run(args: argparse.Namespace) -> int:
+    os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
+    os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
+    if args.headless and args.max_steps is None:
+        print("worldgym play: --headless runs nobody can see; add --max-steps N so the run ends")
+        return 2
+    if os.environ.get("SDL_VIDEODRIVER") in HEADLESS_DRIVERS and not args.headless:
+        print(f"worldgym play: SDL_VIDEODRIVER={os.environ['SDL_VIDEODRIVER']} gives an invisible window; "
+              f"unset it to play, or add --headless --max-steps N for an unattended run")  # fmt: skip
+        return 2
+    try:
+        import_pygame()
+        check_display()
+    except (NoDisplayError, gym.error.DependencyNotInstalled) as e:
+        print(f"worldgym play: {e}")
+        return 2
+    envs: list[gym.Env] = []
+    try:
+        env, name = make_env(args.env)
+        envs.append(env)
+        twin = None
+        if args.side_by_side:
+            h, w = env.observation_space.shape[:2]
+            twin, _ = make_env(args.twin or twin_id(env, name), height=h, width=w)
+            envs.append(twin)
+        if args.keymap:
+            keymap, keymap_file = load_keymap(args.keymap), Path(args.keymap)
+        else:
+            keymap, keymap_file = find_keymap(name, env.action_space)
+        mapper = ActionMapper(keymap, env.action_space, strict=keymap.kind != Path(keymap_file).stem)
+        agent = load_agent(args.agent, env, args.seed) if args.agent else None
+        if args.start == "agent" and agent is None:
+            raise PlayerError("--start agent needs --agent")
+        step_fps = args.fps or float(env.metadata.get("render_fps") or 30)
+        ticks_per_step = max(1, round(60 / step_fps)) if step_fps < 60 else 1
+        recorder = None
+        if args.record:
+            meta = {"recorded_by": "worldgym play", "env": args.env, "keymap": str(keymap_file), "agent": args.agent}
+            recorder = DatasetRecorder(args.record, env, meta)
+        video = open_video(args.video, step_fps, args.video_scale) if args.video else None
+        player = Player(
+            env, mapper, twin=twin, agent=agent, seed=args.seed, ticks_per_step=ticks_per_step, scale=args.scale,
+            hud=not args.no_hud, recorder=recorder, video=video, start_with_agent=args.start == "agent",
+            title=f"worldgym play: {args.env}",
+        )  # fmt: skip
+        player.paused = args.paused
+        print(f"worldgym play {args.env} ({space_kind(env.action_space)} actions; keymap {keymap_file})")
+        print(f"  keys: {mapper.describe()}; {HELP_LINE}")
+        player.run(args.max_steps, step_fps * ticks_per_step, allow_headless=args.headless, screenshot=args.screenshot)
+        if recorder is not None:
+            print(f"recorded {recorder.episodes} episodes to {args.record}")
+        if args.video:
+            print(f"wrote {args.video}")
+        if args.screenshot:
+            print(f"wrote {args.screenshot}")
+        return 0
+    except (PlayerError, NoDisplayError, ValueError, OSError) as e:
+        print(f"worldgym play: {e}")
+        return 2
+    finally:
+        for e in envs:
+            e.close()
