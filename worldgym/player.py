@@ -610,7 +610,7 @@ def make_env(target: str, **kwargs: Any) -> tuple[gym.Env, str]:
         from worldgym.env import WorldModelEnv
 
         env = WorldModelEnv(checkpoint=path, render_mode="rgb_array", **kwargs)
-        name = getattr(getattr(env, "config", None), "name", None) or path.name
+        name = getattr(env, "name", None) or path.name
         return env, str(name)
     from worldgym.registration import register_all
 
