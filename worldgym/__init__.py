@@ -8,3 +8,7 @@ generation per step against a bounded KV cache; the envs wrap it for Gymnasium a
 """
 
 __version__ = "0.1.0"
+
+from worldgym.registration import register_all as _register_all
+
+_register_all()
