@@ -10,6 +10,9 @@ os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
 import pytest
 import torch
 
+# tiny models gain nothing from intra-op threads, and spinning OpenMP workers slow a shared machine down
+torch.set_num_threads(1)
+
 from worldgym.actions import ActionConfig
 from worldgym.autoencoder import AutoencoderConfig
 from worldgym.dynamics import DynamicsConfig

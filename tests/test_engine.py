@@ -292,3 +292,26 @@ def test_flush_keeps_sink_and_last_and_recache_recommits():
     assert torch.equal(engine.cache.latents[0, engine.cache.order()[0, :3]], lat)
     assert int(engine.cache.count[0]) == 3
     assert view.k.shape == engine.cache.view().k.shape
+
+
+def test_window_recompute_matches_cache_before_any_eviction():
+    """The cache-free baseline (`forward_window`) computes what the cached pass computes while nothing was evicted."""
+    model = tiny_model(sink=1, window=4)
+    engine = WorldModel(model, 2)
+    engine.reset(None, start_frames(model, 2), seeds=[0, 1])
+    for a in ([0, 1], [2, 2], [1, 0]):
+        engine.step(a)
+    view = engine.cache.view()
+    F = int(view.filled[0])
+    order = engine.cache.order()[:, :F]
+    rows = torch.arange(2)[:, None]
+    ctx = engine.cache.latents[rows, order]
+    acts, null = engine.cache.actions[rows, order], engine.cache.null[rows, order]
+    x = torch.randn(2, 16, 4, generator=torch.Generator().manual_seed(0))
+    t = torch.full((2,), 0.7)
+    a = torch.tensor([[1], [2]])
+    no = torch.zeros(2, dtype=torch.bool)
+    with torch.no_grad():
+        cached = model.dynamics.forward_cached(x, t, a, no, model.dynamics.rotate_context(view), view.filled, False).pred
+        window = model.dynamics.forward_window(ctx, torch.zeros(2, F), acts, null, x, t, a, no)
+    assert (cached - window).abs().max() <= 1e-5

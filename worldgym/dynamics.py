@@ -42,7 +42,7 @@ class RMSNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.rms_norm(x, (x.shape[-1],), self.weight, eps=1e-6)
+        return F.rms_norm(x, (x.shape[-1],), self.weight.to(x.dtype), eps=1e-6)
 
 
 class Attention(nn.Module):
@@ -68,13 +68,17 @@ class Attention(nn.Module):
         ctx_v: torch.Tensor,
         mask: torch.Tensor | None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """x (B, N, D) of one block against rotated context keys (B, M, H, Dh); returns (out, raw k, v)."""
+        """x (B, N, D) of one block against context buffers (B, H, M+N, Dh); returns (out, raw k, v).
+
+        The context keys are already rotated; the last N slots of both buffers are scratch
+        space this pass fills with the block's own keys and values (no concatenation).
+        """
         B, N, D = x.shape
         q, k, v = self.qkv_heads(x)  # (B, N, H, Dh)
-        qr, kr = rotate(q, cos, sin), rotate(k, cos, sin)
-        keys = torch.cat([ctx_k.to(kr.dtype), kr], dim=1).transpose(1, 2)  # (B, H, M+N, Dh)
-        vals = torch.cat([ctx_v.to(v.dtype), v], dim=1).transpose(1, 2)  # (B, H, M+N, Dh)
-        out = F.scaled_dot_product_attention(qr.transpose(1, 2), keys, vals, attn_mask=mask)  # (B, H, N, Dh)
+        qr = rotate(q, cos, sin).transpose(1, 2)  # (B, H, N, Dh)
+        ctx_k[:, :, -N:] = rotate(k, cos, sin).transpose(1, 2)
+        ctx_v[:, :, -N:] = v.transpose(1, 2)
+        out = F.scaled_dot_product_attention(qr, ctx_k, ctx_v, attn_mask=mask)  # (B, H, N, Dh)
         return self.proj(out.transpose(1, 2).reshape(B, N, D)), k, v  # (B, N, D), (B, N, H, Dh) x2
 
     def forward_sequence(
@@ -115,7 +119,7 @@ class MLP(nn.Module):
         self.out = nn.Linear(hidden, dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.out(F.gelu(self.fc(x), approximate="tanh"))
+        return self.out(F.silu(self.fc(x)))
 
 
 def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor, frames: int) -> torch.Tensor:
@@ -262,17 +266,22 @@ class Dynamics(nn.Module):
         return self.out(hn), features
 
     def rotate_context(self, view: CacheView) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Rotate a cache view's keys by their window positions; build the attention mask.
+        """Rotate a cache view's keys by their window positions into per-step attention buffers.
 
-        Returns rotated keys (L, B, M, H, Dh), values (L, B, M, H, Dh) and a bool mask (B, 1, 1, M+N).
+        Returns keys and values (L, B, H, M+N, Dh) whose last N slots are scratch space for the
+        block being generated, and a bool mask (B, 1, 1, M+N).
         """
         L, B, M, H, Dh = view.k.shape
-        positions = torch.arange(M // self.tokens, device=view.k.device)[None]  # (1, S+W)
+        N = self.tokens
+        positions = torch.arange(M // N, device=view.k.device)[None]  # (1, S+W)
         cos, sin = self.rotary.tables(positions)  # (1, M, 1, Dh/2)
-        k = rotate(view.k.reshape(L * B, M, H, Dh), cos, sin).view(L, B, M, H, Dh)
-        own = torch.ones(B, self.tokens, dtype=torch.bool, device=view.valid.device)
+        k = view.k.new_empty(L, B, H, M + N, Dh)
+        v = view.v.new_empty(L, B, H, M + N, Dh)
+        k[:, :, :, :M] = rotate(view.k.reshape(L * B, M, H, Dh), cos, sin).view(L, B, M, H, Dh).transpose(2, 3)
+        v[:, :, :, :M] = view.v.transpose(2, 3)
+        own = torch.ones(B, N, dtype=torch.bool, device=view.valid.device)
         mask = torch.cat([view.valid, own], dim=1)[:, None, None, :]  # (B, 1, 1, M+N)
-        return k, view.v, mask
+        return k, v, mask
 
     def forward_cached(
         self,
@@ -308,6 +317,45 @@ class Dynamics(nn.Module):
             return DynamicsOutput(pred=pred)
         heads = self.heads(features[:, 0]).float()  # (B, 2)
         return DynamicsOutput(pred, heads[:, 0], heads[:, 1], torch.stack(ks), torch.stack(vs))
+
+    def forward_window(
+        self,
+        context: torch.Tensor,
+        context_t: torch.Tensor,
+        context_actions: torch.Tensor,
+        context_null: torch.Tensor,
+        x: torch.Tensor,
+        t: torch.Tensor,
+        actions: torch.Tensor,
+        null: torch.Tensor,
+    ) -> torch.Tensor:
+        """One block x (B, N, C) against F <= sink + window clean context frames (B, F, N, C), with no cache.
+
+        Recomputes the whole window from its latents (the cache-free way, as models without a
+        KV cache do): context frames attend causally to each other, the block to all of them.
+        Equals `forward_cached` whenever the cache has never evicted a block. Used as the
+        baseline the cache is measured against.
+
+        Returns:
+            predicted clean latents of the block (B, N, C).
+        """
+        B, Fc, N, C = context.shape
+        if Fc > self.max_position:
+            raise ValueError(f"context of {Fc} frames exceeds sink + window = {self.max_position}")
+        cond = self.condition(
+            torch.cat([context_t, t[:, None]], 1),
+            torch.cat([context_actions, actions[:, None]], 1),
+            torch.cat([context_null, null[:, None]], 1),
+        )  # (B, F+1, D)
+        frame = torch.arange(Fc + 1, device=x.device)
+        rope = self.rotary.tables(frame[None])  # (1, (F+1)N, 1, Dh/2) x2
+        no_sink = torch.zeros((Fc + 1) * N, dtype=torch.bool, device=x.device)
+        mask = (frame[None, :] <= frame[:, None]).repeat_interleave(N, 0).repeat_interleave(N, 1)  # ((F+1)N, (F+1)N)
+        h = self.inp(torch.cat([context, x[:, None]], 1).reshape(B, (Fc + 1) * N, C))  # (B, (F+1)N, D)
+        for block in self.blocks:
+            h = block.forward_sequence(h, cond, rope, rope, no_sink, mask)
+        pred, _ = self.readout(h, cond, Fc + 1)  # (B, (F+1)N, C)
+        return pred[:, -N:]  # (B, N, C)
 
     def sequence_mask(self, frames: int, device: torch.device | str) -> torch.Tensor:
         """Token-level mask (2*T*N, 2*T*N) for the [clean | noisy] training layout."""
