@@ -112,7 +112,7 @@ def draw_start(
     return frames, actions, index, seed
 
 
-def to_numpy_obs(latents: torch.Tensor, frames: torch.Tensor, obs_type: str) -> np.ndarray:
+def to_numpy_obs(latents: torch.Tensor, frames: torch.Tensor | None, obs_type: str) -> np.ndarray:
     """A fresh numpy observation (never a view of engine memory): frames (..., H, W, 3) uint8 or latents (..., N, C) float32."""
     if obs_type == "latent":
         return latents.detach().float().cpu().numpy().copy()
@@ -139,8 +139,9 @@ class WorldModelEnv(gym.Env):
     ## Observation Space
     ``obs_type="rgb"`` (default): ``Box(0, 255, (H, W, 3), uint8)``, the decoded frame
     (64x64 for CartPole). ``obs_type="latent"``: the clean latent block
-    ``Box(-inf, inf, (N, C), float32)``, which skips nothing in the engine but gives a
-    small observation for fast RL. Every returned observation is a fresh copy.
+    ``Box(-inf, inf, (N, C), float32)``, a small observation for fast RL; without a
+    ``render_mode`` the decoder is then skipped altogether. Every returned observation
+    is a fresh copy.
 
     ## Rewards
     The model's reward head, clipped to ``config.reward_range``, as a Python float
@@ -227,6 +228,8 @@ class WorldModelEnv(gym.Env):
         self._terminated = False
         self._warned = False
         self._window = None
+        # latent observations without rendering never decode a frame: the cheap path for RL
+        self._decode = obs_type == "rgb" or render_mode is not None
 
     # ------------------------------------------------------------------ Gymnasium API
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict]:
@@ -257,12 +260,12 @@ class WorldModelEnv(gym.Env):
             self._warned = True
         start = time.perf_counter()
         try:
-            out = self.engine.step([checked])
+            out = self.engine.step([checked], decode=self._decode)
         except NumericsError as e:
             raise NumericsError(f"{self.name} env 0 produced a non-finite output; no frame returned: {e}") from None
         elapsed = time.perf_counter() - start
-        self._frame = out.frames[0].cpu().numpy().copy()  # (H, W, 3)
-        self._obs = to_numpy_obs(out.latents[0], out.frames[0], self.obs_type)
+        self._frame = None if out.frames is None else out.frames[0].cpu().numpy().copy()  # (H, W, 3)
+        self._obs = to_numpy_obs(out.latents[0], None if out.frames is None else out.frames[0], self.obs_type)
         prob, reward_pred = float(out.termination[0]), float(out.reward[0])
         reward = float(self.reward_fn(self._obs.copy(), action)) if self.reward_fn else reward_pred
         terminated = bool(self.termination_fn(self._obs.copy(), action)) if self.termination_fn else prob > 0.5
@@ -302,7 +305,7 @@ class WorldModelEnv(gym.Env):
             "np_random": copy.deepcopy(self._np_random),
             "np_random_seed": self._np_random_seed,
             "obs": self._obs.copy(),
-            "frame": self._frame.copy(),
+            "frame": None if self._frame is None else self._frame.copy(),
             "terminated": self._terminated,
             "warned": self._warned,
         }
@@ -321,5 +324,6 @@ class WorldModelEnv(gym.Env):
         self.engine.set_state([0], state["engine"])
         self._np_random = copy.deepcopy(state["np_random"])
         self._np_random_seed = state["np_random_seed"]
-        self._obs, self._frame = state["obs"].copy(), state["frame"].copy()
+        self._obs = state["obs"].copy()
+        self._frame = None if state["frame"] is None else state["frame"].copy()
         self._terminated, self._warned = state["terminated"], state["warned"]

@@ -150,7 +150,7 @@ class TorchRLWorldModelEnv(EnvBase):
     def _step(self, tensordict: TensorDictBase) -> TensorDictBase:
         action = tensordict.get("action").reshape(self.rows, *self.action_spec.shape[len(self.batch_size) :])  # (R, ...)
         try:
-            out = self.engine.step(action)
+            out = self.engine.step(action, decode=self.obs_type == "rgb")
         except NumericsError as e:
             raise NumericsError(f"{self.model.config.name} TorchRL env: non-finite output, nothing returned: {e} (rows are env indices)") from None
         self._obs = (out.frames if self.obs_type == "rgb" else out.latents.float()).clone()

@@ -142,6 +142,7 @@ class WorldModelVectorEnv(VectorEnv):
         self._autoreset = np.zeros(num_envs, np.bool_)  # rows whose episode ended on the last step
         self._was_reset = np.zeros(num_envs, np.bool_)
         self._window = None
+        self._decode = obs_type == "rgb" or render_mode is not None  # latents without rendering skip the decoder
 
     # ------------------------------------------------------------------ resets
     def _row_rng(self, i: int) -> np.random.Generator:
@@ -233,7 +234,7 @@ class WorldModelVectorEnv(VectorEnv):
             raise gym.error.InvalidAction(f"expected a batch of {self.num_envs} actions in {self.action_space}, got {actions!r}")
         start = time.perf_counter()
         try:
-            out = self.engine.step(batch)  # InvalidActionError names the action and the space; nothing changes
+            out = self.engine.step(batch, decode=self._decode)  # InvalidActionError names the action and the space; nothing changes
         except NumericsError as e:
             raise NumericsError(f"{self.name} vector env: non-finite output, no frames returned: {e} (rows are env indices)") from None
         elapsed = time.perf_counter() - start
@@ -249,7 +250,8 @@ class WorldModelVectorEnv(VectorEnv):
             terminated = prob > 0.5
         stepped = ~resetting
         self._obs[stepped] = obs[stepped]
-        self._frames[stepped] = out.frames.cpu().numpy()[stepped]
+        if out.frames is not None:
+            self._frames[stepped] = out.frames.cpu().numpy()[stepped]
         self._elapsed[stepped] += 1
         truncated = np.zeros(self.num_envs, np.bool_)
         if self.max_episode_steps is not None:
