@@ -308,3 +308,13 @@ def test_sb3_ppo_smoke_on_latent_observations(model):
     agent = PPO("MlpPolicy", env, n_steps=64, batch_size=32, n_epochs=1, seed=0, device="cpu")
     agent.learn(total_timesteps=256)
     assert agent.num_timesteps >= 256
+
+
+def test_pickle_round_trip(model):
+    """As Gymnasium's test_pickle_env: a pickled copy resets and steps exactly like the original."""
+    import pickle
+
+    env = WorldModelEnv(model, wall_time_info=False)
+    env.reset(seed=1)
+    twin = pickle.loads(pickle.dumps(env))
+    assert same([env.reset(seed=123)[0], env.step(1)], [twin.reset(seed=123)[0], twin.step(1)])

@@ -221,3 +221,14 @@ def test_non_finite_output_names_the_env_index(model):
         envs.step(np.array([0, 0, 0]))
     assert np.array_equal(envs.reset(options={"reset_mask": np.array([False, True, False])})[0][[0, 2]], obs[[0, 2]])
     assert np.isfinite(envs.step(np.array([0, 0, 0]))[1]).all()  # a reset flushes the bad row
+
+
+def test_render_modes(model):
+    envs = WorldModelVectorEnv(model, 3, render_mode="rgb_array")
+    obs, _ = envs.reset(seed=0)
+    frames = envs.render()
+    assert len(frames) == 3 and all(np.array_equal(f, o) for f, o in zip(frames, obs))
+    human = WorldModelVectorEnv(model, 3, render_mode="human")  # one window tiling all envs (dummy SDL driver)
+    human.reset(seed=0)
+    human.step(np.array([0, 1, 2]))
+    human.close()
