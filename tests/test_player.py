@@ -202,6 +202,14 @@ def test_episode_end_resets_on_the_next_frame():
     for _ in range(5):
         p.tick([])
     assert p.episodes == 2 and p.steps == 0 and len(env.actions) == 3
+    p.tick([down(pygame.K_p)])  # paused: the last frame of an episode stays until the next N
+    for _ in range(3):
+        p.tick([down(pygame.K_n)])
+    for _ in range(3):
+        p.tick([])
+    assert p.episodes == 2 and p.steps == 3 and "END" in p.hud_lines()[2]
+    p.tick([down(pygame.K_n)])
+    assert p.episodes == 3 and p.steps == 0
 
 
 def test_tab_toggles_between_human_and_agent():
@@ -414,5 +422,5 @@ def test_cli_headless_run_plays_records_and_screenshots(tmp_path, capsys):
     out = capsys.readouterr().out
     assert code == 0, out
     assert "multi_discrete.yaml" in out  # the generic keymap of the model's action space
-    assert len(load(tmp_path / "data").episodes) == 1 and (tmp_path / "v.gif").is_file() and (tmp_path / "s.png").is_file()
+    assert sum(len(ep) for ep in load(tmp_path / "data").episodes) == 3 and (tmp_path / "v.gif").is_file() and (tmp_path / "s.png").is_file()
     assert os.environ.get("SDL_VIDEODRIVER") == "dummy"

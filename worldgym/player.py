@@ -30,7 +30,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import gymnasium as gym
 import numpy as np
@@ -211,6 +211,13 @@ class Side:
     info: dict = field(default_factory=dict)
 
 
+def episode_seeds(seed: int | None) -> Iterator[int]:
+    """The reset seeds of a player's episodes: drawn from ``seed``, so each recorded episode can be replayed."""
+    rng = np.random.default_rng(seed)
+    while True:
+        yield int(rng.integers(2**31))
+
+
 def compose(frames: list[np.ndarray], scale: int, gap: int = 4) -> np.ndarray:
     """Frames side by side, scaled up by ``scale`` with nearest neighbour, on a dark canvas -> (H, W, 3)."""
     scaled = [upscale(f, scale) for f in frames]
@@ -300,7 +307,7 @@ class Player:
         self.main = Side(env, "neural" if twin is not None else "")
         self.sides = [Side(twin, "real"), self.main] if twin is not None else [self.main]
         self.mapper, self.agent = mapper, agent
-        self.rng = np.random.default_rng(seed)
+        self._seeds = episode_seeds(seed)
         self.ticks_per_step, self.scale, self.hud = ticks_per_step, scale, hud
         self.surface, self.recorder, self.video = surface, recorder, video
         self.start_options = start_options or (lambda frames, actions: {"frames": frames, "actions": actions})
@@ -375,7 +382,7 @@ class Player:
         """Start a new episode in every env (the twin first; the neural env from its frame)."""
         if self.recorder is not None:
             self.recorder.finish()
-        self.seed = int(self.rng.integers(2**31))
+        self.seed = next(self._seeds)
         if len(self.sides) == 2:
             # the twin plays the neural env's context frames (idle actions), then both go on from there
             twin = self.sides[0]
@@ -439,11 +446,12 @@ class Player:
             self.handle(event)
         if self.quit:
             return False
-        if self._reset_requested or self._episode_over:
+        due = self._single_step or (not self.paused and self.ticks % self.ticks_per_step == 0)
+        self._single_step = False
+        if self._reset_requested or (self._episode_over and due):  # a finished episode stays shown until then
             self._reset_requested = False
             self.reset()
-        elif self._single_step or (not self.paused and self.ticks % self.ticks_per_step == 0):
-            self._single_step = False
+        elif due:
             self.step()
         self.ticks += 1
         if self.message and self.ticks >= self._message_until:
