@@ -60,7 +60,16 @@ def small_model(seed: int = 0) -> Any:
     return model
 
 
-def soak(checkpoint: str | None, steps: int, reset_every: int, samples: int = 20, seed: int = 0) -> dict[str, Any]:
+def soak(
+    checkpoint: str | None,
+    steps: int,
+    reset_every: int,
+    samples: int = 20,
+    seed: int = 0,
+    obs_type: str = "rgb",
+    sampler_steps: int | None = None,
+    progress: bool = False,
+) -> dict[str, Any]:
     """Step a `WorldModelEnv` ``steps`` times, resetting every ``reset_every`` steps; return the RSS curve.
 
     Returns:
@@ -69,7 +78,7 @@ def soak(checkpoint: str | None, steps: int, reset_every: int, samples: int = 20
     """
     from worldgym.env import WorldModelEnv
 
-    env = WorldModelEnv(checkpoint if checkpoint else small_model(seed), wall_time_info=True)
+    env = WorldModelEnv(checkpoint if checkpoint else small_model(seed), obs_type=obs_type, sampler_steps=sampler_steps)
     env.action_space.seed(seed)
     env.reset(seed=seed)
     every = max(1, steps // samples)
@@ -82,6 +91,8 @@ def soak(checkpoint: str | None, steps: int, reset_every: int, samples: int = 20
         if t % every == 0:
             gc.collect()
             curve.append((t, rss_mib()))
+            if progress:
+                print(f"step {t:>8}  rss {curve[-1][1]:8.1f} MiB  {time.perf_counter() - start:7.0f} s", flush=True)
     wall = time.perf_counter() - start
     env.close()
     half = [(s, m) for s, m in curve if s >= steps // 2]
@@ -104,15 +115,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=100_000, help="env steps to run")
     parser.add_argument("--reset-every", type=int, default=1000, help="reset the env every this many steps")
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
+    parser.add_argument("--obs-type", default="rgb", choices=["rgb", "latent"], help="observation type (latent skips the decoder)")
+    parser.add_argument("--sampler-steps", type=int, default=None, help="denoising passes per step (default: the model's)")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    result = soak(args.checkpoint, args.steps, args.reset_every)
+    result = soak(
+        args.checkpoint, args.steps, args.reset_every, obs_type=args.obs_type, sampler_steps=args.sampler_steps, progress=not args.json
+    )
     if args.json:
         print(json.dumps(result))
         return 0
-    for step, mib in result["rss_mib"]:
-        print(f"step {step:>8}  rss {mib:8.1f} MiB")
     print(
         f"rss after warm-up {result['warm_mib']:.1f} MiB, at end {result['end_mib']:.1f} MiB, "
         f"slope over 2nd half {result['slope_bytes_per_step']:.2f} bytes/step, "
