@@ -232,3 +232,15 @@ def test_render_modes(model):
     human.reset(seed=0)
     human.step(np.array([0, 1, 2]))
     human.close()
+
+
+def test_reset_options_per_env(model):
+    envs = WorldModelVectorEnv(model, 2)
+    bank = model.start_frames[:, -1].numpy()
+    obs, info = envs.reset(seed=0, options={"start_index": np.array([3, 1])})
+    assert np.array_equal(obs, bank[[3, 1]]) and info["start_index"].tolist() == [3, 1]
+    frames = np.random.default_rng(0).integers(0, 256, (2, 2, 16, 16, 3), dtype=np.uint8)  # (B, F, H, W, 3)
+    obs, _ = envs.reset(options={"frames": frames, "actions": np.array([[0, 1], [0, 2]])})
+    assert np.array_equal(obs, frames[:, -1])
+    with pytest.raises(ValueError, match="unknown reset options"):
+        envs.reset(options={"start": 0})

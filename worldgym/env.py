@@ -70,7 +70,7 @@ def draw_start(
         given frames), the engine seed.
     """
     options = options or {}
-    unknown = set(options) - {"frames", "actions", "start_index", "reset_mask"}
+    unknown = set(options) - {"frames", "actions", "start_index"}
     if unknown:
         raise ValueError(f"unknown reset options {sorted(unknown)}; expected 'frames' (+ 'actions') or 'start_index'")
     bank = model.start_frames  # (K, F, H, W, 3)

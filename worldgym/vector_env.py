@@ -198,6 +198,9 @@ class WorldModelVectorEnv(VectorEnv):
         mask = np.ones(self.num_envs, np.bool_)
         if "reset_mask" in options:
             mask = check_reset_mask(options.pop("reset_mask"), self.num_envs)
+        unknown = set(options) - {"frames", "actions", "start_index"}
+        if unknown:
+            raise ValueError(f"unknown reset options {sorted(unknown)}; expected 'reset_mask', 'frames' (+ 'actions') or 'start_index'")
         rows = np.flatnonzero(mask)
         for i in rows.tolist():
             if seeds[i] is not None:
