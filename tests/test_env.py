@@ -21,7 +21,7 @@ from worldgym.autoencoder import AutoencoderConfig
 from worldgym.engine import NumericsError
 from worldgym.env import WorldModelEnv
 from worldgym.model import Model
-from worldgym.registration import register_all
+from worldgym.registration import register_all, shipped_models
 
 from conftest import randomized, tiny_config, tiny_model
 
@@ -288,6 +288,18 @@ def test_registration_of_shipped_models_twins_and_time_limit(tmp_path, monkeypat
         for k in [k for k in gym.registry if k.startswith("worldgym/")]:
             del gym.registry[k]
         gym.registry.update(saved)
+
+
+@pytest.mark.parametrize("folder,config", shipped_models(), ids=lambda v: getattr(v, "name", ""))
+def test_every_shipped_model_passes_check_env(folder, config):
+    """Each model in assets/models/ is registered, builds through gymnasium.make and passes check_env."""
+    env = gym.make(f"worldgym/{config['name']}-v0", wall_time_info=False)
+    assert env.spec.kwargs["checkpoint"] == str(folder)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        check_env(env.unwrapped)
+    assert [str(w.message) for w in caught] == []
+    env.close()
 
 
 def test_import_worldgym_is_cheap_and_registers():
