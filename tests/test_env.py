@@ -330,3 +330,13 @@ def test_pickle_round_trip(model):
     env.reset(seed=1)
     twin = pickle.loads(pickle.dumps(env))
     assert same([env.reset(seed=123)[0], env.step(1)], [twin.reset(seed=123)[0], twin.step(1)])
+
+
+def test_soak_script_runs_and_reports_a_memory_curve():
+    """The 100k-step memory run of BENCHMARKS.md, at 40 steps: it runs, resets and reports (no timing asserted)."""
+    from worldgym.soak import soak
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = soak(None, steps=40, reset_every=10, samples=4, obs_type="latent", sampler_steps=1)
+    assert [s for s, _ in result["rss_mib"]] == [10, 20, 30, 40] and result["cache_bytes"] > 0
