@@ -152,7 +152,9 @@ class TorchRLWorldModelEnv(EnvBase):
         try:
             out = self.engine.step(action, decode=self.obs_type == "rgb")
         except NumericsError as e:
-            raise NumericsError(f"{self.model.config.name} TorchRL env: non-finite output, nothing returned: {e} (rows are env indices)") from None
+            raise NumericsError(
+                f"{self.model.config.name} TorchRL env: non-finite output, nothing returned: {e} (rows are env indices)"
+            ) from None
         self._obs = (out.frames if self.obs_type == "rgb" else out.latents.float()).clone()
         self._elapsed += 1
         prob = out.termination.float()  # (R,)

@@ -192,7 +192,9 @@ class WorldModelVectorEnv(VectorEnv):
         else:
             seeds = list(seed)
             if len(seeds) != self.num_envs:
-                raise ValueError(f"If seeds are passed as a list the length must match num_envs={self.num_envs} but got length={len(seeds)}.")
+                raise ValueError(
+                    f"If seeds are passed as a list the length must match num_envs={self.num_envs} but got length={len(seeds)}."
+                )
         if seed is not None:
             self._np_random, self._np_random_seed = seeding.np_random(seeds[0])
         mask = np.ones(self.num_envs, np.bool_)
@@ -200,7 +202,9 @@ class WorldModelVectorEnv(VectorEnv):
             mask = check_reset_mask(options.pop("reset_mask"), self.num_envs)
         unknown = set(options) - {"frames", "actions", "start_index"}
         if unknown:
-            raise ValueError(f"unknown reset options {sorted(unknown)}; expected 'reset_mask', 'frames' (+ 'actions') or 'start_index'")
+            raise ValueError(
+                f"unknown reset options {sorted(unknown)}; expected 'reset_mask', 'frames' (+ 'actions') or 'start_index'"
+            )
         rows = np.flatnonzero(mask)
         for i in rows.tolist():
             if seeds[i] is not None:
@@ -222,7 +226,7 @@ class WorldModelVectorEnv(VectorEnv):
             raise gym.error.ResetNeeded(
                 f"envs {np.flatnonzero(~self._was_reset).tolist()} were never reset; call reset() before step()"
             )
-        resetting = self._autoreset.copy() if self.autoreset_mode == AutoresetMode.NEXT_STEP else np.zeros(self.num_envs, np.bool_)
+        resetting = self._autoreset.copy()  # (B,) only ever set in NEXT_STEP mode
         if isinstance(actions, torch.Tensor):
             actions = actions.detach().cpu().numpy()
         if isinstance(actions, (list, tuple)) or (isinstance(actions, np.ndarray) and actions.ndim >= 1):
@@ -237,9 +241,12 @@ class WorldModelVectorEnv(VectorEnv):
             raise gym.error.InvalidAction(f"expected a batch of {self.num_envs} actions in {self.action_space}, got {actions!r}")
         start = time.perf_counter()
         try:
-            out = self.engine.step(batch, decode=self._decode)  # InvalidActionError names the action and the space; nothing changes
+            # a bad action raises InvalidActionError naming the action and the space; nothing changes
+            out = self.engine.step(batch, decode=self._decode)
         except NumericsError as e:
-            raise NumericsError(f"{self.name} vector env: non-finite output, no frames returned: {e} (rows are env indices)") from None
+            raise NumericsError(
+                f"{self.name} vector env: non-finite output, no frames returned: {e} (rows are env indices)"
+            ) from None
         elapsed = time.perf_counter() - start
         obs = to_numpy_obs(out.latents, out.frames, self.obs_type)  # (B, ...)
         prob = out.termination.cpu().numpy().astype(np.float64)  # (B,)
@@ -294,7 +301,8 @@ class WorldModelVectorEnv(VectorEnv):
         if self.render_mode == "human":
             from worldgym.display import show_frame
 
-            self._window = show_frame(self._window, tile(self._frames), self.metadata["render_fps"], f"worldgym {self.name} x{self.num_envs}")
+            title = f"worldgym {self.name} x{self.num_envs}"
+            self._window = show_frame(self._window, tile(self._frames), self.metadata["render_fps"], title)
         return None
 
     def close_extras(self, **kwargs: Any) -> None:
@@ -321,7 +329,8 @@ class WorldModelVectorEnv(VectorEnv):
     def set_state(self, indices: Sequence[int] | None, state: dict[str, Any]) -> None:
         """Restore rows ``indices`` (None = all) from `get_state` output for as many rows; the state stays reusable."""
         rows = np.arange(self.num_envs) if indices is None else np.asarray(indices, np.int64).reshape(-1)
-        if set(state) != {"engine", "rngs", "obs", "frames", "elapsed", "autoreset", "was_reset"} or len(state["rngs"]) != len(rows):
+        keys = {"engine", "rngs", "obs", "frames", "elapsed", "autoreset", "was_reset"}
+        if set(state) != keys or len(state["rngs"]) != len(rows):
             raise ValueError(f"state does not fit {len(rows)} rows; pass the output of get_state() for as many rows")
         self.engine.set_state(rows, state["engine"])
         for i, g in zip(rows.tolist(), state["rngs"]):
