@@ -191,9 +191,12 @@ def test_pause_freezes_and_n_steps_exactly_one_block():
     p.tick([])
     p.tick([down(pygame.K_n)])
     assert p.steps == 2 and env.actions == [1, 1]
+    p.tick([down(pygame.K_n), down(pygame.K_n)])  # two presses within one frame are two blocks
+    p.tick([])
+    assert p.steps == 4
     p.tick([down(pygame.K_p)])
     p.tick([])
-    assert not p.paused and p.steps == 4
+    assert not p.paused and p.steps == 6
 
 
 def test_episode_end_resets_on_the_next_frame():

@@ -327,7 +327,7 @@ class Player:
         self.fps = 0.0
         self.seed: int | None = None
         self._reset_requested = True
-        self._single_step = False
+        self._single_steps = 0  # N presses not yet stepped: each press is one block, even two in one frame
         self._episode_over = False
         self._font: Any = None
         self._caption = ""
@@ -349,7 +349,7 @@ class Player:
                 self.paused = not self.paused
             elif event.key == pg.K_n:
                 if self.paused:
-                    self._single_step = True
+                    self._single_steps += 1
                 else:
                     self.paused = True
             elif event.key == pg.K_TAB:
@@ -446,8 +446,9 @@ class Player:
             self.handle(event)
         if self.quit:
             return False
-        due = self._single_step or (not self.paused and self.ticks % self.ticks_per_step == 0)
-        self._single_step = False
+        single = self.paused and self._single_steps > 0
+        due = single or (not self.paused and self.ticks % self.ticks_per_step == 0)
+        self._single_steps = self._single_steps - 1 if single else 0
         if self._reset_requested or (self._episode_over and due):  # a finished episode stays shown until then
             self._reset_requested = False
             self.reset()
