@@ -137,7 +137,8 @@ def test_player_window_responds_to_keys_under_xvfb(display, tmp_path):
             """Wait until the window shows ``frame`` scaled up (the X server may lag a draw), save and return it."""
             from PIL import Image
 
-            wait_for(f"the window to show the {name} frame", lambda: np.array_equal(shown()[::scale, ::scale], frame), log, proc)
+            matches = lambda: np.array_equal(shown()[::scale, ::scale], frame)  # noqa: E731
+            wait_for(f"the window to show the {name} frame", matches, log, proc)
             image = shown()
             np.testing.assert_array_equal(image, frame.repeat(scale, 0).repeat(scale, 1))  # nearest neighbour
             Image.fromarray(read_xwd(framebuffer)).save(tmp_path / f"{name}.png")

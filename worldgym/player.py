@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import copy
 import importlib
-import logging
 import os
 import time
 from dataclasses import dataclass, field
@@ -38,8 +37,6 @@ import numpy as np
 from worldgym.display import HEADLESS_DRIVERS, NoDisplayError, check_display, check_driver, import_pygame
 from worldgym.keymap import ActionMapper, find_keymap, load_keymap, space_kind
 from worldgym.video import open_video, upscale
-
-log = logging.getLogger(__name__)
 
 DEFAULT_ENV = "worldgym/CartPole-v0"
 HELP_LINE = "R reset  P pause  N step  Tab human/agent  Esc quit"
@@ -155,7 +152,13 @@ class DatasetRecorder:
         self.episode = EpisodeBuffer(seed, [np.asarray(obs).copy()], states=[state])
 
     def add(
-        self, action: Any, reward: float, terminated: bool, truncated: bool, obs: np.ndarray, state: np.ndarray | None = None
+        self,
+        action: Any,
+        reward: float,
+        terminated: bool,
+        truncated: bool,
+        obs: np.ndarray,
+        state: np.ndarray | None = None,
     ) -> None:
         assert self.episode is not None, "start() before add()"
         ep = self.episode
@@ -292,7 +295,7 @@ class Player:
         hud: bool = True,
         recorder: DatasetRecorder | None = None,
         video: Any = None,
-        start_options: Callable[[np.ndarray], dict] | None = None,
+        start_options: Callable[[np.ndarray, list], dict] | None = None,
         start_with_agent: bool = False,
         title: str = "worldgym play",
     ):
@@ -300,7 +303,9 @@ class Player:
         if twin is not None:
             check_render_mode(twin)
             if twin.action_space != env.action_space:
-                raise PlayerError(f"side by side needs the same action space, got {twin.action_space} and {env.action_space}")
+                raise PlayerError(
+                    f"side by side needs one action space, got {twin.action_space} (twin) and {env.action_space}"
+                )
         if ticks_per_step < 1:
             raise ValueError(f"ticks_per_step must be >= 1, got {ticks_per_step}")
         self.pg = import_pygame()
@@ -538,7 +543,8 @@ class Player:
                 y += self._line_height()
         if self._window_opened:
             pg.display.flip()
-            caption = f"{self.title} | step {self.steps} | {'agent' if self.use_agent else 'human'}{' | paused' if self.paused else ''}"
+            who = "agent" if self.use_agent else "human"
+            caption = f"{self.title} | step {self.steps} | {who}{' | paused' if self.paused else ''}"
             if caption != self._caption:
                 pg.display.set_caption(caption)
                 self._caption = caption
@@ -643,23 +649,24 @@ def twin_id(env: gym.Env, name: str) -> str:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("env", nargs="?", default=DEFAULT_ENV, help=f"env id or checkpoint directory (default {DEFAULT_ENV})")
-    parser.add_argument("--keymap", help="keymap YAML (default configs/keymaps/<Env>.yaml, else the action space's default)")
-    parser.add_argument("--side-by-side", action="store_true", help="show the real twin next to the neural env, driven by the same keys")
-    parser.add_argument("--twin", help="env id of the twin for --side-by-side (default worldgym/<Name>Real-v0)")
-    parser.add_argument("--agent", help="policy for Tab: random, scripted (CartPole) or module:callable (obs -> action)")
-    parser.add_argument("--start", choices=("human", "agent"), default="human", help="who controls the first step")
-    parser.add_argument("--seed", type=int, default=None, help="seed of the episode seeds")
-    parser.add_argument("--fps", type=float, default=None, help="env steps per second (default: the env's render_fps)")
-    parser.add_argument("--scale", type=int, default=None, help="integer upscaling of frames (default: at least 384 px)")
-    parser.add_argument("--no-hud", action="store_true", help="hide the heads-up display")
-    parser.add_argument("--paused", action="store_true", help="start paused (N steps, P resumes)")
-    parser.add_argument("--record", metavar="PATH", help="write played episodes to this dataset")
-    parser.add_argument("--video", metavar="PATH", help="write the shown frames to a .gif (or .mp4 with ffmpeg)")
-    parser.add_argument("--video-scale", type=int, default=4, help="nearest-neighbour upscaling of video frames")
-    parser.add_argument("--max-steps", type=int, default=None, help="quit after this many steps")
-    parser.add_argument("--screenshot", metavar="PATH", help="save the window as PNG when the player quits")
-    parser.add_argument("--headless", action="store_true", help="allow an invisible window (SDL_VIDEODRIVER=dummy); needs --max-steps")
+    add = parser.add_argument
+    add("env", nargs="?", default=DEFAULT_ENV, help=f"env id or checkpoint directory (default {DEFAULT_ENV})")
+    add("--keymap", help="keymap YAML (default configs/keymaps/<Env>.yaml, else the one for the action space)")
+    add("--side-by-side", action="store_true", help="the real twin left of the neural env, driven by the same keys")
+    add("--twin", help="env id of the twin for --side-by-side (default: the model's real twin)")
+    add("--agent", help="policy for Tab: random, scripted (CartPole) or module:callable (obs -> action)")
+    add("--start", choices=("human", "agent"), default="human", help="who controls the first step")
+    add("--seed", type=int, default=None, help="seed of the episode seeds")
+    add("--fps", type=float, default=None, help="env steps per second (default: the env's render_fps)")
+    add("--scale", type=int, default=None, help="integer upscaling of frames (default: at least 384 px)")
+    add("--no-hud", action="store_true", help="hide the heads-up display")
+    add("--paused", action="store_true", help="start paused (N steps, P resumes)")
+    add("--record", metavar="PATH", help="write played episodes to this dataset")
+    add("--video", metavar="PATH", help="write the shown frames to a .gif (or .mp4 with ffmpeg)")
+    add("--video-scale", type=int, default=4, help="nearest-neighbour upscaling of video frames")
+    add("--max-steps", type=int, default=None, help="quit after this many steps")
+    add("--screenshot", metavar="PATH", help="save the window as PNG when the player quits")
+    add("--headless", action="store_true", help="allow an invisible window (SDL_VIDEODRIVER=dummy); needs --max-steps")
 
 
 def run(args: argparse.Namespace) -> int:
