@@ -1,0 +1,155 @@
+"""Agents: subprocess smoke runs of each agent and of the SB3 example on a tiny budget, and the saved-policy contract.
+
+The smoke runs use a tiny checkpoint (16x16 frames, Discrete(2) like CartPole) as the
+neural env and the real CartPole twin resized to 16x16 as the eval env, so each run
+goes through training, saving, loading and a real-twin evaluation end to end.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+
+import worldgym  # noqa: F401  (registers the ids)
+from conftest import tiny_model
+from worldgym import checkpoint
+from worldgym.actions import ActionConfig
+from worldgym.policy_io import FrameEncoder, PolicyError, load_policy, mlp, save_policy
+from worldgym.wrappers import EncodeFrames
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def tiny_ckpt(tmp_path_factory) -> Path:
+    """A tiny CartPole-shaped world model (Discrete(2), 16x16 frames) saved as a checkpoint folder."""
+    return checkpoint.save(tiny_model(action=ActionConfig(kind="discrete", n=2)), tmp_path_factory.mktemp("ckpt") / "tiny")
+
+
+def run(*argv: str) -> str:
+    env = {**os.environ, "SDL_VIDEODRIVER": "dummy", "SDL_AUDIODRIVER": "dummy", "PYTHONPATH": str(ROOT)}
+    out = subprocess.run([sys.executable, *argv], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, f"{argv[0]} failed:\n{out.stdout[-2000:]}\n{out.stderr[-4000:]}"
+    return out.stdout
+
+
+def test_ppo_trains_in_neural_env_and_evaluates_saved_policy_in_real_twin(tiny_ckpt, tmp_path):
+    stdout = run(
+        "agents/ppo_torchrl.py", "--train-env", str(tiny_ckpt), "--eval-env", "worldgym/CartPoleReal-v0",
+        "--total-steps", "256", "--num-envs", "4", "--num-steps", "32", "--update-epochs", "1",
+        "--eval-every", "128", "--eval-episodes-during", "1", "--eval-episodes", "2", "--run-dir", str(tmp_path),
+    )  # fmt: skip
+    result = json.loads((tmp_path / "result.json").read_text())
+    assert result["env_steps"] == 256 and result["eval_episodes"] == 2
+    assert all(r >= 1 for r in result["eval_returns"])  # real CartPole pays +1 per step
+    rows = (tmp_path / "progress.csv").read_text().splitlines()
+    assert len(rows) == 1 + 2 and rows[2].split(",")[5] != ""  # one row per update; real-twin returns logged too
+    assert "eval worldgym/CartPoleReal-v0" in stdout
+    policy = load_policy(tmp_path / "policy")
+    assert policy.config["train_env"] == str(tiny_ckpt) and policy.frame_stack == 4
+
+
+def test_ppo_trains_on_real_twin_through_the_encoder(tiny_ckpt, tmp_path):
+    run(
+        "agents/ppo_torchrl.py", "--train-env", "worldgym/CartPoleReal-v0", "--model", str(tiny_ckpt), "--eval-env", "",
+        "--total-steps", "128", "--num-envs", "2", "--num-steps", "64", "--update-epochs", "1", "--run-dir", str(tmp_path),
+    )  # fmt: skip
+    result = json.loads((tmp_path / "result.json").read_text())
+    assert result["env_steps"] == 128 and result["train_return_last100"] >= 1  # real returns, not the tiny model's
+    assert (tmp_path / "policy" / "policy.safetensors").is_file()
+
+
+def test_random_agent(tiny_ckpt, tmp_path):
+    stdout = run("agents/random_agent.py", "--env", str(tiny_ckpt), "--episodes", "5", "--num-envs", "3", "--run-dir", str(tmp_path))
+    result = json.loads((tmp_path / "result.json").read_text())
+    assert result["episodes"] == 5 and "random agent" in stdout
+
+
+def test_scripted_agent(tiny_ckpt, tmp_path):
+    stdout = run("agents/scripted_agent.py", "--env", str(tiny_ckpt), "--episodes", "2", "--run-dir", str(tmp_path))
+    result = json.loads((tmp_path / "result.json").read_text())
+    assert result["episodes"] == 2 and "scripted agent" in stdout
+
+
+def test_sb3_example(tiny_ckpt):
+    stdout = run("examples/sb3_ppo.py", "--env", str(tiny_ckpt), "--total-timesteps", "64", "--n-envs", "2", "--eval-episodes", "1")
+    assert "worldgym/CartPoleReal-v0: mean return" in stdout
+
+
+def test_agents_help_lists_every_arg():
+    out = run("agents/ppo_torchrl.py", "--help")
+    assert "--train-env" in out and "env steps of training (the budget)" in out  # field docstrings are the --help
+
+
+# ---------------------------------------------------------------------------- saved policies (in process)
+def saved_policy(tmp_path: Path, model) -> tuple[Path, torch.nn.Module]:
+    torch.manual_seed(0)
+    actor = mlp(3 * 16 * 4, [8, 8], 2, out_gain=1.0)
+    return save_policy(tmp_path / "p", actor, FrameEncoder.from_model(model), 3, [8, 8], 2, {"train_env": "x"}), actor
+
+
+def test_policy_round_trip_acts_like_the_actor_on_latents_and_frames(tmp_path):
+    model = tiny_model(action=ActionConfig(kind="discrete", n=2))
+    path, actor = saved_policy(tmp_path, model)
+    assert not any(p.suffix in (".pt", ".pkl", ".pth") for p in path.iterdir())
+    policy = load_policy(path)
+    frames = torch.randint(0, 256, (5, 16, 16, 3), dtype=torch.uint8)
+    with torch.no_grad():
+        latents = model.autoencoder.encode(frames)  # (5, N, C)
+    policy.reset()
+    by_frames = [policy(f.numpy()) for f in frames]
+    policy.reset()
+    by_latents = [policy(z.numpy()) for z in latents]
+    assert by_frames == by_latents  # the policy's encoder is the world model's
+    stack = torch.cat([latents[:1], latents[:1], latents[:1]])  # first call: the first frame repeated K=3 times
+    with torch.no_grad():
+        assert by_latents[0] == int(actor(stack.reshape(1, -1)).argmax())
+        assert by_latents[4] == int(actor(latents[2:5].reshape(1, -1)).argmax())
+
+
+def test_policy_refuses_tampered_weights_and_wrong_observations(tmp_path):
+    path, _ = saved_policy(tmp_path, tiny_model(action=ActionConfig(kind="discrete", n=2)))
+    with pytest.raises(PolicyError, match="frames must be"):
+        load_policy(path)(np.zeros((64, 64, 3), np.uint8))
+    (path / "policy.safetensors").write_bytes((path / "policy.safetensors").read_bytes()[:-1] + b"\x00")
+    with pytest.raises(PolicyError, match="sha256"):
+        load_policy(path)
+    with pytest.raises(PolicyError, match="no policy"):
+        load_policy(tmp_path / "missing")
+
+
+def test_encode_frames_wrapper_gives_the_neural_envs_latents():
+    model = tiny_model(action=ActionConfig(kind="discrete", n=2))
+    env = EncodeFrames(gym.make("worldgym/CartPoleReal-v0", height=16, width=16), model)
+    obs, info = env.reset(seed=0)
+    assert obs.shape == (16, 4) and obs.dtype == np.float32 and env.observation_space.contains(obs)
+    frame = env.unwrapped._frame
+    with torch.no_grad():
+        assert np.allclose(obs, model.autoencoder.encode(torch.from_numpy(frame.copy())[None])[0].numpy())
+    with pytest.raises(ValueError, match="height=16, width=16"):
+        EncodeFrames(gym.make("worldgym/CartPoleReal-v0"), model)
+
+
+def test_player_and_recorder_load_a_saved_policy(tmp_path, monkeypatch):
+    from worldgym.player import load_agent
+    from worldgym.policies import make_policy
+
+    model = tiny_model(action=ActionConfig(kind="discrete", n=2))
+    path, _ = saved_policy(tmp_path, model)
+    monkeypatch.setenv("WORLDGYM_POLICY", str(path))
+    env = gym.make("worldgym/CartPoleReal-v0", height=16, width=16)
+    obs, info = env.reset(seed=0)
+    agent = load_agent("worldgym.policy_io:PolicyFromEnv", env)  # worldgym play --agent ...
+    agent.reset()
+    assert agent(obs) in (0, 1)
+    recorder_policy = make_policy("worldgym.policy_io:PolicyFromEnv", env.action_space)  # worldgym record --policy ...
+    recorder_policy.reset(np.random.default_rng(0))
+    assert recorder_policy(obs, info) == agent.__class__(None)(obs)
