@@ -109,16 +109,20 @@ def load_keymap(path: str | Path) -> Keymap:
         raise ConfigError(f"{path}: {e}") from e
 
 
-def find_keymap(name: str | None, space: spaces.Space) -> tuple[Keymap, Path]:
-    """The keymap for env ``name`` if ``configs/keymaps/<name>.yaml`` exists, else the default for the space's kind."""
+def find_keymap(names: str | Sequence[str] | None, space: spaces.Space) -> tuple[Keymap, Path]:
+    """The first ``configs/keymaps/<name>.yaml`` of ``names`` (env ids or names), else the default for the space's kind.
+
+    Pass a neural env's own name and then its real twin's, so a model of CartPole uses CartPole's keys.
+    """
     kind = space_kind(space)
-    if name:
+    names = [names] if isinstance(names, str) else [n for n in names or [] if n]
+    for name in names:
         path = keymap_path(env_name(name))
         if path.is_file():
             return load_keymap(path), path
     path = keymap_path(kind)
     if not path.is_file():
-        raise ConfigError(f"no keymap for {name or 'this env'} and no default {path}; pass --keymap PATH.yaml")
+        raise ConfigError(f"no keymap for {names or 'this env'} and no default {path}; pass --keymap PATH.yaml")
     return load_keymap(path), path
 
 

@@ -633,19 +633,24 @@ def make_env(target: str, **kwargs: Any) -> tuple[gym.Env, str]:
     try:
         return gym.make(target, render_mode="rgb_array", **kwargs), target
     except gym.error.Error as e:
-        raise PlayerError(f"cannot make {target!r}: {e}. Pass a registered env id or a checkpoint directory") from e
+        known = ", ".join(sorted(k for k in gym.registry if k.startswith("worldgym/")))
+        raise PlayerError(f"cannot make {target!r}: {e}. Registered worldgym envs: {known}; or a checkpoint") from e
 
 
-def twin_id(env: gym.Env, name: str) -> str:
-    """The registered real twin of a neural env: its model's ``real_twin``, else ``worldgym/<Name>Real-v0``."""
+def twin_name(env: gym.Env, name: str) -> str:
+    """The name of a neural env's real twin (``CartPole``): its model's ``real_twin``, else the env's own name."""
     from worldgym.keymap import env_name
-
     from worldgym.twins import TWINS
 
     model = getattr(env.unwrapped, "model", None)
     real = getattr(getattr(model, "config", None), "real_twin", "") or env_name(name)
     by_source = {spec.source_id: twin for twin, spec in TWINS.items()}
-    return f"worldgym/{by_source.get(real, real)}Real-v0"
+    return by_source.get(real, real)
+
+
+def twin_id(env: gym.Env, name: str) -> str:
+    """The registered real twin of a neural env: ``worldgym/CartPole-v0`` -> ``worldgym/CartPoleReal-v0``."""
+    return f"worldgym/{twin_name(env, name)}Real-v0"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -692,12 +697,15 @@ def run(args: argparse.Namespace) -> int:
         twin = None
         if args.side_by_side:
             h, w = env.observation_space.shape[:2]
-            twin, _ = make_env(args.twin or twin_id(env, name), height=h, width=w)
+            twin_env_id = args.twin or twin_id(env, name)
+            if twin_env_id not in gym.registry:
+                raise PlayerError(f"no real twin {twin_env_id!r} is registered for {name}; pass --twin ENV_ID")
+            twin, _ = make_env(twin_env_id, height=h, width=w)
             envs.append(twin)
         if args.keymap:
             keymap, keymap_file = load_keymap(args.keymap), Path(args.keymap)
         else:
-            keymap, keymap_file = find_keymap(name, env.action_space)
+            keymap, keymap_file = find_keymap([name, twin_name(env, name)], env.action_space)
         mapper = ActionMapper(keymap, env.action_space, strict=keymap.kind != Path(keymap_file).stem)
         agent = load_agent(args.agent, env, args.seed) if args.agent else None
         if args.start == "agent" and agent is None:
