@@ -80,6 +80,7 @@ def test_every_keymap_file_loads_and_cartpole_has_arrows_and_wasd():
     assert {p.stem for p in files} >= {"CartPole", "discrete", "multi_discrete", "multi_binary", "box"}
     for path in files:
         load_keymap(path)
+    assert find_keymap(["Tiny", "worldgym/CartPoleReal-v0"], spaces.Discrete(2))[1].stem == "CartPole"  # twin's keys
     mapper = mapper_for(PixelTwin())
     assert mapper.action(["left"]) == mapper.action(["a"]) == 0
     assert mapper.action(["right"]) == mapper.action(["d"]) == 1
