@@ -19,7 +19,7 @@ from conftest import tiny_model
 from worldgym import cli, player as player_mod, video
 from worldgym.actions import ActionConfig
 from worldgym.display import NoDisplayError, check_driver
-from worldgym.keymap import KEYMAP_DIR, ActionMapper, Keymap, find_keymap, load_keymap
+from worldgym.keymap import KEYMAP_DIR, ActionMapper, Keymap, MissingKeysToAction, find_keymap, load_keymap
 from worldgym.player import Player, ScriptedCartPole, compose, pole_lean
 from worldgym.twins import PixelTwin
 
@@ -133,6 +133,10 @@ def test_keymap_errors_say_what_is_wrong():
         ActionMapper(Keymap("discrete", {"a": 0}), spaces.MultiDiscrete([2, 2]))
     with pytest.raises(ValueError, match=r"in \[0, 2\)"):
         ActionMapper(Keymap("discrete", {"a": 5}), spaces.Discrete(2))
+    with pytest.raises(MissingKeysToAction):
+        ActionMapper(Keymap("discrete", {"a": 5}), spaces.Discrete(2), strict=False)  # nothing left to press
+    with pytest.raises(MissingKeysToAction):
+        find_keymap("CartPole", spaces.Dict({"a": spaces.Discrete(2)}))
     # generic defaults drop the bindings the space cannot take instead
     assert ActionMapper(load_keymap(KEYMAP_DIR / "discrete.yaml"), spaces.Discrete(2), strict=False).action(["7"]) == 0
 

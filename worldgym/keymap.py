@@ -40,6 +40,10 @@ RESERVED_KEYS = ("r", "p", "n", "tab", "escape")
 KEYMAP_DIR = Path(__file__).resolve().parents[1] / "configs" / "keymaps"
 
 
+class MissingKeysToAction(ValueError):
+    """No way to play this env from the keyboard (Gymnasium's ``play`` raises an error of the same name)."""
+
+
 @dataclass
 class Keymap:
     """Key bindings for one environment (a plain dump of this class is a keymap YAML file).
@@ -86,7 +90,9 @@ def space_kind(space: spaces.Space) -> str:
         return "multi_binary"
     if isinstance(space, spaces.Box):
         return "box"
-    raise ValueError(f"the keyboard player supports Discrete, MultiDiscrete, MultiBinary and Box actions, got {space}")
+    raise MissingKeysToAction(
+        f"the keyboard player supports Discrete, MultiDiscrete, MultiBinary and Box actions, got {space}"
+    )
 
 
 def keymap_path(name: str) -> Path:
@@ -122,7 +128,7 @@ def find_keymap(names: str | Sequence[str] | None, space: spaces.Space) -> tuple
             return load_keymap(path), path
     path = keymap_path(kind)
     if not path.is_file():
-        raise ConfigError(f"no keymap for {names or 'this env'} and no default {path}; pass --keymap PATH.yaml")
+        raise MissingKeysToAction(f"no keymap for {names or 'this env'} and no default {path}; pass --keymap PATH.yaml")
     return load_keymap(path), path
 
 
@@ -150,7 +156,7 @@ class ActionMapper:
                     raise ValueError(f"keymap binding {combo!r}: {e}") from e
                 log.debug("dropping binding %r: %s", combo, e)
         if not self.bindings:
-            raise ValueError(f"keymap has no binding usable with {space}")
+            raise MissingKeysToAction(f"keymap has no binding usable with {space}; pass --keymap PATH.yaml")
         self.idle = [self._check(a) for a in keymap.idle] or [self.neutral()]
         self.keys = frozenset().union(*(keys for keys, _ in self.bindings))
         self._idle_index = 0
