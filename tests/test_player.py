@@ -229,6 +229,19 @@ def test_tab_toggles_between_human_and_agent():
     p.tick([down(pygame.K_TAB)])
     assert env.actions == [0, 1, 0]
     assert "agent" not in p.hud_lines()[0]
+    class InfoAgent:  # the worldgym.policies protocol: reset(rng), (obs, info) -> action
+        def reset(self, rng):
+            self.rng = rng
+
+        def __call__(self, obs, info):
+            return int(info["state"][2] > 0)
+
+    env, agent = cartpole(), InfoAgent()
+    p = make_player(env, agent=agent, start_with_agent=True)
+    p.tick([])
+    expected = int(p.main.info["state"][2] > 0)  # from the reset's info
+    p.tick([])
+    assert env.actions == [expected] and isinstance(agent.rng, np.random.Generator)
     lonely = make_player(cartpole())
     lonely.tick([down(pygame.K_TAB)])
     assert not lonely.use_agent and "--agent" in lonely.hud_lines()[-1]

@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import copy
 import importlib
+import inspect
 import os
 import time
 from dataclasses import dataclass, field
@@ -86,6 +87,16 @@ class RandomPolicy:
 
     def __call__(self, obs: Any) -> Any:
         return self.space.sample()
+
+
+def required_args(fn: Callable) -> int:
+    """How many positional arguments ``fn`` needs (1 when it cannot be inspected)."""
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):
+        return 1
+    kinds = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    return sum(1 for p in params if p.kind in kinds and p.default is inspect.Parameter.empty)
 
 
 def load_agent(spec: str, env: gym.Env, seed: int | None = None) -> Policy:
@@ -267,7 +278,8 @@ class Player:
         mapper: keys -> action for ``env.action_space``.
         twin: an env shown left of ``env`` (side-by-side mode) and stepped with the same
             actions; at every reset ``env`` starts from the twin's first frame (``start_options``).
-        agent: a callable ``obs -> action`` that Tab hands control to.
+        agent: what Tab hands control to: a callable ``obs -> action`` or ``(obs, info) -> action``;
+            its ``reset()`` or ``reset(rng)``, if any, is called at every episode start.
         seed: seeds the sequence of episode seeds (each reset draws the next one).
         ticks_per_step: display frames per env step (held keys are read every frame).
         scale: integer nearest-neighbour upscaling of frames (default: frames at least 384 px).
@@ -409,8 +421,10 @@ class Player:
         self.steps, self.action, self._episode_over = 0, None, False
         self.episodes += 1
         self.tapped.clear()
-        if hasattr(self.agent, "reset"):
-            self.agent.reset()
+        self.main.info = info
+        agent_reset = getattr(self.agent, "reset", None)
+        if agent_reset is not None:  # reset() or reset(rng), as worldgym.policies' policies take
+            agent_reset(np.random.default_rng(self.seed)) if required_args(agent_reset) else agent_reset()
         if self.recorder is not None:
             self.recorder.start(self.main.obs, self.seed, info.get("state"))
         if self.video is not None:
@@ -419,7 +433,8 @@ class Player:
     def step(self) -> None:
         """One env step (one latent block) with the human's keys or the agent's action."""
         if self.use_agent:
-            action = self.agent(self.main.obs)
+            takes_info = required_args(self.agent) >= 2
+            action = self.agent(self.main.obs, self.main.info) if takes_info else self.agent(self.main.obs)
         else:
             action = self.mapper.action(self.keys_for_step())
         self.tapped.clear()
