@@ -354,6 +354,20 @@ def test_mp4_without_ffmpeg_fails_when_opened(monkeypatch, tmp_path):
         video.open_video(tmp_path / "a.avi", fps=30)
 
 
+def test_mp4_frames_stream_to_ffmpeg_scaled(monkeypatch, tmp_path):
+    fake = tmp_path / "ffmpeg"  # stands in for ffmpeg: stores the raw frames it is piped in its output file
+    fake.write_text('#!/bin/sh\nfor last; do :; done\ncat > "$last"\n')
+    fake.chmod(0o755)
+    monkeypatch.setattr(video, "find_ffmpeg", lambda: str(fake))
+    writer = video.open_video(tmp_path / "a.mp4", fps=30, scale=3)
+    frames = [np.full((4, 5, 3), i, np.uint8) for i in range(3)]
+    for frame in frames:
+        writer.append(frame)
+    writer.close()
+    raw = np.frombuffer((tmp_path / "a.mp4").read_bytes(), np.uint8).reshape(3, 12, 15, 3)
+    np.testing.assert_array_equal(raw, [video.upscale(f, 3) for f in frames])
+
+
 @pytest.mark.skipif(video.find_ffmpeg() is None, reason="no ffmpeg executable on this machine")
 def test_mp4_is_written_with_ffmpeg(tmp_path):
     writer = video.open_video(tmp_path / "a.mp4", fps=30, scale=2)
