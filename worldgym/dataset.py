@@ -1,0 +1,487 @@
+"""Rollout datasets on disk: one documented format, a writer, a verifying read-only loader and a validator.
+
+Format (``format_version`` 1) of a dataset folder::
+
+    <path>/
+      manifest.json                      what is in the folder, with a checksum of itself
+      episodes/000000/observations.npy   (T+1, H, W, 3) uint8   frame 0 is the reset observation
+      episodes/000000/actions.npy        (T, *action_shape)     actions[t] led from obs t to obs t+1
+      episodes/000000/rewards.npy        (T,) float32
+      episodes/000000/terminations.npy   (T,) bool              the transition into obs t+1 ended the episode
+      episodes/000000/truncations.npy    (T,) bool              cut by a time limit or by the recorder
+      episodes/000000/states.npy         (T+1, S) float32       optional: the source env's state (probes)
+      episodes/000001/...
+
+Every array is a plain ``.npy`` file (never pickled). ``manifest.json`` holds::
+
+    {"format": "worldgym-dataset", "format_version": 1,
+     "observation_space": {...}, "action_space": {...}, "metadata": {...},
+     "total_episodes": E, "total_steps": sum of T,
+     "episodes": [{"steps": T, "seed": s | null, "terminated": b, "truncated": b}, ...],
+     "files": {"episodes/000000/actions.npy": {"bytes": n, "sha256": hex, "shape": [...], "dtype": "int64"}, ...},
+     "manifest_sha256": sha256 of the canonical JSON of everything above}
+
+Writing is atomic at the dataset level: `DatasetWriter` writes into ``<path>.partial/``
+(marked by a ``PARTIAL`` file and without a manifest until the end) and renames it to
+``<path>`` only in `DatasetWriter.close`. A killed writer therefore leaves any previous
+dataset at ``<path>`` untouched and a ``.partial`` folder that `load` and `check` refuse.
+
+`load` verifies the manifest (its own checksum, every file's presence, size, sha256,
+``.npy`` header shape and dtype, episode invariants) before returning anything, opens the
+arrays as read-only memory maps and never writes to disk. `check` is the same
+verification as a validator; both raise `DatasetError` naming the file at fault.
+
+Dimension letters: T steps of an episode, H/W frame size, S state width.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import gymnasium as gym
+import numpy as np
+
+FORMAT, FORMAT_VERSION = "worldgym-dataset", 1
+MANIFEST, PARTIAL_MARK = "manifest.json", "PARTIAL"
+FIELDS = ("observations", "actions", "rewards", "terminations", "truncations", "states")
+
+
+class DatasetError(RuntimeError):
+    """A dataset that is missing, incomplete, corrupt or inconsistent; the message names the file. Picklable."""
+
+
+# ---------------------------------------------------------------------- spaces <-> JSON
+def space_to_dict(space: gym.Space) -> dict[str, Any]:
+    """A Box / Discrete / MultiDiscrete / MultiBinary space as a JSON-ready dict."""
+    if isinstance(space, gym.spaces.Box):
+        return {
+            "type": "Box",
+            "shape": list(space.shape),
+            "dtype": str(space.dtype),
+            "low": np.asarray(space.low).tolist(),
+            "high": np.asarray(space.high).tolist(),
+        }
+    if isinstance(space, gym.spaces.Discrete):
+        return {"type": "Discrete", "n": int(space.n), "start": int(space.start)}
+    if isinstance(space, gym.spaces.MultiDiscrete):
+        return {"type": "MultiDiscrete", "nvec": np.asarray(space.nvec).tolist()}
+    if isinstance(space, gym.spaces.MultiBinary):
+        return {"type": "MultiBinary", "n": np.asarray(space.n).tolist()}
+    raise DatasetError(f"unsupported space {space}; use Box, Discrete, MultiDiscrete or MultiBinary")
+
+
+def space_from_dict(d: dict[str, Any]) -> gym.Space:
+    """Inverse of `space_to_dict`."""
+    kind = d.get("type")
+    if kind == "Box":
+        return gym.spaces.Box(np.array(d["low"]), np.array(d["high"]), tuple(d["shape"]), np.dtype(d["dtype"]))
+    if kind == "Discrete":
+        return gym.spaces.Discrete(d["n"], start=d.get("start", 0))
+    if kind == "MultiDiscrete":
+        return gym.spaces.MultiDiscrete(np.array(d["nvec"]))
+    if kind == "MultiBinary":
+        return gym.spaces.MultiBinary(d["n"])
+    raise DatasetError(f"unknown space type {kind!r} in {MANIFEST}")
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _canonical(body: dict[str, Any]) -> bytes:
+    return json.dumps({k: v for k, v in body.items() if k != "manifest_sha256"}, sort_keys=True).encode()
+
+
+def _npy_header(path: Path) -> tuple[tuple[int, ...], np.dtype]:
+    """Shape and dtype from a .npy header, without reading the data (raises DatasetError naming the file)."""
+    try:
+        with open(path, "rb") as f:
+            version = np.lib.format.read_magic(f)
+            read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            shape, fortran, dtype = read(f)
+    except (ValueError, OSError, SyntaxError) as e:
+        raise DatasetError(f"{path} is not a readable .npy file ({e}); the dataset is corrupt, re-record it") from e
+    if dtype.hasobject:
+        raise DatasetError(f"{path} holds Python objects; worldgym datasets never contain pickled data")
+    return tuple(shape), dtype
+
+
+# ---------------------------------------------------------------------- episodes
+@dataclass
+class Episode:
+    """One recorded episode (arrays are read-only memory maps when loaded).
+
+    Attributes:
+        observations: (T+1, H, W, 3) uint8.
+        actions: (T, *action_shape).
+        rewards: (T,) float32.
+        terminations: (T,) bool.
+        truncations: (T,) bool.
+        seed: the reset seed, or None.
+        states: (T+1, S) float32 source-env states, or None.
+    """
+
+    observations: np.ndarray
+    actions: np.ndarray
+    rewards: np.ndarray
+    terminations: np.ndarray
+    truncations: np.ndarray
+    seed: int | None = None
+    states: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return len(self.actions)
+
+    def __getitem__(self, key: str) -> Any:  # dict-style access, as Minari users expect
+        return getattr(self, key)
+
+
+def _check_episode(ep: Episode, obs_space: gym.Space, act_space: gym.Space, where: str) -> None:
+    """Minari-style episode invariants; raises DatasetError mentioning ``where``."""
+    T = len(ep.actions)
+    if len(ep.observations) != T + 1:
+        raise DatasetError(f"{where}: expected len(observations) == len(actions) + 1, got {len(ep.observations)} and {T}")
+    for name in ("rewards", "terminations", "truncations"):
+        if getattr(ep, name).shape != (T,):
+            raise DatasetError(f"{where}: {name} must have shape ({T},), got {getattr(ep, name).shape}")
+    if tuple(ep.observations.shape[1:]) != obs_space.shape or ep.observations.dtype != obs_space.dtype:
+        raise DatasetError(
+            f"{where}: observations must be {obs_space.dtype} of shape (T+1, {', '.join(map(str, obs_space.shape))}), "
+            f"got {ep.observations.dtype} {ep.observations.shape}"
+        )
+    act_shape = act_space.shape or ()
+    if tuple(ep.actions.shape[1:]) != tuple(act_shape):
+        raise DatasetError(f"{where}: actions must have shape (T, {', '.join(map(str, act_shape))}), got {ep.actions.shape}")
+    if T:
+        a = np.asarray(ep.actions)
+        if isinstance(act_space, gym.spaces.Discrete):
+            ok = np.all((a >= act_space.start) & (a < act_space.start + act_space.n))
+        elif isinstance(act_space, gym.spaces.MultiDiscrete):
+            ok = np.all((a >= 0) & (a < act_space.nvec))
+        elif isinstance(act_space, gym.spaces.MultiBinary):
+            ok = np.all((a == 0) | (a == 1))
+        else:
+            ok = np.all(np.isfinite(a)) and np.all(a >= act_space.low) and np.all(a <= act_space.high)
+        if not ok:
+            raise DatasetError(f"{where}: some actions lie outside the action space {act_space}")
+        if bool(np.any(ep.terminations[:-1] | ep.truncations[:-1])):
+            raise DatasetError(f"{where}: an episode may only terminate or truncate at its last step")
+    if ep.states is not None and len(ep.states) != T + 1:
+        raise DatasetError(f"{where}: expected len(states) == len(observations) = {T + 1}, got {len(ep.states)}")
+
+
+# ---------------------------------------------------------------------- writer
+class DatasetWriter:
+    """Write episodes into ``<path>.partial/`` and publish them at ``<path>`` on `close`.
+
+    Example:
+        >>> with DatasetWriter("runs/cartpole", env.observation_space, env.action_space, {"env": "CartPole"}) as w:
+        ...     w.add_episode(obs, actions, rewards, terminations, truncations, seed=0)
+    """
+
+    def __init__(self, path: str | Path, observation_space: gym.Space, action_space: gym.Space, metadata: dict | None = None):
+        self.path = Path(path)
+        self.partial = self.path.with_name(self.path.name + ".partial")
+        self.observation_space, self.action_space = observation_space, action_space
+        self.metadata = dict(metadata or {})
+        json.dumps(self.metadata)  # fail now, not at close, if metadata is not JSON-serialisable
+        if self.partial.exists():
+            shutil.rmtree(self.partial)  # the leftovers of a killed writer
+        (self.partial / "episodes").mkdir(parents=True)
+        (self.partial / PARTIAL_MARK).write_text("incomplete: the writer has not finished (or was killed)\n")
+        self.episodes: list[dict[str, Any]] = []
+        self.files: dict[str, dict[str, Any]] = {}
+        self.closed = False
+
+    def __enter__(self) -> "DatasetWriter":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        # on an exception the .partial folder stays, marked and rejected by load()
+
+    def add_episode(
+        self,
+        observations: np.ndarray,
+        actions: np.ndarray,
+        rewards: np.ndarray,
+        terminations: np.ndarray,
+        truncations: np.ndarray,
+        seed: int | None = None,
+        states: np.ndarray | None = None,
+    ) -> None:
+        """Validate and write one episode of T steps (see the module docstring for shapes)."""
+        if self.closed:
+            raise DatasetError(f"dataset {self.path} is closed; open a new DatasetWriter to add episodes")
+        act_dtype = self.action_space.dtype if self.action_space.dtype is not None else np.float32
+        ep = Episode(
+            np.ascontiguousarray(observations, dtype=np.uint8),
+            np.ascontiguousarray(actions, dtype=act_dtype),
+            np.ascontiguousarray(rewards, dtype=np.float32),
+            np.ascontiguousarray(terminations, dtype=bool),
+            np.ascontiguousarray(truncations, dtype=bool),
+            None if seed is None else int(seed),
+            None if states is None else np.ascontiguousarray(states, dtype=np.float32),
+        )
+        index = len(self.episodes)
+        _check_episode(ep, self.observation_space, self.action_space, f"episode {index}")
+        rel_dir = f"episodes/{index:06d}"
+        (self.partial / rel_dir).mkdir()
+        for name in FIELDS:
+            arr = getattr(ep, name)
+            if arr is None:
+                continue
+            rel = f"{rel_dir}/{name}.npy"
+            with open(self.partial / rel, "wb") as f:
+                np.save(f, arr, allow_pickle=False)
+                f.flush()
+                os.fsync(f.fileno())
+            self.files[rel] = {
+                "bytes": (self.partial / rel).stat().st_size,
+                "sha256": _sha256(self.partial / rel),
+                "shape": list(arr.shape),
+                "dtype": str(arr.dtype),
+            }
+        self.episodes.append(
+            {
+                "steps": len(ep),
+                "seed": ep.seed,
+                "terminated": bool(len(ep) and ep.terminations[-1]),
+                "truncated": bool(len(ep) and ep.truncations[-1]),
+                "states": ep.states is not None,
+            }
+        )
+
+    def close(self) -> Path:
+        """Write the manifest and atomically publish the dataset at ``path`` (replacing an older one)."""
+        if self.closed:
+            return self.path
+        body: dict[str, Any] = {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "observation_space": space_to_dict(self.observation_space),
+            "action_space": space_to_dict(self.action_space),
+            "metadata": self.metadata,
+            "total_episodes": len(self.episodes),
+            "total_steps": sum(e["steps"] for e in self.episodes),
+            "episodes": self.episodes,
+            "files": self.files,
+        }
+        body["manifest_sha256"] = hashlib.sha256(_canonical(body)).hexdigest()
+        with open(self.partial / MANIFEST, "w") as f:
+            json.dump(body, f, indent=1)
+            f.flush()
+            os.fsync(f.fileno())
+        (self.partial / PARTIAL_MARK).unlink()
+        old = self.path.with_name(self.path.name + ".old")
+        if old.exists():
+            shutil.rmtree(old)
+        if self.path.exists():
+            os.rename(self.path, old)
+        os.rename(self.partial, self.path)
+        if old.exists():
+            shutil.rmtree(old)
+        self.closed = True
+        return self.path
+
+
+# ---------------------------------------------------------------------- loader
+class Dataset:
+    """A verified, read-only dataset: ``len(dataset)`` episodes in ``dataset.episodes``."""
+
+    def __init__(self, path: Path, manifest: dict[str, Any], episodes: list[Episode]):
+        self.path = path
+        self.manifest = manifest
+        self.episodes = episodes
+        self.observation_space = space_from_dict(manifest["observation_space"])
+        self.action_space = space_from_dict(manifest["action_space"])
+        self.metadata = manifest["metadata"]
+
+    def __len__(self) -> int:
+        return len(self.episodes)
+
+    def __iter__(self) -> Iterator[Episode]:
+        return iter(self.episodes)
+
+    @property
+    def total_steps(self) -> int:
+        return int(self.manifest["total_steps"])
+
+
+def _read_manifest(path: Path) -> dict[str, Any]:
+    if path.name.endswith(".partial") or (path / PARTIAL_MARK).exists():
+        raise DatasetError(
+            f"{path} is a partial dataset (its writer did not finish or was killed); it is rejected. "
+            "Re-record it, or delete the folder"
+        )
+    if not path.is_dir():
+        partial = path.with_name(path.name + ".partial")
+        hint = f" (only the unfinished {partial} exists: its writer was killed)" if partial.exists() else ""
+        raise DatasetError(f"dataset folder {path} does not exist{hint}")
+    mf = path / MANIFEST
+    if not mf.is_file():
+        raise DatasetError(f"{mf} is missing; {path} is not a complete worldgym dataset")
+    try:
+        body = json.loads(mf.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise DatasetError(f"{mf} is not valid JSON ({e}); the manifest is corrupt") from e
+    if not isinstance(body, dict) or body.get("format") != FORMAT:
+        raise DatasetError(f"{mf} is not a worldgym dataset manifest (expected format {FORMAT!r})")
+    if body.get("format_version", 0) > FORMAT_VERSION:
+        raise DatasetError(f"{mf} is format {body['format_version']}, newer than this worldgym ({FORMAT_VERSION}); upgrade")
+    if hashlib.sha256(_canonical(body)).hexdigest() != body.get("manifest_sha256"):
+        raise DatasetError(f"{mf} was edited: its content does not match its manifest_sha256")
+    return body
+
+
+def _verify(path: Path, body: dict[str, Any], hashes: bool = True) -> None:
+    """Every listed file present with its size, sha256 and .npy header; no unlisted arrays; counts add up."""
+    mf = path / MANIFEST
+    files = body["files"]
+    for rel, entry in files.items():
+        f = path / rel
+        if not f.is_file():
+            raise DatasetError(f"{f} is missing (listed in {mf}); the dataset is incomplete, re-record it")
+        size = f.stat().st_size
+        if size != entry["bytes"]:
+            raise DatasetError(f"{f} has {size} bytes, the manifest says {entry['bytes']} (truncated or grown); re-record it")
+        if hashes and _sha256(f) != entry["sha256"]:
+            raise DatasetError(f"{f} does not match its sha256 in {mf} (bit flip or edit); re-record it")
+        shape, dtype = _npy_header(f)
+        if list(shape) != entry["shape"] or str(dtype) != entry["dtype"]:
+            raise DatasetError(f"{f} holds {dtype} {shape}, the manifest says {entry['dtype']} {tuple(entry['shape'])}")
+    on_disk = {p.relative_to(path).as_posix() for p in (path / "episodes").rglob("*.npy")} if (path / "episodes").is_dir() else set()
+    extra = sorted(on_disk - set(files))
+    if extra:
+        raise DatasetError(f"{path / extra[0]} is not listed in {mf}; the folder was modified after recording")
+    eps = body["episodes"]
+    if body["total_episodes"] != len(eps) or body["total_steps"] != sum(e["steps"] for e in eps):
+        raise DatasetError(f"{mf}: total_episodes/total_steps do not match the episode list")
+    for i, e in enumerate(eps):
+        for name in FIELDS[:5] + (("states",) if e.get("states") else ()):
+            rel = f"episodes/{i:06d}/{name}.npy"
+            if rel not in files:
+                raise DatasetError(f"{path / rel} is not listed in {mf}; episode {i} is incomplete")
+            n = e["steps"] + (1 if name in ("observations", "states") else 0)
+            if files[rel]["shape"][0] != n:
+                raise DatasetError(f"{path / rel} has {files[rel]['shape'][0]} rows, episode {i} needs {n} ({mf})")
+
+
+def load(path: str | Path, verify_hashes: bool = True) -> Dataset:
+    """Verify and open a dataset read-only (see the module docstring). Never writes to disk.
+
+    Args:
+        path: the dataset folder.
+        verify_hashes: check every file's sha256 (on by default; sizes and headers are always checked).
+
+    Raises:
+        DatasetError: naming the file for a missing, truncated, bit-flipped or unlisted file, an
+            edited manifest, or a partial (killed) recording.
+    """
+    path = Path(path)
+    body = _read_manifest(path)
+    _verify(path, body, hashes=verify_hashes)
+    obs_space, act_space = space_from_dict(body["observation_space"]), space_from_dict(body["action_space"])
+    episodes = []
+    for i, e in enumerate(body["episodes"]):
+        d = path / f"episodes/{i:06d}"
+        arrays = {
+            name: np.load(d / f"{name}.npy", mmap_mode="r", allow_pickle=False)
+            for name in FIELDS
+            if name != "states" or e.get("states")
+        }
+        ep = Episode(seed=e["seed"], states=arrays.pop("states", None), **arrays)
+        _check_episode(ep, obs_space, act_space, f"{d}")
+        if bool(len(ep) and ep.terminations[-1]) != e["terminated"]:
+            raise DatasetError(f"{d}/terminations.npy disagrees with the manifest's episode {i} 'terminated' flag")
+        episodes.append(ep)
+    return Dataset(path, body, episodes)
+
+
+def check(path: str | Path) -> dict[str, Any]:
+    """Validate a dataset; returns a summary dict or raises `DatasetError` naming the file at fault."""
+    ds = load(path)
+    steps = [len(e) for e in ds.episodes]
+    return {
+        "path": str(ds.path),
+        "episodes": len(ds),
+        "steps": ds.total_steps,
+        "files": len(ds.manifest["files"]),
+        "observation_space": str(ds.observation_space),
+        "action_space": str(ds.action_space),
+        "terminated": sum(e["terminated"] for e in ds.manifest["episodes"]),
+        "truncated": sum(e["truncated"] for e in ds.manifest["episodes"]),
+        "mean_length": float(np.mean(steps)) if steps else 0.0,
+    }
+
+
+# ---------------------------------------------------------------------- Minari export (optional extra)
+def minari_buffers(dataset: Dataset) -> list[Any]:
+    """The episodes as Minari ``EpisodeBuffer`` objects (needs ``pip install minari``, without ``[create]``)."""
+    try:
+        from minari.data_collector import EpisodeBuffer
+    except ImportError as e:
+        raise ImportError("Minari export needs the optional extra: pip install 'worldgym[minari]' h5py") from e
+    out = []
+    for i, ep in enumerate(dataset.episodes):
+        infos = {} if ep.states is None else {"state": np.asarray(ep.states)}
+        out.append(
+            EpisodeBuffer(
+                id=i, seed=ep.seed, observations=np.asarray(ep.observations), actions=np.asarray(ep.actions),
+                rewards=list(np.asarray(ep.rewards)), terminations=list(np.asarray(ep.terminations)),
+                truncations=list(np.asarray(ep.truncations)), infos=infos,
+            )  # fmt: skip
+        )
+    return out
+
+
+def export_minari(path: str | Path, dataset_id: str, data_format: str = "hdf5") -> Any:
+    """Write a verified worldgym dataset as a local Minari dataset (``MINARI_DATASETS_PATH`` or ~/.minari).
+
+    Needs ``minari`` plus its storage backend (``h5py`` for hdf5, ``pyarrow`` for arrow); JAX
+    (``minari[create]``) is not needed. Returns the ``minari.MinariDataset``.
+    """
+    import minari
+
+    ds = load(path)
+    return minari.create_dataset_from_buffers(
+        dataset_id=dataset_id, buffer=minari_buffers(ds), observation_space=ds.observation_space,
+        action_space=ds.action_space, algorithm_name=str(ds.metadata.get("policy", "worldgym record")),
+        description=f"exported from the worldgym dataset {ds.path}", data_format=data_format,
+    )  # fmt: skip
+
+
+# ---------------------------------------------------------------------- CLI: worldgym dataset check|export-minari
+def add_arguments(parser: Any) -> None:
+    parser.add_argument("action", choices=["check", "export-minari"], help="check: validate; export-minari: write a Minari dataset")
+    parser.add_argument("path", help="dataset folder")
+    parser.add_argument("--id", default=None, help="Minari dataset id for export-minari, e.g. worldgym/cartpole/mix-v0")
+    parser.add_argument("--format", default="hdf5", choices=["hdf5", "arrow"], help="Minari storage backend")
+
+
+def run(args: Any) -> int:
+    if args.action == "check":
+        try:
+            summary = check(args.path)
+        except DatasetError as e:
+            print(f"INVALID: {e}")
+            return 1
+        print(json.dumps({"valid": True, **summary}, indent=1))
+        return 0
+    if not args.id:
+        print("export-minari needs --id NAMESPACE/NAME-vN")
+        return 2
+    mds = export_minari(args.path, args.id, args.format)
+    print(f"wrote Minari dataset {args.id}: {mds.total_episodes} episodes, {mds.total_steps} steps")
+    return 0
