@@ -18,10 +18,6 @@ COMMANDS = {
     "dataset": ("worldgym.dataset", "check a recorded dataset, or export it to Minari"),
     "train": ("worldgym.train", "train a world model (autoencoder, dynamics, self-forcing) from a YAML config"),
     "eval": ("worldgym.evaluate", "measure a world model against its real twin: PSNR, state probe, control, termination"),
-    "record": ("worldgym.record", "record episodes from a real twin or a neural env into a dataset"),
-    "dataset": ("worldgym.dataset", "check a recorded dataset, or export it to Minari"),
-    "train": ("worldgym.train", "train a world model (autoencoder, dynamics, self-forcing) from a YAML config"),
-    "eval": ("worldgym.evaluate", "measure a world model against its real twin: PSNR, state probe, control, termination"),
     "bench": ("worldgym.bench", "measure step latency, throughput, cache speed-up and memory"),
 }
 
