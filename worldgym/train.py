@@ -1,0 +1,612 @@
+"""Train a world model from a recorded dataset: autoencoder, then dynamics + heads, then a self-forcing fine-tune.
+
+Examples:
+    worldgym train configs/cartpole.yaml --data /work/runs/data/cartpole --out /work/runs/cartpole
+    torchrun --nproc_per_node 2 -m worldgym.cli train configs/cartpole.yaml --data ... --out ...
+
+The YAML file is a plain dump of `TrainConfig` (which nests the `WorldModelConfig`). The
+three stages run in order and each writes checkpoints into ``OUT``; rerunning the same
+command resumes from the last checkpoint (weights, optimizer state, stage and step):
+
+1. **autoencoder**: frames -> latents -> frames, MSE with extra weight on the pixels
+   that are not background (the cart and the thin pole), then the latent statistics;
+2. **dynamics** (teacher forcing): sequences of ``seq_frames`` latent frames laid out as
+   [clean copy | noisy copy] (`Dynamics.forward_sequence`), the context copy lightly
+   noised (t ~ U[0, context_noise]), sequences starting at random offsets inside
+   episodes and longer than sink + window so window evictions are trained, noise levels
+   drawn at the sampler's t = 1 with probability ``p_t_one``; reward (MSE) and
+   termination (BCE) heads on the clean copy;
+3. **self-forcing**: roll the model out on its own predictions through the real cached
+   inference path (`Dynamics.forward_cached` against a `KVCache`, in the engine's order:
+   denoise passes that only read the cache, then one commit pass), and regress every
+   generated block to the true next latent (CartPole is deterministic), with the heads
+   trained on the self-generated commit pass. The cache is detached between blocks.
+
+Multi-process: under ``torchrun`` every process draws the same global batch from a
+step-seeded generator and trains on its slice of it; gradients are averaged by
+`DistributedDataParallel` (gloo on CPU, NCCL on CUDA), so N processes compute the same
+update as one process with the same global batch. All randomness of step s is drawn
+from a generator seeded by (seed, stage, s), so a resumed run repeats the losses of an
+uninterrupted one. Logs go to stdout and ``OUT/log.jsonl``; the finished model is
+``OUT/model`` (a checkpoint folder, start-frame bank filled with real start frames).
+
+Dimension letters: B batch, T frames, N tokens, C latent channels, H/W frame size.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import math
+import os
+import shutil
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from worldgym import checkpoint
+from worldgym.actions import ActionConfig
+from worldgym.autoencoder import AutoencoderConfig
+from worldgym.cache import KVCache
+from worldgym.config_io import dump_yaml, load_yaml, to_dict
+from worldgym.dataset import load as load_dataset
+from worldgym.dynamics import DynamicsConfig
+from worldgym.model import Model, WorldModelConfig
+from worldgym.sampler import SamplerConfig, flow_schedule
+
+log = logging.getLogger("worldgym.train")
+STAGES = ("autoencoder", "dynamics", "selfforce")
+
+
+@dataclass
+class TrainConfig:
+    """A whole training run: the model to build and the hyper-parameters of each stage.
+
+    Attributes:
+        model: the world model to build.
+        seed: seeds weights and every step's random draws.
+        threads: torch intra-op threads per process.
+        bf16: bf16 autocast for forward passes (weights and optimizer stay fp32).
+        ae_steps, ae_batch, ae_lr: autoencoder stage (frames per batch).
+        ae_foreground_weight: extra loss weight on non-background pixels.
+        dyn_steps, dyn_batch, dyn_lr: teacher-forcing stage (sequences per batch).
+        seq_frames: frames per training sequence (> sink + window to train evictions).
+        context_noise: the clean copy gets noise t ~ U[0, context_noise].
+        p_t_one: probability that a target frame is trained at t = 1 (the 1-step sampler's level).
+        term_weight: weight of the termination BCE; term_pos_weight up-weights the rare positives.
+        reward_weight: weight of the reward MSE.
+        sf_steps, sf_batch, sf_lr: self-forcing stage (rollouts per batch).
+        sf_blocks: blocks generated per self-forcing rollout.
+        warmup: linear warm-up steps of every stage (then cosine to 10 %).
+        log_every, ckpt_every: steps between log lines / checkpoints.
+        start_bank_from: episodes whose first frames fill the start-frame bank.
+    """
+
+    model: WorldModelConfig = field(default_factory=WorldModelConfig)
+    seed: int = 0
+    threads: int = 2
+    bf16: bool = False  # this machine class has AVX2 only (no AMX/AVX-512 bf16): bf16 matmuls run ~9x slower than fp32
+    ae_steps: int = 2000
+    ae_batch: int = 32
+    ae_lr: float = 2e-3
+    ae_foreground_weight: float = 20.0
+    dyn_steps: int = 3000
+    dyn_batch: int = 16
+    dyn_lr: float = 1e-3
+    seq_frames: int = 24
+    context_noise: float = 0.1
+    p_t_one: float = 0.75
+    term_weight: float = 1.0
+    term_pos_weight: float = 5.0
+    reward_weight: float = 0.1
+    sf_steps: int = 500
+    sf_batch: int = 16
+    sf_lr: float = 3e-4
+    sf_blocks: int = 24
+    warmup: int = 100
+    log_every: int = 50
+    ckpt_every: int = 500
+
+
+def cartpole_config() -> TrainConfig:
+    """The recipe of the shipped ``worldgym/CartPole-v0`` (dumped to configs/cartpole.yaml)."""
+    return TrainConfig(
+        model=WorldModelConfig(
+            name="CartPole",
+            autoencoder=AutoencoderConfig(frame_height=64, frame_width=64, latent_channels=16, widths=[16, 32, 64, 64], decoder_shuffle=3),
+            dynamics=DynamicsConfig(dim=128, depth=4, heads=4, sink=1, window=8, train_frames=24),
+            action=ActionConfig(kind="discrete", n=2),
+            sampler=SamplerConfig(steps=1),
+            context_frames=1,
+            start_bank=16,
+            fps=50,
+            real_twin="CartPole",
+            reward_range=[0.0, 1.0],
+        ),
+        threads=1,  # on a shared 2-core machine 1 thread was 2-10x faster than 2 (OpenMP barrier spinning)
+        bf16=False,  # measured slower than fp32 on this machine (conv autoencoder: 2.5x slower)
+        ae_steps=1500,
+        ae_batch=16,
+        dyn_steps=600,
+        dyn_batch=8,
+        seq_frames=12,
+        sf_steps=150,
+        sf_batch=8,
+        sf_blocks=12,
+        warmup=30,
+        log_every=10,
+        ckpt_every=50,
+    )
+
+
+def tiny_config() -> TrainConfig:
+    """A few-second config for tests (32x32 frames so the state probe can still see the pole, 2 layers, 32 dims).
+
+    Dumped to configs/tiny.yaml."""
+    return TrainConfig(
+        model=WorldModelConfig(
+            name="Tiny",
+            autoencoder=AutoencoderConfig(frame_height=32, frame_width=32, latent_channels=4, widths=[8, 8, 8]),
+            dynamics=DynamicsConfig(dim=32, depth=2, heads=2, sink=1, window=3, train_frames=8),
+            action=ActionConfig(kind="discrete", n=2),
+            sampler=SamplerConfig(steps=1),
+            start_bank=4,
+            real_twin="CartPole",
+            reward_range=[0.0, 1.0],
+        ),
+        threads=1,
+        bf16=False,
+        ae_steps=4,
+        ae_batch=8,
+        dyn_steps=4,
+        dyn_batch=4,
+        seq_frames=8,
+        sf_steps=2,
+        sf_batch=4,
+        sf_blocks=6,
+        warmup=2,
+        log_every=1,
+        ckpt_every=2,
+    )
+
+
+# ---------------------------------------------------------------------- data
+class Data:
+    """A dataset held in RAM as torch tensors, flattened over episodes.
+
+    Attributes:
+        frames: (sum T+1, H, W, 3) uint8 every observation of every episode.
+        starts: (E,) index in ``frames`` of each episode's first observation.
+        lengths: (E,) T of each episode (T+1 observations).
+        actions: (sum T+1, A) the action that led to each frame (row of frame 0 unused).
+        rewards, terms: (sum T+1,) reward / termination of the transition into each frame.
+    """
+
+    def __init__(self, path: str | Path, action: ActionConfig) -> None:
+        ds = load_dataset(path)
+        if len(ds) == 0:
+            raise ValueError(f"dataset {path} has no episodes")
+        frames, actions, rewards, terms, starts, lengths = [], [], [], [], [], []
+        n = 0
+        for ep in ds.episodes:
+            T = len(ep)
+            frames.append(np.asarray(ep.observations))
+            a = np.zeros((T + 1, action.width), dtype=np.float32 if action.kind == "box" else np.int64)
+            a[1:] = np.asarray(ep.actions).reshape(T, action.width)
+            actions.append(a)
+            rewards.append(np.concatenate([[0.0], np.asarray(ep.rewards, np.float32)]))
+            terms.append(np.concatenate([[False], np.asarray(ep.terminations)]))
+            starts.append(n)
+            lengths.append(T)
+            n += T + 1
+        self.frames = torch.from_numpy(np.concatenate(frames))  # (sum T+1, H, W, 3)
+        self.actions = torch.from_numpy(np.concatenate(actions))  # (sum T+1, A)
+        self.rewards = torch.from_numpy(np.concatenate(rewards).astype(np.float32))  # (sum T+1,)
+        self.terms = torch.from_numpy(np.concatenate(terms).astype(np.float32))  # (sum T+1,)
+        self.starts = torch.tensor(starts)
+        self.lengths = torch.tensor(lengths)
+        self.path = str(path)
+        self.episodes = len(ds)
+
+    def sequences(self, g: torch.Generator, batch: int, frames: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Random windows: indices (B, T) into the flat arrays and a validity mask (B, T).
+
+        Episodes are drawn in proportion to their number of frames, the start offset uniformly
+        inside the episode; frames past the episode's end repeat its last frame and are invalid.
+        """
+        weights = (self.lengths + 1).float()
+        ep = torch.multinomial(weights, batch, replacement=True, generator=g)  # (B,)
+        length = self.lengths[ep]  # (B,)
+        offset = (torch.rand(batch, generator=g) * length).long()  # (B,) in [0, T-1]: at least 2 frames
+        pos = offset[:, None] + torch.arange(frames)[None]  # (B, T)
+        valid = pos <= length[:, None]
+        idx = self.starts[ep][:, None] + pos.clamp(max=length[:, None])  # (B, T)
+        return idx, valid
+
+
+# ---------------------------------------------------------------------- losses (one nn.Module per stage, DDP-wrappable)
+class AutoencoderLoss(nn.Module):
+    """Weighted reconstruction MSE of a batch of uint8 frames."""
+
+    def __init__(self, model: Model, foreground_weight: float) -> None:
+        super().__init__()
+        self.ae = model.autoencoder
+        self.fg = foreground_weight
+
+    def forward(self, frames: torch.Tensor, norm: float) -> torch.Tensor:
+        target = frames.permute(0, 3, 1, 2).float() / 127.5 - 1.0  # (B, 3, H, W)
+        z = self.ae.encoder(target)  # (B, C, h, w)
+        recon = self.ae.decoder(z).float()  # (B, 3, H, W)
+        weight = 1.0 + self.fg * (frames.min(dim=-1).values < 250).float()[:, None]  # (B, 1, H, W)
+        return (weight * (recon - target) ** 2).sum() / norm
+
+
+class DynamicsLoss(nn.Module):
+    """Teacher forcing with lightly noised context over [clean | noisy] sequences."""
+
+    def __init__(self, model: Model, cfg: TrainConfig) -> None:
+        super().__init__()
+        self.dyn = model.dynamics
+        self.cfg = cfg
+
+    def forward(self, batch: dict[str, torch.Tensor], norm: dict[str, float]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        x0, valid = batch["latents"], batch["valid"]  # (B, T, N, C), (B, T)
+        clean = (1 - batch["t_clean"][..., None, None]) * x0 + batch["t_clean"][..., None, None] * batch["noise_clean"]
+        noisy = (1 - batch["t_noisy"][..., None, None]) * x0 + batch["t_noisy"][..., None, None] * batch["noise"]
+        pred, reward, term = self.dyn.forward_sequence(clean, noisy, batch["t_clean"], batch["t_noisy"], batch["actions"], batch["null"])
+        target = valid.clone()
+        target[:, 0] = False  # the first frame has no known action: it is given at reset, never generated
+        w = target.float()
+        mse = (((pred.float() - x0) ** 2).mean(dim=(2, 3)) * w).sum() / norm["frames"]
+        pos = torch.full_like(term, self.cfg.term_pos_weight)
+        bce = (F.binary_cross_entropy_with_logits(term, batch["terms"], pos_weight=pos[0, 0], reduction="none") * w).sum()
+        bce = bce / norm["frames"]
+        rmse = (((reward - batch["rewards"]) ** 2) * w).sum() / norm["frames"]
+        loss = mse + self.cfg.term_weight * bce + self.cfg.reward_weight * rmse
+        return loss, {"latent_mse": mse.detach(), "term_bce": bce.detach(), "reward_mse": rmse.detach()}
+
+
+def scratch(k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor], torch.Tensor]:
+    """Per-layer copies of rotated context buffers (L, B, H, M+N, Dh): each attention layer writes its own
+    block into the scratch slots in place, so under autograd no two layers (or passes) may share storage."""
+    return [x.clone() for x in k], [x.clone() for x in v], mask
+
+
+class SelfForcingLoss(nn.Module):
+    """Roll the model out on its own blocks through the cached inference path; regress to the true latents."""
+
+    def __init__(self, model: Model, cfg: TrainConfig) -> None:
+        super().__init__()
+        self.dyn = model.dynamics
+        self.cfg = cfg
+        self.mc = model.config
+
+    def forward(self, batch: dict[str, torch.Tensor], norm: dict[str, float]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        dyn, mc = self.dyn, self.mc
+        x0, valid, acts = batch["latents"], batch["valid"], batch["actions"]  # (B, T, N, C), (B, T), (B, T, A)
+        B, T = valid.shape
+        cache = KVCache(
+            layers=dyn.config.depth, batch_size=B, sink=dyn.config.sink, window=dyn.config.window,
+            tokens=mc.autoencoder.tokens, heads=dyn.config.heads, head_dim=dyn.config.dim // dyn.config.heads,
+            latent_channels=mc.autoencoder.latent_channels, action_width=mc.action.width,
+            action_dtype=acts.dtype, device=x0.device, dtype=torch.float32,
+        )  # fmt: skip
+        schedule = flow_schedule(mc.sampler.steps, mc.sampler.shift)
+        commit_t = torch.full((B,), mc.sampler.commit_noise, device=x0.device)
+        no_null = torch.zeros(B, dtype=torch.bool, device=x0.device)
+        mse = bce = rmse = x0.new_zeros(())
+        generated = []
+        # 1. reset: commit the real start frame (action unknown), exactly as WorldModel.reset does
+        with torch.no_grad():
+            ctx = dyn.rotate_context(cache.view())
+            out = dyn.forward_cached(x0[:, 0], commit_t, acts[:, 0], ~no_null, ctx, cache.filled(), commit=True)
+            cache.append(out.k, out.v, x0[:, 0], acts[:, 0], ~no_null)
+        for i in range(1, T):
+            w = valid[:, i].float()  # (B,)
+            # 2. read the (detached) cache once; every pass below gets its own copy of the scratch buffers
+            with torch.no_grad():
+                view = cache.view()
+                k, v, mask = dyn.rotate_context(view)
+            # 3. denoise from noise with the sampler's schedule; gradients only through the last pass
+            x = batch["noise"][:, i]
+            for j, (t, t_next) in enumerate(zip(schedule[:-1], schedule[1:])):
+                last = j == len(schedule) - 2
+                with contextlib.nullcontext() if last else torch.no_grad():
+                    tt = torch.full((B,), t, device=x0.device)
+                    pred = dyn.forward_cached(x, tt, acts[:, i], no_null, scratch(k, v, mask), view.filled, commit=False).pred.float()
+                x = pred if t_next == 0.0 else (x + (t_next - t) * (x - pred) / t).detach()
+            mse = mse + (((pred - x0[:, i]) ** 2).mean(dim=(1, 2)) * w).sum()
+            # 4. commit pass on the generated block (input detached): heads trained, k/v written detached
+            out = dyn.forward_cached(pred.detach(), commit_t, acts[:, i], no_null, scratch(k, v, mask), view.filled, commit=True)
+            pw = torch.tensor(self.cfg.term_pos_weight, device=x0.device)
+            bce = bce + (F.binary_cross_entropy_with_logits(out.term_logit, batch["terms"][:, i], pos_weight=pw, reduction="none") * w).sum()
+            rmse = rmse + (((out.reward - batch["rewards"][:, i]) ** 2) * w).sum()
+            cache.append(out.k.detach(), out.v.detach(), pred.detach(), acts[:, i], no_null)
+            generated.append(pred.detach())
+        self.last_rollout = torch.stack(generated, 1)  # (B, T-1, N, C): the self-generated blocks (for tests)
+        mse, bce, rmse = mse / norm["frames"], bce / norm["frames"], rmse / norm["frames"]
+        loss = mse + self.cfg.term_weight * bce + self.cfg.reward_weight * rmse
+        return loss, {"latent_mse": mse.detach(), "term_bce": bce.detach(), "reward_mse": rmse.detach()}
+
+
+# ---------------------------------------------------------------------- optimizer state <-> safetensors
+def save_optimizer(opt: torch.optim.Optimizer, path: Path) -> None:
+    """AdamW state as flat tensors in safetensors (never pickle); written atomically."""
+    sd = opt.state_dict()
+    tensors = {}
+    for pid, st in sd["state"].items():
+        for key, val in st.items():
+            tensors[f"{pid}.{key}"] = torch.as_tensor(val).detach().cpu().contiguous()
+    tmp = path.with_suffix(".tmp")
+    save_file(tensors, str(tmp), metadata={"param_groups": json.dumps(sd["param_groups"])})
+    os.replace(tmp, path)
+
+
+def load_optimizer(opt: torch.optim.Optimizer, path: Path) -> None:
+    from safetensors import safe_open
+
+    with safe_open(str(path), "pt") as f:
+        groups = json.loads(f.metadata()["param_groups"])
+    flat = load_file(str(path))
+    state: dict[int, dict[str, torch.Tensor]] = {}
+    for name, val in flat.items():
+        pid, key = name.split(".", 1)
+        state.setdefault(int(pid), {})[key] = val
+    opt.load_state_dict({"state": state, "param_groups": groups})
+
+
+# ---------------------------------------------------------------------- helpers
+def lr_at(step: int, total: int, base: float, warmup: int) -> float:
+    if step < warmup:
+        return base * (step + 1) / warmup
+    p = (step - warmup) / max(1, total - warmup)
+    return base * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(p, 1.0))))
+
+
+def step_generator(seed: int, stage: str, step: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed * 1_000_003 + STAGES.index(stage) * 10_000_019 + step)
+
+
+@torch.no_grad()
+def encode_all(model: Model, frames: torch.Tensor, bf16: bool, batch: int = 256) -> torch.Tensor:
+    """Normalised latents (F, N, C) of every frame."""
+    out = []
+    with autocast(bf16):
+        for i in range(0, len(frames), batch):
+            out.append(model.autoencoder.encode(frames[i : i + batch]).float())
+    return torch.cat(out)
+
+
+@torch.no_grad()
+def set_latent_stats(model: Model, frames: torch.Tensor, g: torch.Generator) -> None:
+    idx = torch.randperm(len(frames), generator=g)[:4096]
+    z = torch.cat([model.autoencoder.encode_raw(frames[idx[i : i + 256]]) for i in range(0, len(idx), 256)])  # (F, N, C)
+    model.autoencoder.latent_mean.copy_(z.mean(dim=(0, 1)))
+    model.autoencoder.latent_std.copy_(z.std(dim=(0, 1)).clamp(min=1e-4))
+
+
+def autocast(bf16: bool) -> contextlib.AbstractContextManager:
+    return torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
+
+
+def fill_start_bank(model: Model, data: Data) -> None:
+    """The first ``context_frames`` frames of evenly spaced episodes become the start-frame bank."""
+    K, Fc = model.start_frames.shape[:2]
+    eps = torch.linspace(0, data.episodes - 1, K).round().long()
+    for k, e in enumerate(eps.tolist()):
+        s, T = int(data.starts[e]), int(data.lengths[e])
+        idx = torch.arange(Fc).clamp(max=T) + s
+        model.start_frames[k] = data.frames[idx]
+
+
+class Run:
+    """Process-group facts: rank, world size, and the slice of a global batch this process trains on."""
+
+    def __init__(self) -> None:
+        self.world = int(os.environ.get("WORLD_SIZE", "1"))
+        self.rank = int(os.environ.get("RANK", "0"))
+        self.distributed = self.world > 1
+        if self.distributed and not torch.distributed.is_initialized():
+            backend = "nccl" if torch.cuda.is_available() else "gloo"
+            torch.distributed.init_process_group(backend)
+
+    def part(self, batch: int) -> slice:
+        if batch % self.world:
+            raise ValueError(f"global batch {batch} must divide evenly over {self.world} processes")
+        n = batch // self.world
+        return slice(self.rank * n, (self.rank + 1) * n)
+
+    def wrap(self, module: nn.Module) -> nn.Module:
+        if not self.distributed:
+            return module
+        return nn.parallel.DistributedDataParallel(module, broadcast_buffers=False)
+
+    def barrier(self) -> None:
+        if self.distributed:
+            torch.distributed.barrier()
+
+
+# ---------------------------------------------------------------------- batches
+def dynamics_batch(data: Data, latents: torch.Tensor, g: torch.Generator, batch: int, frames: int, cfg: TrainConfig) -> dict:
+    """One global batch for the teacher-forcing and self-forcing stages (all random draws from g)."""
+    idx, valid = data.sequences(g, batch, frames)  # (B, T)
+    x0 = latents[idx]  # (B, T, N, C)
+    null = torch.zeros_like(valid)
+    null[:, 0] = True
+    t_noisy = torch.where(
+        torch.rand(valid.shape, generator=g) < cfg.p_t_one, torch.ones(valid.shape), torch.sigmoid(torch.randn(valid.shape, generator=g))
+    )  # (B, T): the sampler's t = 1, else logit-normal
+    return {
+        "latents": x0,
+        "valid": valid,
+        "actions": data.actions[idx],  # (B, T, A)
+        "null": null,
+        "rewards": data.rewards[idx] * valid,
+        "terms": data.terms[idx] * valid,
+        "t_clean": torch.rand(valid.shape, generator=g) * cfg.context_noise,
+        "t_noisy": t_noisy,
+        "noise_clean": torch.randn(x0.shape, generator=g),
+        "noise": torch.randn(x0.shape, generator=g),
+    }
+
+
+# ---------------------------------------------------------------------- the training loop
+def train(cfg: TrainConfig, data_path: str | Path, out: str | Path, stop_after: int | None = None) -> Path:
+    """Run (or resume) all stages; returns the finished model folder ``OUT/model``.
+
+    Args:
+        stop_after: stop (after checkpointing) once this many optimizer steps ran in this call (tests).
+    """
+    out = Path(out)
+    run = Run()
+    torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    if run.rank == 0:
+        out.mkdir(parents=True, exist_ok=True)
+        dump_yaml(cfg, out / "config.yaml")
+    run.barrier()
+    mc = cfg.model
+    data = Data(data_path, mc.action)
+    ckpt, opt_path = out / "checkpoint", out / "optimizer.safetensors"
+    stage, start = STAGES[0], 0
+    if (ckpt / "manifest.json").is_file():
+        model = checkpoint.load(ckpt)
+        if to_dict(model.config) != to_dict(mc):
+            raise ValueError(f"{ckpt} was trained with a different model config; use a new --out folder or the same config")
+        stage, start = model.extra["stage"], int(model.extra["step"])
+        if run.rank == 0:
+            log.info("resuming %s at step %d from %s", stage, start, ckpt)
+    else:
+        model = Model(mc)
+    logf = open(out / "log.jsonl", "a") if run.rank == 0 else None
+    ran = 0
+    t_begin = time.time()
+    latents = None
+    for si in range(STAGES.index(stage) if stage != "done" else len(STAGES), len(STAGES)):
+        name = STAGES[si]
+        total = {"autoencoder": cfg.ae_steps, "dynamics": cfg.dyn_steps, "selfforce": cfg.sf_steps}[name]
+        base_lr = {"autoencoder": cfg.ae_lr, "dynamics": cfg.dyn_lr, "selfforce": cfg.sf_lr}[name]
+        first = start if name == stage else 0
+        if name == "autoencoder":
+            params = list(model.autoencoder.parameters())
+            module: nn.Module = AutoencoderLoss(model, cfg.ae_foreground_weight)
+        else:
+            if latents is None:
+                latents = encode_all(model, data.frames, cfg.bf16)  # (F, N, C): the AE is frozen from here on
+            params = list(model.dynamics.parameters())
+            module = DynamicsLoss(model, cfg) if name == "dynamics" else SelfForcingLoss(model, cfg)
+        for p in model.parameters():
+            p.requires_grad_(False)
+        for p in params:
+            p.requires_grad_(True)
+        wrapped = run.wrap(module)
+        opt = torch.optim.AdamW(params, lr=base_lr, weight_decay=0.0 if name == "autoencoder" else 0.01, betas=(0.9, 0.99))
+        if first > 0 and opt_path.is_file():
+            load_optimizer(opt, opt_path)
+        t0, seen = time.time(), 0
+        for step in range(first, total):
+            # 1. draw the global batch from the step's own generator; keep this process's slice
+            g = step_generator(cfg.seed, name, step)
+            for group in opt.param_groups:
+                group["lr"] = lr_at(step, total, base_lr, cfg.warmup)
+            if name == "autoencoder":
+                idx = torch.randint(len(data.frames), (cfg.ae_batch,), generator=g)
+                frames = data.frames[idx]  # (B, H, W, 3)
+                norm = float(frames.numel()) / run.world
+                with autocast(cfg.bf16):
+                    loss = wrapped(frames[run.part(cfg.ae_batch)], norm)
+                parts = {"recon": loss.detach() * run.world}
+            else:
+                B = cfg.dyn_batch if name == "dynamics" else cfg.sf_batch
+                T = cfg.seq_frames if name == "dynamics" else cfg.sf_blocks + 1
+                full = dynamics_batch(data, latents, g, B, T, cfg)
+                # 2. normalise by the *global* count of target frames so that averaging over processes is exact
+                targets = full["valid"].clone()
+                targets[:, 0] = False
+                norm = {"frames": max(float(targets.sum()), 1.0) / run.world}
+                batch = {k: v[run.part(B)] for k, v in full.items()}
+                with autocast(cfg.bf16):
+                    loss, parts = wrapped(batch, norm)
+                parts = {k: v * run.world for k, v in parts.items()}
+            # 3. one optimizer step (DDP averages the gradients across processes)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            gnorm = torch.nn.utils.clip_grad_norm_(params, 1.0)
+            opt.step()
+            ran += 1
+            seen += 1
+            done = step + 1
+            # 4. log and checkpoint
+            if run.rank == 0 and (done % cfg.log_every == 0 or done == total):
+                rate = seen / max(time.time() - t0, 1e-9)
+                row = {"stage": name, "step": done, "of": total, "loss": float(loss.detach()) * run.world, "lr": opt.param_groups[0]["lr"],
+                       "grad_norm": float(gnorm), **{k: float(v) for k, v in parts.items()}, "steps_per_s": rate, "elapsed_s": time.time() - t_begin}  # fmt: skip
+                logf.write(json.dumps(row) + "\n")
+                logf.flush()
+                log.info("%s %d/%d loss %.5f %s | %.2f it/s eta %.0fs", name, done, total, row["loss"],
+                         " ".join(f"{k} {float(v):.5f}" for k, v in parts.items()), rate, (total - done) / max(rate, 1e-9))  # fmt: skip
+            last = done == total
+            stop = stop_after is not None and ran >= stop_after
+            if done % cfg.ckpt_every == 0 or last or stop:
+                if name == "autoencoder" and last:
+                    set_latent_stats(model, data.frames, step_generator(cfg.seed, name, total))
+                nxt_stage, nxt_step = (STAGES[si + 1] if si + 1 < len(STAGES) else "done", 0) if last else (name, done)
+                if run.rank == 0:
+                    checkpoint.save(model, ckpt, extra={"stage": nxt_stage, "step": nxt_step, "data": str(data_path)})
+                    if last:
+                        opt_path.unlink(missing_ok=True)
+                    else:
+                        save_optimizer(opt, opt_path)
+                run.barrier()
+            if stop:
+                if logf:
+                    logf.close()
+                return out / "model"
+    # 5. the finished model: a real start-frame bank, saved as its own checkpoint folder
+    fill_start_bank(model, data)
+    final = out / "model"
+    if run.rank == 0:
+        checkpoint.save(model, final, extra={"data": str(data_path), "train_config": to_dict(cfg), "train_seconds": time.time() - t_begin})
+        log.info("finished: %s", final)
+    run.barrier()
+    if logf:
+        logf.close()
+    return final
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("config", help="YAML dump of TrainConfig, e.g. configs/cartpole.yaml")
+    parser.add_argument("--data", required=True, help="dataset folder written by `worldgym record`")
+    parser.add_argument("--out", required=True, help="run folder (checkpoints, log.jsonl, model/); rerun to resume")
+    parser.add_argument("--stop-after", type=int, default=None, help="stop after this many optimizer steps (resume later)")
+    parser.add_argument("--install", default=None, help="copy the finished model to this folder, e.g. assets/models/cartpole")
+
+
+def run(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stdout)
+    cfg = load_yaml(TrainConfig, args.config)
+    final = train(cfg, args.data, args.out, args.stop_after)
+    if args.install and final.is_dir() and int(os.environ.get("RANK", "0")) == 0:
+        dest = Path(args.install)
+        if dest.exists():
+            shutil.rmtree(dest)
+        shutil.copytree(final, dest)
+        print(f"installed {final} -> {dest}")
+    if torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
+    return 0
+
+
+if __name__ == "__main__":
+    for name, cfg in (("cartpole", cartpole_config()), ("tiny", tiny_config())):
+        dump_yaml(cfg, Path(__file__).resolve().parent.parent / "configs" / f"{name}.yaml")
