@@ -693,6 +693,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--video-scale", type=int, default=4, help="nearest-neighbour upscaling of video frames")
     add("--max-steps", type=int, default=None, help="quit after this many steps")
     add("--screenshot", metavar="PATH", help="save the window as PNG when the player quits")
+    add("--threads", type=int, default=None, help="torch CPU threads for the model (1 is best on a busy machine)")
     add("--headless", action="store_true", help="allow an invisible window (SDL_VIDEODRIVER=dummy); needs --max-steps")
 
 
@@ -712,6 +713,10 @@ def run(args: argparse.Namespace) -> int:
     except (NoDisplayError, gym.error.DependencyNotInstalled) as e:
         print(f"worldgym play: {e}")
         return 2
+    if args.threads is not None:
+        import torch
+
+        torch.set_num_threads(args.threads)
     envs: list[gym.Env] = []
     try:
         env, name = make_env(args.env)
