@@ -15,6 +15,7 @@ from gymnasium.utils.env_checker import data_equivalence
 from gymnasium.vector import AsyncVectorEnv, AutoresetMode, SyncVectorEnv
 
 from worldgym import checkpoint
+from worldgym.actions import InvalidActionError
 from worldgym.engine import NumericsError
 from worldgym.env import WorldModelEnv
 from worldgym.vector_env import WorldModelVectorEnv
@@ -171,6 +172,7 @@ def test_native_vector_env_matches_sync_vector_env_through_autoresets(model):
 
 
 # ---------------------------------------------------------------------------- async with spawn
+@pytest.mark.filterwarnings("ignore:.*ERROR:.*:UserWarning")  # AsyncVectorEnv logs the worker error it re-raises
 def test_async_vector_env_with_spawn_matches_sync(tmp_path):
     path = str(checkpoint.save(tiny_model(), tmp_path / "tiny"))
     factory = functools.partial(WorldModelEnv, path, wall_time_info=False)
@@ -181,9 +183,13 @@ def test_async_vector_env_with_spawn_matches_sync(tmp_path):
         try:
             out = [vec.reset(seed=5)]
             out += [vec.step(a) for a in actions]
+            results.append(out)
+            # a worker's exception reaches the parent as our own (picklable) type, with its message
+            vec.reset(seed=0)  # no autoreset pending, so env 1 really steps the bad action
+            with pytest.raises(InvalidActionError, match=r"got np.int64\(7\) for Discrete\(3\)"):
+                vec.step(np.array([0, 7]))
         finally:
-            vec.close()
-        results.append(out)
+            vec.close(terminate=isinstance(vec, AsyncVectorEnv))
     assert data_equivalence(results[0], results[1], exact=True)
 
 
