@@ -172,7 +172,7 @@ def test_native_vector_env_matches_sync_vector_env_through_autoresets(model):
 
 
 # ---------------------------------------------------------------------------- async with spawn
-@pytest.mark.filterwarnings("ignore:.*ERROR:.*:UserWarning")  # AsyncVectorEnv logs the worker error it re-raises
+@pytest.mark.filterwarnings("ignore:.*ERROR.*:UserWarning")  # AsyncVectorEnv logs the worker error it re-raises
 def test_async_vector_env_with_spawn_matches_sync(tmp_path):
     path = str(checkpoint.save(tiny_model(), tmp_path / "tiny"))
     factory = functools.partial(WorldModelEnv, path, wall_time_info=False)
