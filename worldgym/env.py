@@ -233,6 +233,7 @@ class WorldModelEnv(gym.Env):
 
     # ------------------------------------------------------------------ Gymnasium API
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict]:
+        """Flush the cache and pre-fill it from a start context (see Starting State); returns (obs, info)."""
         super().reset(seed=seed)
         start = time.perf_counter()
         frames, actions, index, engine_seed = draw_start(self.model, self.np_random, options)
@@ -249,6 +250,7 @@ class WorldModelEnv(gym.Env):
         return self._obs.copy(), info
 
     def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict]:
+        """Generate one block under ``action``; returns (obs, reward, terminated, truncated=False, info)."""
         if self._obs is None:
             raise gym.error.ResetNeeded("cannot call step() before reset(); call env.reset() first")
         checked = validate_action(self.action_config, action)  # raises InvalidActionError naming action and space
@@ -278,6 +280,7 @@ class WorldModelEnv(gym.Env):
         return self._obs.copy(), reward, terminated, False, info
 
     def render(self) -> np.ndarray | None:
+        """"rgb_array": a copy of the last frame (H, W, 3) uint8; "human": draw it in a pygame window."""
         if self._frame is None:
             return None
         if self.render_mode == "rgb_array":
@@ -289,6 +292,7 @@ class WorldModelEnv(gym.Env):
         return None
 
     def close(self) -> None:
+        """Close the window, if any (safe to call twice)."""
         if self._window is not None:
             from worldgym.display import close_window
 
