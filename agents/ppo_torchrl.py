@@ -43,7 +43,7 @@ from torchrl.envs import CatFrames, Compose, FlattenObservation, GymWrapper, Rew
 
 import worldgym
 from worldgym.checkpoint import load as load_checkpoint
-from worldgym.policy_io import FrameEncoder, load_policy, mlp, save_policy
+from worldgym.policy_io import FrameEncoder, ObsNorm, load_policy, policy_net, save_policy
 from worldgym.registration import ENTRY_POINT, TWIN_ENTRY_POINT
 from worldgym.torchrl_env import TorchRLWorldModelEnv
 from worldgym.wrappers import EncodeFrames
@@ -65,6 +65,8 @@ class Args:
     """steps per env per rollout (a batch is num_envs * num_steps steps)"""
     frame_stack: int = 4
     """latent frames stacked as the observation"""
+    obs_norm: bool = True
+    """standardise each latent feature by running statistics (floored std) before the MLPs"""
     hidden: int = 64
     """width of the two hidden layers of the actor and the critic"""
     learning_rate: float = 1e-3
@@ -77,7 +79,7 @@ class Args:
     """lambda of generalized advantage estimation"""
     num_minibatches: int = 2
     """minibatches per epoch"""
-    update_epochs: int = 20
+    update_epochs: int = 10
     """epochs over each batch"""
     clip_coef: float = 0.2
     """PPO clipping coefficient"""
@@ -211,10 +213,11 @@ if __name__ == "__main__":
     eval_env = make_eval_env(args.eval_env, frame_size, args.max_episode_steps) if args.eval_env else None
 
     # AGENT: actor and critic MLPs on the stacked latents
-    in_dim = int(np.prod(obs_shape)) * args.frame_stack
-    actor_net = mlp(in_dim, [args.hidden, args.hidden], n_actions, out_gain=0.01)
-    critic = mlp(in_dim, [args.hidden, args.hidden], 1, out_gain=1.0)
-    params = list(actor_net.parameters()) + list(critic.parameters())
+    frame_dim = int(np.prod(obs_shape))
+    norm = ObsNorm(frame_dim, args.frame_stack) if args.obs_norm else None  # shared running statistics
+    actor_net = policy_net(frame_dim, args.frame_stack, [args.hidden, args.hidden], n_actions, 0.01, norm)
+    critic = policy_net(frame_dim, args.frame_stack, [args.hidden, args.hidden], 1, 1.0, norm)
+    params = list(actor_net[1].parameters()) + list(critic[1].parameters())
     optimizer = torch.optim.Adam(params, lr=args.learning_rate, eps=1e-5)
     policy_module = TensorDictModule(Actor(actor_net), in_keys=["stack"], out_keys=["action", "logprob"])
 
@@ -242,6 +245,10 @@ if __name__ == "__main__":
         # ALGO: learning-rate annealing
         if args.anneal_lr:
             optimizer.param_groups[0]["lr"] = args.learning_rate * (1.0 - (update - 1) / num_updates)
+
+        # ALGO: observation statistics from this batch's frames (frozen into the saved policy)
+        if norm is not None:
+            norm.update(batch["next", "observation"].reshape(-1, frame_dim))
 
         # ALGO: GAE, bootstrapping from the true next observation; only termination (not truncation) zeroes it
         obs, next_obs = batch["stack"], batch["next", "stack"]  # (E, T, D)

@@ -22,7 +22,7 @@ import worldgym  # noqa: F401  (registers the ids)
 from conftest import tiny_model
 from worldgym import checkpoint
 from worldgym.actions import ActionConfig
-from worldgym.policy_io import FrameEncoder, PolicyError, load_policy, mlp, save_policy
+from worldgym.policy_io import FrameEncoder, ObsNorm, PolicyError, load_policy, policy_net, save_policy
 from worldgym.wrappers import EncodeFrames
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -92,7 +92,9 @@ def test_agents_help_lists_every_arg():
 # ---------------------------------------------------------------------------- saved policies (in process)
 def saved_policy(tmp_path: Path, model) -> tuple[Path, torch.nn.Module]:
     torch.manual_seed(0)
-    actor = mlp(3 * 16 * 4, [8, 8], 2, out_gain=1.0)
+    norm = ObsNorm(16 * 4, 3)
+    norm.update(torch.randn(100, 16 * 4) * 3 + 1)  # statistics that must travel with the weights
+    actor = policy_net(16 * 4, 3, [8, 8], 2, 1.0, norm)
     return save_policy(tmp_path / "p", actor, FrameEncoder.from_model(model), 3, [8, 8], 2, {"train_env": "x"}), actor
 
 

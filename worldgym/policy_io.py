@@ -5,7 +5,7 @@ and ``policy.json`` (what to build, how it was trained, and the sha256 of the we
 The one kind written today, ``"latent_mlp"``, is what ``agents/ppo_torchrl.py`` trains:
 
     frame (H, W, 3) uint8 ─ encoder (a frozen copy of the world model's) ─► latents (N, C)
-    last K latents, oldest first ─ flatten ─► MLP actor ─► logits ─► argmax (or a sample)
+    last K latents, oldest first ─ flatten ─► per-feature normalisation ─► MLP actor ─► logits ─► argmax (or a sample)
 
 The policy carries its own copy of the world model's encoder, so it plays the neural env
 (``obs_type="rgb"`` or ``"latent"``) and the real twin alike, and keeps working when the
@@ -69,6 +69,42 @@ def mlp(in_dim: int, hidden: list[int], out_dim: int, out_gain: float = 1.0) -> 
     nn.init.orthogonal_(last.weight, out_gain)
     nn.init.zeros_(last.bias)
     return nn.Sequential(*layers, last)
+
+
+class ObsNorm(nn.Module):
+    """Per-feature standardisation of one latent frame, applied to each of the K stacked frames.
+
+    Running mean and variance while training (`update`), frozen in a saved policy. The
+    standard deviation is floored at ``min_std`` so that features that barely vary (the
+    background tokens) are not blown up into noise.
+    """
+
+    def __init__(self, frame_dim: int, frame_stack: int, min_std: float = 0.1) -> None:
+        super().__init__()
+        self.frame_stack, self.min_std = frame_stack, min_std
+        self.register_buffer("mean", torch.zeros(frame_dim))
+        self.register_buffer("var", torch.ones(frame_dim))
+        self.register_buffer("count", torch.tensor(1e-4))
+
+    @torch.no_grad()
+    def update(self, frames: torch.Tensor) -> None:
+        """Fold a batch of single frames (B, N*C) into the running statistics (parallel Welford)."""
+        b_mean, b_var, b = frames.mean(0), frames.var(0, unbiased=False), frames.shape[0]
+        delta, total = b_mean - self.mean, self.count + b
+        self.mean += delta * b / total
+        self.var.copy_((self.var * self.count + b_var * b + delta**2 * self.count * b / total) / total)
+        self.count.fill_(float(total))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shape = x.shape  # (..., K*N*C)
+        x = x.reshape(*shape[:-1], self.frame_stack, -1)  # (..., K, N*C)
+        x = (x - self.mean) / self.var.sqrt().clamp(min=self.min_std)
+        return x.clamp(-10.0, 10.0).reshape(shape)
+
+
+def policy_net(frame_dim: int, frame_stack: int, hidden: list[int], out_dim: int, out_gain: float, norm: ObsNorm | None) -> nn.Sequential:
+    """``ObsNorm`` (shared between actor and critic) then the MLP; weights' keys ``0.*`` (norm) and ``1.*`` (MLP)."""
+    return nn.Sequential(norm if norm is not None else nn.Identity(), mlp(frame_dim * frame_stack, hidden, out_dim, out_gain))
 
 
 class FrameEncoder(nn.Module):
@@ -189,6 +225,7 @@ def save_policy(
         "frame_stack": frame_stack,
         "hidden": list(hidden),
         "n_actions": n_actions,
+        "obs_norm": isinstance(actor, nn.Sequential) and isinstance(actor[0], ObsNorm),
         "autoencoder": dataclasses.asdict(ae),
         "sha256": hashlib.sha256((path / WEIGHTS).read_bytes()).hexdigest(),
         **(extra or {}),
@@ -221,7 +258,9 @@ def load_policy(path: str | Path, deterministic: bool = True) -> LatentPolicy:
         raise PolicyError(f"{folder / WEIGHTS} has sha256 {digest}, its config says {config.get('sha256')}; the weights changed or are corrupt")
     tensors = load_file(str(folder / WEIGHTS))
     obs_shape = tuple(config["obs_shape"])
-    actor = mlp(int(np.prod(obs_shape)) * config["frame_stack"], config["hidden"], config["n_actions"])
+    frame_dim, stack = int(np.prod(obs_shape)), config["frame_stack"]
+    norm = ObsNorm(frame_dim, stack) if config.get("obs_norm") else None
+    actor = policy_net(frame_dim, stack, config["hidden"], config["n_actions"], 1.0, norm)
     actor.load_state_dict({k[len("actor.") :]: v for k, v in tensors.items() if k.startswith("actor.")}, strict=True)
     encoder = FrameEncoder(AutoencoderConfig(**config["autoencoder"]))
     encoder.load_state_dict({k[len("encoder.") :]: v for k, v in tensors.items() if k.startswith("encoder.")}, strict=True)
