@@ -99,6 +99,8 @@ class Args:
     """episodes of each evaluation during training"""
     eval_episodes: int = 100
     """episodes of the final evaluation of the saved policy"""
+    dream_eval_episodes: int = 10
+    """greedy episodes of the saved policy in the neural train env (its latents), to compare with the real score"""
     eval_seed: int = 10_000
     """final evaluation episode i is reset with eval_seed + i"""
     seed: int = 1
@@ -138,9 +140,9 @@ def make_eval_env(env_id: str, frame_size: tuple[int, int], max_episode_steps: i
     return gym.make(env_id)
 
 
-def evaluate(policy, env: gym.Env, episodes: int, seed: int) -> list[float]:
-    """Returns of ``episodes`` greedy episodes; episode i is reset with ``seed + i``."""
-    returns = []
+def evaluate(policy, env: gym.Env, episodes: int, seed: int) -> tuple[list[float], list[list[float]]]:
+    """Returns of ``episodes`` greedy episodes (episode i reset with ``seed + i``) and each one's last ``info["state"]`` (if any)."""
+    returns, last_states = [], []
     for i in range(episodes):
         obs, info = env.reset(seed=seed + i)
         policy.reset()
@@ -150,7 +152,8 @@ def evaluate(policy, env: gym.Env, episodes: int, seed: int) -> list[float]:
             total += float(reward)
             done = terminated or truncated
         returns.append(total)
-    return returns
+        last_states.append(np.asarray(info.get("state", []), dtype=float).round(4).tolist())
+    return returns, last_states
 
 
 class Actor(nn.Module):
@@ -299,7 +302,7 @@ if __name__ == "__main__":
         if eval_env is not None and args.eval_every and global_step >= next_eval:
             next_eval += args.eval_every
             current = load_policy(snapshot(run_dir / "policy"))
-            eval_return = float(np.mean(evaluate(current, eval_env, args.eval_episodes_during, seed=args.eval_seed + 100_000 + global_step)))
+            eval_return = float(np.mean(evaluate(current, eval_env, args.eval_episodes_during, seed=args.eval_seed + 100_000 + global_step)[0]))
         wall = time.time() - start
         train_return = float(np.mean(recent)) if recent else float("nan")
         log.writerow([update, global_step, f"{wall:.1f}", f"{train_return:.1f}", len(finished), eval_return,
@@ -319,10 +322,22 @@ if __name__ == "__main__":
               "train_return_last100": float(np.mean(recent)) if recent else None, "policy": str(saved)}  # fmt: skip
     if eval_env is not None and args.eval_episodes:
         policy = load_policy(saved)
-        returns = evaluate(policy, eval_env, args.eval_episodes, seed=args.eval_seed)
+        eval_start = time.time()
+        returns, last_states = evaluate(policy, eval_env, args.eval_episodes, seed=args.eval_seed)
         result |= {"eval_env": args.eval_env, "eval_episodes": len(returns), "eval_return_mean": float(np.mean(returns)),
-                   "eval_return_std": float(np.std(returns)), "eval_return_min": float(np.min(returns)), "eval_returns": returns}  # fmt: skip
+                   "eval_return_std": float(np.std(returns)), "eval_return_min": float(np.min(returns)),
+                   "eval_wall_s": round(time.time() - eval_start, 1), "eval_returns": returns,
+                   "eval_last_states": last_states}  # fmt: skip
         print(f"eval {args.eval_env}: mean return {np.mean(returns):.1f} +- {np.std(returns):.1f} over {len(returns)} episodes")
         eval_env.close()
+    if is_neural(args.train_env) and args.dream_eval_episodes:
+        if Path(args.train_env).is_dir():
+            dream = gym.make("worldgym/WorldModel-v0", checkpoint=args.train_env, obs_type="latent", max_episode_steps=args.max_episode_steps)
+        else:
+            dream = gym.make(args.train_env, obs_type="latent")
+        dream_returns, _ = evaluate(load_policy(saved), dream, args.dream_eval_episodes, seed=args.eval_seed)
+        result |= {"dream_return_mean": float(np.mean(dream_returns)), "dream_returns": dream_returns}
+        print(f"dream {args.train_env}: mean return {np.mean(dream_returns):.1f} over {len(dream_returns)} episodes")
+        dream.close()
     (run_dir / "result.json").write_text(json.dumps(result, indent=2) + "\n")
     print(f"trained {global_step} steps in {train_wall:.0f}s; policy in {saved}; result in {run_dir / 'result.json'}")

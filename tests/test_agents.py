@@ -45,11 +45,13 @@ def test_ppo_trains_in_neural_env_and_evaluates_saved_policy_in_real_twin(tiny_c
     stdout = run(
         "agents/ppo_torchrl.py", "--train-env", str(tiny_ckpt), "--eval-env", "worldgym/CartPoleReal-v0",
         "--total-steps", "256", "--num-envs", "4", "--num-steps", "32", "--update-epochs", "1",
-        "--eval-every", "128", "--eval-episodes-during", "1", "--eval-episodes", "2", "--run-dir", str(tmp_path),
+        "--eval-every", "128", "--eval-episodes-during", "1", "--eval-episodes", "2", "--dream-eval-episodes", "2",
+        "--run-dir", str(tmp_path),
     )  # fmt: skip
     result = json.loads((tmp_path / "result.json").read_text())
     assert result["env_steps"] == 256 and result["eval_episodes"] == 2
     assert all(r >= 1 for r in result["eval_returns"])  # real CartPole pays +1 per step
+    assert len(result["eval_last_states"][0]) == 4 and len(result["dream_returns"]) == 2  # real end states; dream score
     rows = (tmp_path / "progress.csv").read_text().splitlines()
     assert len(rows) == 1 + 2 and rows[2].split(",")[5] != ""  # one row per update; real-twin returns logged too
     assert "eval worldgym/CartPoleReal-v0" in stdout
