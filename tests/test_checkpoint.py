@@ -149,3 +149,11 @@ def test_directory_without_manifest(tmp_path):
 def test_errors_pickle_round_trip():
     e = CheckpointError("x is corrupt")
     assert str(pickle.loads(pickle.dumps(e))) == "x is corrupt"
+
+
+def test_saved_checkpoint_has_ordinary_permissions(saved):
+    _, path = saved
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (path.stat().st_mode & 0o777) == 0o777 & ~umask
+    assert ((path / "model.safetensors").stat().st_mode & 0o777) == 0o666 & ~umask

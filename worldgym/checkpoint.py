@@ -74,6 +74,11 @@ def save(model: Model, path: str | Path, extra: dict[str, Any] | None = None) ->
         _fsync_write(tmp / CONFIG, json.dumps(body, indent=2))
         files = {n: {"bytes": (tmp / n).stat().st_size, "sha256": sha256(tmp / n)} for n in (WEIGHTS, CONFIG)}
         _fsync_write(tmp / MANIFEST, json.dumps({"format_version": FORMAT_VERSION, "files": files}, indent=2))
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes 0700 folders: give the checkpoint the usual permissions
+        for name in (WEIGHTS, CONFIG, MANIFEST):
+            os.chmod(tmp / name, 0o666 & ~umask)
         old = None
         if path.exists():
             old = path.with_name(f".{path.name}.old")
