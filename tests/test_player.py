@@ -346,6 +346,21 @@ def test_recording_round_trips_through_the_dataset_format_and_a_gif(tmp_path):
         assert total == 6 * 20 and im.size == (128, 128)  # 2 resets + 4 steps at 50 fps, scaled x2
 
 
+def test_a_session_that_records_nothing_leaves_an_existing_dataset_alone(tmp_path):
+    from worldgym.dataset import load
+
+    env = cartpole()
+    first = player_mod.DatasetRecorder(tmp_path / "play", env, {})
+    p = make_player(env, recorder=first)
+    p.tick([])
+    p.tick([])
+    p.close()
+    p = make_player(env, recorder=player_mod.DatasetRecorder(tmp_path / "play", env, {}))
+    p.tick([down(pygame.K_ESCAPE)])  # quits before any step
+    p.close()
+    assert len(load(tmp_path / "play").episodes) == 1
+
+
 def test_mp4_without_ffmpeg_fails_when_opened(monkeypatch, tmp_path):
     monkeypatch.setattr(video, "find_ffmpeg", lambda: None)
     with pytest.raises(video.VideoError, match="ffmpeg"):

@@ -26,6 +26,7 @@ import argparse
 import copy
 import importlib
 import inspect
+import json
 import os
 import time
 from dataclasses import dataclass, field
@@ -152,7 +153,8 @@ class DatasetRecorder:
     """Write every played episode with `worldgym.dataset.DatasetWriter`.
 
     An episode cut short by R, Esc or the end of the run is written with its last step
-    marked truncated; an episode with no step is dropped.
+    marked truncated; an episode with no step is dropped. The writer opens with the first
+    finished episode, so a session that records nothing never replaces a dataset at ``path``.
     """
 
     def __init__(self, path: str | Path, env: gym.Env, metadata: dict):
@@ -160,8 +162,11 @@ class DatasetRecorder:
             from worldgym.dataset import DatasetWriter
         except ImportError as e:
             raise PlayerError(f"recording needs worldgym.dataset, which cannot be imported: {e}") from e
-        self.writer = DatasetWriter(path, env.observation_space, env.action_space, metadata)
+        json.dumps(metadata)  # fail now, not after playing
         self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._open = lambda: DatasetWriter(path, env.observation_space, env.action_space, metadata)
+        self.writer: Any = None
         self.episode: EpisodeBuffer | None = None
         self.episodes = 0
 
@@ -196,6 +201,8 @@ class DatasetRecorder:
             return
         if not (ep.terminations[-1] or ep.truncations[-1]):
             ep.truncations[-1] = True
+        if self.writer is None:
+            self.writer = self._open()
         self.writer.add_episode(
             np.stack(ep.observations),
             np.stack(ep.actions),
@@ -209,7 +216,8 @@ class DatasetRecorder:
 
     def close(self) -> None:
         self.finish()
-        self.writer.close()
+        if self.writer is not None:
+            self.writer.close()
 
 
 # ----------------------------------------------------------------------------------------
