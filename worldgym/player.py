@@ -609,8 +609,8 @@ class Player:
             self.open(allow_headless)
             clock = pg.time.Clock()
             while self.tick(pg.event.get()):
-                clock.tick(display_fps)
-                self.fps = clock.get_fps()
+                ms = max(clock.tick(display_fps), 1)  # this frame's duration
+                self.fps = 1000 / ms if self.fps == 0 else 0.9 * self.fps + 0.1 * (1000 / ms)  # smoothed
                 if max_steps is not None and self.total_steps >= max_steps:
                     break
             if screenshot is not None:
