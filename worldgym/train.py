@@ -477,6 +477,12 @@ def train(cfg: TrainConfig, data_path: str | Path, out: str | Path, stop_after: 
     run.barrier()
     mc = cfg.model
     data = Data(data_path, mc.action)
+    want = (mc.autoencoder.frame_height, mc.autoencoder.frame_width, 3)
+    if tuple(data.frames.shape[1:]) != want:
+        raise ValueError(
+            f"dataset {data_path} has frames of shape {tuple(data.frames.shape[1:])}, the config's model needs {want}; "
+            f"record at that size (worldgym record --size {want[0]}) or change the autoencoder frame size"
+        )
     ckpt, opt_path = out / "checkpoint", out / "optimizer.safetensors"
     stage, start = STAGES[0], 0
     if (ckpt / "manifest.json").is_file():
