@@ -20,6 +20,7 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
+import torch
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -31,6 +32,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--gif", default="", help="write real | neural frames side by side to this .gif/.mp4")
     parser.add_argument("--gif-steps", type=int, default=150, help="steps of the first episode written to the GIF")
     parser.add_argument("--no-twin", action="store_true", help="roll out the neural env alone")
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (1 is fastest for one small env)")
 
 
 def run_episode(env: gym.Env, policy: Any, seed: int, max_steps: int, options: dict | None = None) -> tuple[float, int, list[np.ndarray], list[float]]:
@@ -56,6 +58,7 @@ def run(args: argparse.Namespace) -> int:
     from worldgym.player import compose, load_agent
     from worldgym.twins import TWINS, PixelTwin
 
+    torch.set_num_threads(args.threads)
     neural = WorldModelEnv(checkpoint=resolve(args.model), render_mode="rgb_array")
     config = neural.model.config
     ae = config.autoencoder
