@@ -87,3 +87,45 @@ def test_self_forcing_rollout_is_the_engine_rollout(data):
     steps = [wm.step(batch["actions"][:, t, 0].tolist()).latents for t in range(1, 6)]
     torch.testing.assert_close(loss_module.last_rollout, torch.stack(steps, 1), atol=1e-5, rtol=1e-5)
     assert all(p.grad is not None for p in model.dynamics.parameters())
+
+
+def test_bptt_rollout_equals_detached_rollout_and_reaches_earlier_blocks(data):
+    """sf_bptt generates the same blocks as the detached rollout, and its loss reaches the blocks before the last."""
+    cfg = tiny_config()
+    torch.manual_seed(0)
+    model = checkpoint.load(train(dataclasses.replace(cfg, dyn_steps=2, sf_steps=0), data, Path(data).parent / "bptt"))
+    d = Data(data, cfg.model.action)
+    latents = torch.cat([model.autoencoder.encode(d.frames[i : i + 64]) for i in range(0, len(d.frames), 64)]).detach()
+    batch = dynamics_batch(d, latents, torch.Generator().manual_seed(5), 2, 6, cfg)
+    batch["valid"][:] = True
+    batch["latents"] = batch["latents"].clone().requires_grad_(True)
+    rollouts, start_grads = [], []
+    for bptt in (False, True):
+        module = SelfForcingLoss(model, dataclasses.replace(cfg, sf_bptt=bptt))
+        batch["latents"].grad = None
+        loss, _ = module(batch, {"frames": 1.0})
+        loss.backward()
+        rollouts.append(module.last_rollout)
+        start_grads.append(batch["latents"].grad[:, 0].abs().sum())
+    torch.testing.assert_close(rollouts[0], rollouts[1], atol=1e-6, rtol=1e-6)
+    # the start frame only enters through the cache: detached, its gradient is zero; through the rollout it is not
+    assert start_grads[0] == 0 and start_grads[1] > 0
+
+
+def test_init_starts_a_stage_from_a_models_weights_on_several_datasets(data, tmp_path):
+    """--init skips the earlier stages, keeps their weights; --data takes several folders; bad init is refused."""
+    cfg = tiny_config()
+    base = checkpoint.load(train(cfg, data, tmp_path / "base"))
+    more = tmp_path / "more"
+    env = PixelTwin("CartPole", height=32, width=32)
+    record(env, StickyRandomPolicy(env.action_space), more, episodes=3, seed=50, max_steps=10)
+    both = Data([data, more], cfg.model.action, weight_power=0.0)
+    assert both.episodes == 9 and torch.equal(both.weights, torch.ones(9, dtype=torch.float64))
+    tuned = checkpoint.load(train(cfg, [data, more], tmp_path / "tuned", init=tmp_path / "base" / "model", init_stage="selfforce"))
+    assert {s for s, _, _ in losses(tmp_path / "tuned")} == {"selfforce"}
+    for k, v in base.autoencoder.state_dict().items():
+        assert torch.equal(v, tuned.autoencoder.state_dict()[k]), k
+    assert any(not torch.equal(v, tuned.dynamics.state_dict()[k]) for k, v in base.dynamics.state_dict().items())
+    other = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, name="Other"))
+    with pytest.raises(ValueError, match="different model config"):
+        train(other, data, tmp_path / "bad", init=tmp_path / "base" / "model")

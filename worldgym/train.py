@@ -57,7 +57,7 @@ from torch import nn
 from worldgym import checkpoint
 from worldgym.actions import ActionConfig
 from worldgym.autoencoder import AutoencoderConfig
-from worldgym.cache import KVCache
+from worldgym.cache import CacheView, KVCache
 from worldgym.config_io import dump_yaml, load_yaml, to_dict
 from worldgym.dataset import load as load_dataset
 from worldgym.dynamics import DynamicsConfig
@@ -81,12 +81,17 @@ class TrainConfig:
         ae_foreground_weight: extra loss weight on non-background pixels.
         dyn_steps, dyn_batch, dyn_lr: teacher-forcing stage (sequences per batch).
         seq_frames: frames per training sequence (> sink + window to train evictions).
+        episode_weight_power: an episode of T steps is drawn with weight (T+1)^power: 1 makes every
+            frame equally likely, 0 every episode; in between keeps long balancing episodes from
+            drowning out the short falling ones where actions and terminations show most.
         context_noise: the clean copy gets noise t ~ U[0, context_noise].
         p_t_one: probability that a target frame is trained at t = 1 (the 1-step sampler's level).
         term_weight: weight of the termination BCE; term_pos_weight up-weights the rare positives.
         reward_weight: weight of the reward MSE.
         sf_steps, sf_batch, sf_lr: self-forcing stage (rollouts per batch).
         sf_blocks: blocks generated per self-forcing rollout.
+        sf_bptt: back-propagate through the rollout (generated blocks and their keys/values
+            keep their gradients) instead of detaching the cache between blocks.
         warmup: linear warm-up steps of every stage (then cosine to 10 %).
         log_every, ckpt_every: steps between log lines / checkpoints.
         start_bank_from: episodes whose first frames fill the start-frame bank.
@@ -104,6 +109,7 @@ class TrainConfig:
     dyn_batch: int = 16
     dyn_lr: float = 1e-3
     seq_frames: int = 24
+    episode_weight_power: float = 1.0
     context_noise: float = 0.1
     p_t_one: float = 0.75
     term_weight: float = 1.0
@@ -113,6 +119,7 @@ class TrainConfig:
     sf_batch: int = 16
     sf_lr: float = 3e-4
     sf_blocks: int = 24
+    sf_bptt: bool = False
     warmup: int = 100
     log_every: int = 50
     ckpt_every: int = 500
@@ -192,12 +199,34 @@ class Data:
         rewards, terms: (sum T+1,) reward / termination of the transition into each frame.
     """
 
-    def __init__(self, path: str | Path, action: ActionConfig) -> None:
-        ds = load_dataset(path)
-        if len(ds) == 0:
-            raise ValueError(f"dataset {path} has no episodes")
+    def __init__(self, path: str | Path | list[str | Path], action: ActionConfig, weight_power: float = 1.0) -> None:
+        paths = [path] if isinstance(path, (str, Path)) else list(path)
+        if not paths:
+            raise ValueError("no dataset given: pass at least one folder written by `worldgym record`")
         frames, actions, rewards, terms, starts, lengths = [], [], [], [], [], []
         n = 0
+        for p in paths:
+            ds = load_dataset(p)
+            if len(ds) == 0:
+                raise ValueError(f"dataset {p} has no episodes")
+            if frames and ds.episodes[0].observations.shape[1:] != frames[0].shape[1:]:
+                raise ValueError(
+                    f"dataset {p} has frames of shape {tuple(ds.episodes[0].observations.shape[1:])}, "
+                    f"{paths[0]} has {tuple(frames[0].shape[1:])}; train on datasets recorded at one size"
+                )
+            n = self._add(ds, action, n, frames, actions, rewards, terms, starts, lengths)
+        self.frames = torch.from_numpy(np.concatenate(frames))  # (sum T+1, H, W, 3)
+        self.actions = torch.from_numpy(np.concatenate(actions))  # (sum T+1, A)
+        self.rewards = torch.from_numpy(np.concatenate(rewards).astype(np.float32))  # (sum T+1,)
+        self.terms = torch.from_numpy(np.concatenate(terms).astype(np.float32))  # (sum T+1,)
+        self.starts = torch.tensor(starts)
+        self.lengths = torch.tensor(lengths)
+        self.weights = (self.lengths + 1).double() ** weight_power  # (E,) sampling weight of each episode
+        self.path = ",".join(str(p) for p in paths)
+        self.episodes = len(starts)
+
+    @staticmethod
+    def _add(ds, action, n, frames, actions, rewards, terms, starts, lengths) -> int:
         for ep in ds.episodes:
             T = len(ep)
             frames.append(np.asarray(ep.observations))
@@ -209,23 +238,15 @@ class Data:
             starts.append(n)
             lengths.append(T)
             n += T + 1
-        self.frames = torch.from_numpy(np.concatenate(frames))  # (sum T+1, H, W, 3)
-        self.actions = torch.from_numpy(np.concatenate(actions))  # (sum T+1, A)
-        self.rewards = torch.from_numpy(np.concatenate(rewards).astype(np.float32))  # (sum T+1,)
-        self.terms = torch.from_numpy(np.concatenate(terms).astype(np.float32))  # (sum T+1,)
-        self.starts = torch.tensor(starts)
-        self.lengths = torch.tensor(lengths)
-        self.path = str(path)
-        self.episodes = len(ds)
+        return n
 
     def sequences(self, g: torch.Generator, batch: int, frames: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Random windows: indices (B, T) into the flat arrays and a validity mask (B, T).
 
-        Episodes are drawn in proportion to their number of frames, the start offset uniformly
+        Episodes are drawn with ``self.weights`` ((T+1)^weight_power), the start offset uniformly
         inside the episode; frames past the episode's end repeat its last frame and are invalid.
         """
-        weights = (self.lengths + 1).float()
-        ep = torch.multinomial(weights, batch, replacement=True, generator=g)  # (B,)
+        ep = torch.multinomial(self.weights, batch, replacement=True, generator=g)  # (B,)
         length = self.lengths[ep]  # (B,)
         offset = (torch.rand(batch, generator=g) * length).long()  # (B,) in [0, T-1]: at least 2 frames
         pos = offset[:, None] + torch.arange(frames)[None]  # (B, T)
@@ -282,8 +303,47 @@ def scratch(k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor) -> tuple[list[
     return [x.clone() for x in k], [x.clone() for x in v], mask
 
 
+class GradCache:
+    """The cache's sink + window order over blocks that keep their autograd history (``sf_bptt``).
+
+    Stands in for `KVCache` in the self-forcing rollout: the same `view` / `filled` / `append`
+    calls, but blocks live in Python lists instead of preallocated buffers, so a loss on block
+    i reaches the commit passes (and hence the actions) of every block it attended to.
+    """
+
+    def __init__(self, sink: int, window: int, layers: int, batch: int, heads: int, head_dim: int, device: torch.device) -> None:
+        self.sink, self.window = sink, window
+        self.empty = torch.zeros(layers, batch, 0, heads, head_dim, device=device)
+        self.k: list[torch.Tensor] = []  # per committed block: (L, B, N, H, Dh)
+        self.v: list[torch.Tensor] = []
+
+    def filled(self) -> torch.Tensor:
+        n = len(self.k)
+        return torch.full((self.empty.shape[1],), min(n, self.sink + self.window), dtype=torch.int64, device=self.empty.device)
+
+    def view(self) -> CacheView:
+        n = len(self.k)
+        keep = list(range(min(self.sink, n))) + list(range(max(self.sink, n - self.window), n))
+        if not keep:
+            return CacheView(self.empty, self.empty, torch.zeros(self.empty.shape[1], 0, dtype=torch.bool), self.filled())
+        k = torch.cat([self.k[j] for j in keep], dim=2)  # (L, B, P*N, H, Dh)
+        v = torch.cat([self.v[j] for j in keep], dim=2)
+        valid = torch.ones(k.shape[1], k.shape[2], dtype=torch.bool, device=k.device)
+        return CacheView(k, v, valid, self.filled())
+
+    def append(self, k: torch.Tensor, v: torch.Tensor, *_: Any) -> None:
+        self.k.append(k)
+        self.v.append(v)
+
+
 class SelfForcingLoss(nn.Module):
-    """Roll the model out on its own blocks through the cached inference path; regress to the true latents."""
+    """Roll the model out on its own blocks through the cached inference path; regress to the true latents.
+
+    With ``cfg.sf_bptt`` the generated blocks and their keys/values keep their gradients
+    (`GradCache`), so the loss on a block several steps ahead trains the earlier passes that
+    produced its context: the only path by which an action's effect, invisible one step
+    later and a few pixels ten steps later, can teach the model to read that action.
+    """
 
     def __init__(self, model: Model, cfg: TrainConfig) -> None:
         super().__init__()
@@ -292,29 +352,35 @@ class SelfForcingLoss(nn.Module):
         self.mc = model.config
 
     def forward(self, batch: dict[str, torch.Tensor], norm: dict[str, float]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        dyn, mc = self.dyn, self.mc
+        dyn, mc, bptt = self.dyn, self.mc, self.cfg.sf_bptt
         x0, valid, acts = batch["latents"], batch["valid"], batch["actions"]  # (B, T, N, C), (B, T), (B, T, A)
         B, T = valid.shape
-        cache = KVCache(
-            layers=dyn.config.depth, batch_size=B, sink=dyn.config.sink, window=dyn.config.window,
-            tokens=mc.autoencoder.tokens, heads=dyn.config.heads, head_dim=dyn.config.dim // dyn.config.heads,
-            latent_channels=mc.autoencoder.latent_channels, action_width=mc.action.width,
-            action_dtype=acts.dtype, device=x0.device, dtype=torch.float32,
-        )  # fmt: skip
+        dc = dyn.config
+        if bptt:
+            cache: KVCache | GradCache = GradCache(dc.sink, dc.window, dc.depth, B, dc.heads, dc.dim // dc.heads, x0.device)
+        else:
+            cache = KVCache(
+                layers=dc.depth, batch_size=B, sink=dc.sink, window=dc.window,
+                tokens=mc.autoencoder.tokens, heads=dc.heads, head_dim=dc.dim // dc.heads,
+                latent_channels=mc.autoencoder.latent_channels, action_width=mc.action.width,
+                action_dtype=acts.dtype, device=x0.device, dtype=torch.float32,
+            )  # fmt: skip
+        keep = contextlib.nullcontext if bptt else torch.no_grad
+        detach = (lambda x: x) if bptt else torch.Tensor.detach
         schedule = flow_schedule(mc.sampler.steps, mc.sampler.shift)
         commit_t = torch.full((B,), mc.sampler.commit_noise, device=x0.device)
         no_null = torch.zeros(B, dtype=torch.bool, device=x0.device)
         mse = bce = rmse = x0.new_zeros(())
         generated = []
         # 1. reset: commit the real start frame (action unknown), exactly as WorldModel.reset does
-        with torch.no_grad():
-            ctx = dyn.rotate_context(cache.view())
+        with keep():
+            ctx = scratch(*dyn.rotate_context(cache.view()))
             out = dyn.forward_cached(x0[:, 0], commit_t, acts[:, 0], ~no_null, ctx, cache.filled(), commit=True)
             cache.append(out.k, out.v, x0[:, 0], acts[:, 0], ~no_null)
         for i in range(1, T):
             w = valid[:, i].float()  # (B,)
-            # 2. read the (detached) cache once; every pass below gets its own copy of the scratch buffers
-            with torch.no_grad():
+            # 2. read the cache once (detached unless bptt); every pass below gets its own copy of the scratch buffers
+            with keep():
                 view = cache.view()
                 k, v, mask = dyn.rotate_context(view)
             # 3. denoise from noise with the sampler's schedule; gradients only through the last pass
@@ -326,12 +392,12 @@ class SelfForcingLoss(nn.Module):
                     pred = dyn.forward_cached(x, tt, acts[:, i], no_null, scratch(k, v, mask), view.filled, commit=False).pred.float()
                 x = pred if t_next == 0.0 else (x + (t_next - t) * (x - pred) / t).detach()
             mse = mse + (((pred - x0[:, i]) ** 2).mean(dim=(1, 2)) * w).sum()
-            # 4. commit pass on the generated block (input detached): heads trained, k/v written detached
-            out = dyn.forward_cached(pred.detach(), commit_t, acts[:, i], no_null, scratch(k, v, mask), view.filled, commit=True)
+            # 4. commit pass on the generated block: heads trained; input and k/v detached unless bptt
+            out = dyn.forward_cached(detach(pred), commit_t, acts[:, i], no_null, scratch(k, v, mask), view.filled, commit=True)
             pw = torch.tensor(self.cfg.term_pos_weight, device=x0.device)
             bce = bce + (F.binary_cross_entropy_with_logits(out.term_logit, batch["terms"][:, i], pos_weight=pw, reduction="none") * w).sum()
             rmse = rmse + (((out.reward - batch["rewards"][:, i]) ** 2) * w).sum()
-            cache.append(out.k.detach(), out.v.detach(), pred.detach(), acts[:, i], no_null)
+            cache.append(detach(out.k), detach(out.v), pred.detach(), acts[:, i], no_null)
             generated.append(pred.detach())
         self.last_rollout = torch.stack(generated, 1)  # (B, T-1, N, C): the self-generated blocks (for tests)
         mse, bce, rmse = mse / norm["frames"], bce / norm["frames"], rmse / norm["frames"]
@@ -461,12 +527,25 @@ def dynamics_batch(data: Data, latents: torch.Tensor, g: torch.Generator, batch:
 
 
 # ---------------------------------------------------------------------- the training loop
-def train(cfg: TrainConfig, data_path: str | Path, out: str | Path, stop_after: int | None = None) -> Path:
+def train(
+    cfg: TrainConfig,
+    data_path: str | Path | list[str | Path],
+    out: str | Path,
+    stop_after: int | None = None,
+    init: str | Path | None = None,
+    init_stage: str = "dynamics",
+) -> Path:
     """Run (or resume) all stages; returns the finished model folder ``OUT/model``.
 
     Args:
+        data_path: one dataset folder or a list of them (trained on as one dataset).
         stop_after: stop (after checkpointing) once this many optimizer steps ran in this call (tests).
+        init: start a new run from this model's weights (same model config) instead of from scratch ...
+        init_stage: ... at the beginning of this stage (earlier stages are skipped). Ignored when
+            ``OUT`` already holds a checkpoint (the run resumes from it).
     """
+    if init_stage not in STAGES:
+        raise ValueError(f"init_stage must be one of {STAGES}, got {init_stage!r}")
     out = Path(out)
     run = Run()
     torch.set_num_threads(cfg.threads)
@@ -476,7 +555,8 @@ def train(cfg: TrainConfig, data_path: str | Path, out: str | Path, stop_after: 
         dump_yaml(cfg, out / "config.yaml")
     run.barrier()
     mc = cfg.model
-    data = Data(data_path, mc.action)
+    data = Data(data_path, mc.action, cfg.episode_weight_power)
+    data_path = data.path
     want = (mc.autoencoder.frame_height, mc.autoencoder.frame_width, 3)
     if tuple(data.frames.shape[1:]) != want:
         raise ValueError(
@@ -492,6 +572,14 @@ def train(cfg: TrainConfig, data_path: str | Path, out: str | Path, stop_after: 
         stage, start = model.extra["stage"], int(model.extra["step"])
         if run.rank == 0:
             log.info("resuming %s at step %d from %s", stage, start, ckpt)
+    elif init is not None:
+        model = checkpoint.load(init)
+        if to_dict(model.config) != to_dict(mc):
+            raise ValueError(f"--init model {init} has a different model config than {cfg.model.name!r} in the training config; "
+                             f"initialise from a model built with the same config")  # fmt: skip
+        stage, start = init_stage, 0
+        if run.rank == 0:
+            log.info("starting %s from the weights of %s", stage, init)
     else:
         model = Model(mc)
     logf = open(out / "log.jsonl", "a") if run.rank == 0 else None
@@ -592,16 +680,18 @@ def train(cfg: TrainConfig, data_path: str | Path, out: str | Path, stop_after: 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("config", help="YAML dump of TrainConfig, e.g. configs/cartpole.yaml")
-    parser.add_argument("--data", required=True, help="dataset folder written by `worldgym record`")
+    parser.add_argument("--data", required=True, nargs="+", help="dataset folder(s) written by `worldgym record`")
     parser.add_argument("--out", required=True, help="run folder (checkpoints, log.jsonl, model/); rerun to resume")
     parser.add_argument("--stop-after", type=int, default=None, help="stop after this many optimizer steps (resume later)")
+    parser.add_argument("--init", default=None, help="start a new run from this model's weights (same model config)")
+    parser.add_argument("--init-stage", default="dynamics", choices=STAGES, help="stage --init starts at")
     parser.add_argument("--install", default=None, help="copy the finished model to this folder, e.g. assets/models/cartpole")
 
 
 def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stdout)
     cfg = load_yaml(TrainConfig, args.config)
-    final = train(cfg, args.data, args.out, args.stop_after)
+    final = train(cfg, args.data, args.out, args.stop_after, args.init, args.init_stage)
     if args.install and final.is_dir() and int(os.environ.get("RANK", "0")) == 0:
         dest = Path(args.install)
         if dest.exists():
