@@ -15,7 +15,7 @@ from worldgym.config_io import load_yaml
 from worldgym.engine import WorldModel
 from worldgym.policies import StickyRandomPolicy
 from worldgym.record import record
-from worldgym.train import SelfForcingLoss, TrainConfig, cartpole_config, dynamics_batch, Data, tiny_config, train
+from worldgym.train import SelfForcingLoss, TrainConfig, cartpole_config, cartpole_control_config, dynamics_batch, Data, tiny_config, train
 from worldgym.twins import PixelTwin
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
@@ -32,6 +32,7 @@ def data(tmp_path_factory) -> Path:
 
 def test_configs_are_dumps_of_the_dataclasses():
     assert load_yaml(TrainConfig, CONFIGS / "cartpole.yaml") == cartpole_config()
+    assert load_yaml(TrainConfig, CONFIGS / "cartpole_control.yaml") == cartpole_control_config()
     assert load_yaml(TrainConfig, CONFIGS / "tiny.yaml") == tiny_config()
 
 

@@ -44,7 +44,7 @@ import os
 import shutil
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -154,6 +154,21 @@ def cartpole_config() -> TrainConfig:
         log_every=10,
         ckpt_every=50,
     )
+
+
+def cartpole_control_config() -> TrainConfig:
+    """Stage two of the shipped CartPole (dumped to configs/cartpole_control.yaml): self-forcing through the rollout.
+
+    Run with ``--init`` the model `cartpole_config` trained and ``--init-stage selfforce`` on the
+    ``mix`` dataset plus short sticky-random and random episodes (see the model card): 900
+    steps of 8 rollouts x 16 blocks with gradients through the cache (``sf_bptt``), episodes
+    drawn with weight sqrt(T+1) so falls and terminations are not drowned out by the
+    500-step balancing runs.
+    """
+    return replace(
+        cartpole_config(), episode_weight_power=0.5, sf_steps=900, sf_batch=8, sf_blocks=16, sf_bptt=True, sf_lr=3e-4,
+        warmup=20, ckpt_every=50, log_every=10,
+    )  # fmt: skip
 
 
 def tiny_config() -> TrainConfig:
@@ -704,5 +719,5 @@ def run(args: argparse.Namespace) -> int:
 
 
 if __name__ == "__main__":
-    for name, cfg in (("cartpole", cartpole_config()), ("tiny", tiny_config())):
+    for name, cfg in (("cartpole", cartpole_config()), ("cartpole_control", cartpole_control_config()), ("tiny", tiny_config())):
         dump_yaml(cfg, Path(__file__).resolve().parent.parent / "configs" / f"{name}.yaml")
