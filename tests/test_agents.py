@@ -157,3 +157,8 @@ def test_player_and_recorder_load_a_saved_policy(tmp_path, monkeypatch):
     recorder_policy = make_policy("worldgym.policy_io:PolicyFromEnv", env.action_space)  # worldgym record --policy ...
     recorder_policy.reset(np.random.default_rng(0))
     assert recorder_policy(obs, info) == agent.__class__(None)(obs)
+    # the same folder named directly: worldgym play --agent policy:PATH, worldgym record --policy policy:PATH
+    direct = load_agent(f"policy:{path}", env)
+    assert direct(obs) == agent(obs) == make_policy(f"policy:{path}", env.action_space)(obs, info)
+    with pytest.raises(ValueError, match="cannot load policy folder"):
+        make_policy(f"policy:{tmp_path / 'missing'}", env.action_space)

@@ -101,7 +101,8 @@ def required_args(fn: Callable) -> int:
 
 
 def load_agent(spec: str, env: gym.Env, seed: int | None = None) -> Policy:
-    """An agent from ``random``, ``scripted`` (CartPole from pixels), a `worldgym.policies` name or ``module:callable``.
+    """An agent from ``random``, ``scripted`` (CartPole from pixels), a `worldgym.policies` name, ``policy:PATH``
+    (a policy folder saved by an agent in ``agents/``) or ``module:callable``.
 
     ``module:callable`` imports ``module`` and takes attribute ``callable``: a function
     ``obs -> action``, or a class/factory called with no arguments that returns one.
@@ -113,14 +114,14 @@ def load_agent(spec: str, env: gym.Env, seed: int | None = None) -> Policy:
             raise PlayerError(f"the scripted agent plays CartPole (Discrete(2)); this env takes {env.action_space}")
         return ScriptedCartPole()
     module_name, _, attr = spec.partition(":")
-    if not module_name or not attr:
+    if module_name == "policy" or not module_name or not attr:
         try:  # the recording policies by name (sticky, controller, mix), where worldgym.policies has them
             from worldgym.policies import make_policy
 
             return make_policy(spec, copy.deepcopy(env.action_space))
         except (ImportError, ValueError) as e:
             raise PlayerError(
-                f"--agent must be random, scripted, a worldgym.policies name or module:callable, got {spec!r} ({e})"
+                f"--agent must be random, scripted, a worldgym.policies name, policy:PATH or module:callable, got {spec!r} ({e})"
             ) from e
     try:
         obj = getattr(importlib.import_module(module_name), attr)
@@ -689,7 +690,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--keymap", help="keymap YAML (default configs/keymaps/<Env>.yaml, else the one for the action space)")
     add("--side-by-side", action="store_true", help="the real twin left of the neural env, driven by the same keys")
     add("--twin", help="env id of the twin for --side-by-side (default: the model's real twin)")
-    add("--agent", help="policy for Tab: random, scripted (CartPole), a worldgym.policies name, or module:callable")
+    add("--agent", help="policy for Tab: random, scripted (CartPole), a worldgym.policies name, policy:PATH (a folder saved by agents/), or module:callable")
     add("--start", choices=("human", "agent"), default="human", help="who controls the first step")
     add("--seed", type=int, default=None, help="seed of the episode seeds")
     add("--fps", type=float, default=None, help="env steps per second (default: the env's render_fps)")

@@ -119,7 +119,15 @@ POLICIES = ("random", "sticky", "controller", "mix")
 
 
 def make_policy(name: str, action_space: gym.Space) -> Any:
-    """A policy by name (see `POLICIES`) or ``module:function`` (a factory taking the action space)."""
+    """A policy by name (see `POLICIES`), ``policy:PATH`` (a policy folder saved by an agent in ``agents/``)
+    or ``module:function`` (a factory taking the action space)."""
+    if name.startswith("policy:"):
+        from worldgym.policy_io import PolicyError, load_policy
+
+        try:
+            return load_policy(name.partition(":")[2])
+        except (PolicyError, OSError) as e:
+            raise ValueError(f"cannot load policy folder {name.partition(':')[2]!r}: {e}") from e
     if name == "random":
         return RandomPolicy(action_space)
     if name == "sticky":
@@ -135,4 +143,4 @@ def make_policy(name: str, action_space: gym.Space) -> Any:
         except (ImportError, AttributeError) as e:
             raise ValueError(f"cannot load policy factory {name!r}: {e}") from e
         return factory(action_space)
-    raise ValueError(f"policy must be one of {POLICIES} or 'module:function', got {name!r}")
+    raise ValueError(f"policy must be one of {POLICIES}, 'policy:PATH' or 'module:function', got {name!r}")

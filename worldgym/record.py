@@ -105,7 +105,7 @@ def record(
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--env", default="real:CartPole", help="real:NAME for a pixel twin, or a Gymnasium id")
     parser.add_argument("--episodes", type=int, default=100, help="number of episodes")
-    parser.add_argument("--policy", default="mix", help=f"one of {POLICIES} or module:function")
+    parser.add_argument("--policy", default="mix", help=f"one of {POLICIES}, policy:PATH (a folder saved by agents/) or module:function")
     parser.add_argument("--seed", type=int, default=0, help="episode i is reset with seed + i")
     parser.add_argument("--max-steps", type=int, default=500, help="cut (truncate) episodes after this many steps")
     parser.add_argument("--size", type=int, default=64, help="frame height and width of a real twin")
