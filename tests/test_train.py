@@ -130,3 +130,17 @@ def test_init_starts_a_stage_from_a_models_weights_on_several_datasets(data, tmp
     other = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, name="Other"))
     with pytest.raises(ValueError, match="different model config"):
         train(other, data, tmp_path / "bad", init=tmp_path / "base" / "model")
+
+
+def test_foreground_weight_on_both_counts_a_pole_drawn_in_the_wrong_place():
+    """ae_foreground_both weights pixels the reconstruction draws dark where the target is white."""
+    from worldgym.model import Model
+    from worldgym.train import AutoencoderLoss
+
+    model = Model(tiny_config().model)
+    frames = torch.full((2, 32, 32, 3), 255, dtype=torch.uint8)  # all background
+    frames[:, 10:20, 5] = 0  # a thin dark line: foreground of the target
+    with torch.no_grad():
+        model.autoencoder.decoder.net[-1].bias.fill_(-1.0)  # the reconstruction is dark everywhere
+    target_only, both = AutoencoderLoss(model, 20.0)(frames, 1.0), AutoencoderLoss(model, 20.0, both=True)(frames, 1.0)
+    assert both > 10 * target_only

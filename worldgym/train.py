@@ -79,6 +79,9 @@ class TrainConfig:
         bf16: bf16 autocast for forward passes (weights and optimizer stay fp32).
         ae_steps, ae_batch, ae_lr: autoencoder stage (frames per batch).
         ae_foreground_weight: extra loss weight on non-background pixels.
+        ae_foreground_both: weight the pixels that are foreground in the target *or* in the
+            reconstruction (so a pole drawn in the wrong place costs as much as a missing one);
+            False weights the target's foreground only.
         dyn_steps, dyn_batch, dyn_lr: teacher-forcing stage (sequences per batch).
         seq_frames: frames per training sequence (> sink + window to train evictions).
         episode_weight_power: an episode of T steps is drawn with weight (T+1)^power: 1 makes every
@@ -105,6 +108,7 @@ class TrainConfig:
     ae_batch: int = 32
     ae_lr: float = 2e-3
     ae_foreground_weight: float = 20.0
+    ae_foreground_both: bool = False
     dyn_steps: int = 3000
     dyn_batch: int = 16
     dyn_lr: float = 1e-3
@@ -274,16 +278,20 @@ class Data:
 class AutoencoderLoss(nn.Module):
     """Weighted reconstruction MSE of a batch of uint8 frames."""
 
-    def __init__(self, model: Model, foreground_weight: float) -> None:
+    def __init__(self, model: Model, foreground_weight: float, both: bool = False) -> None:
         super().__init__()
         self.ae = model.autoencoder
         self.fg = foreground_weight
+        self.both = both
 
     def forward(self, frames: torch.Tensor, norm: float) -> torch.Tensor:
         target = frames.permute(0, 3, 1, 2).float() / 127.5 - 1.0  # (B, 3, H, W)
         z = self.ae.encoder(target)  # (B, C, h, w)
         recon = self.ae.decoder(z).float()  # (B, 3, H, W)
-        weight = 1.0 + self.fg * (frames.min(dim=-1).values < 250).float()[:, None]  # (B, 1, H, W)
+        fg = (frames.min(dim=-1).values < 250)[:, None]  # (B, 1, H, W) target pixels that are not background
+        if self.both:
+            fg = fg | (recon.detach().min(dim=1, keepdim=True).values < 250 / 127.5 - 1.0)
+        weight = 1.0 + self.fg * fg.float()  # (B, 1, H, W)
         return (weight * (recon - target) ** 2).sum() / norm
 
 
@@ -608,7 +616,7 @@ def train(
         first = start if name == stage else 0
         if name == "autoencoder":
             params = list(model.autoencoder.parameters())
-            module: nn.Module = AutoencoderLoss(model, cfg.ae_foreground_weight)
+            module: nn.Module = AutoencoderLoss(model, cfg.ae_foreground_weight, cfg.ae_foreground_both)
         else:
             if latents is None:
                 latents = encode_all(model, data.frames, cfg.bf16)  # (F, N, C): the AE is frozen from here on
