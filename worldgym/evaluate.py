@@ -17,10 +17,13 @@ What is measured (CartPole; the pixel metrics apply to any twin):
    a branch point is controllable when the probed cart ends further right in the
    push-right branch (in the real env this holds at every point: the push force always
    adds). The real displacement gap from the same true states is reported beside it.
-3. **Termination timing.** The first step where the predicted termination probability
+3. **Autoencoder floor.** The held-out real frames passed through the model's own
+   autoencoder, read by the probe (PSNR, cart error, pole-angle error per true-angle bucket):
+   what a perfect dynamics model could at best show.
+4. **Termination timing.** The first step where the predicted termination probability
    exceeds 0.5, against the real termination step, for every real episode that
    terminated (not truncated): the share within +-3 steps.
-4. **Stability.** ``--stability-steps`` (10,000) steps of the neural env driven by the
+5. **Stability.** ``--stability-steps`` (10,000) steps of the neural env driven by the
    pixel-reading controller with no reset: frame statistics (mean intensity, dark-cart
    and tan-pole pixel shares) per 1,000-step chunk against the real frames' range,
    unreadable-frame share (collapse), and flicker: the spread of the mean frame-to-frame
@@ -152,6 +155,30 @@ def frame_stats(frames: np.ndarray) -> np.ndarray:
     dark = (f.max(-1) < 110).mean((1, 2))
     tan = ((f[..., 0] - f[..., 2] > 30) & (f[..., 0] > 120)).mean((1, 2))
     return np.stack([f.mean((1, 2, 3)), dark, tan], 1)
+
+
+def autoencoder_floor(frames: np.ndarray, decoded: np.ndarray, states: np.ndarray, probe: CartPoleProbe) -> dict[str, Any]:
+    """What the autoencoder alone can show: real frames (F, H, W, 3) passed through it, read by the probe.
+
+    No rollout can be more faithful than its decoder: a pole angle the decoder cannot draw is one the
+    dynamics can never show, whatever it predicts. Errors are per true |pole angle| bucket (rad);
+    the termination angle is 0.2095 rad.
+    """
+    pd, pr = probe(decoded), probe(frames)
+    buckets = {}
+    for lo, hi in ((0.0, 0.05), (0.05, 0.1), (0.1, 0.2), (0.2, 0.3)):
+        sel = (np.abs(states[:, 2]) >= lo) & (np.abs(states[:, 2]) < hi)
+        if sel.any():
+            buckets[f"{lo}-{hi}"] = {
+                "frames": int(sel.sum()),
+                "angle_err_rad": float(np.nanmean(np.abs(pd[sel, 1] - states[sel, 2]))),
+                "probe_floor_on_real_angle_rad": float(np.nanmean(np.abs(pr[sel, 1] - states[sel, 2]))),
+            }  # fmt: skip
+    return {
+        "psnr_db": float(psnr(decoded, frames).mean()),
+        "cart_x_err_m": float(np.nanmean(np.abs(pd[:, 0] - states[:, 0]))),
+        "angle_err_by_true_angle": buckets,
+    }
 
 
 def stability(
@@ -318,6 +345,7 @@ def evaluate(
             model.autoencoder.decode(model.autoencoder.encode(torch.from_numpy(real_frames[i : i + 256]))).numpy()
             for i in range(0, len(real_frames), 256)
         ])  # fmt: skip
+    report["autoencoder"] = autoencoder_floor(real_frames, decoded, np.concatenate([e["states"] for e in real]), probe)
     wm1 = WorldModel(model, batch_size=1)
     report["stability"] = stability(wm1, real[0]["frames"][0], stability_steps, probe, frame_stats(real_frames), frame_stats(decoded), seed)
     report["seconds"] = time.time() - t0
