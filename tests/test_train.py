@@ -13,6 +13,7 @@ import torch
 from worldgym import checkpoint
 from worldgym.config_io import load_yaml
 from worldgym.engine import WorldModel
+from worldgym.model import Model
 from worldgym.policies import StickyRandomPolicy
 from worldgym.record import record
 from worldgym.train import SelfForcingLoss, TrainConfig, cartpole_config, cartpole_control_config, dynamics_batch, Data, tiny_config, train
@@ -65,13 +66,19 @@ def test_resume_repeats_the_uninterrupted_run(data, tmp_path):
     assert b.start_frames.float().mean() > 100 and not torch.equal(b.autoencoder.latent_std, torch.ones_like(b.autoencoder.latent_std))
 
 
-def test_self_forcing_rollout_is_the_engine_rollout(data):
-    """The self-forcing loss generates exactly the blocks WorldModel.step generates (same noise, same actions)."""
+def briefly_trained(data: Path, name: str) -> tuple[TrainConfig, Model, Data, torch.Tensor]:
+    """The tiny config after 2 dynamics steps (no self-forcing), its data and every frame's latents."""
     cfg = tiny_config()
     torch.manual_seed(0)
-    model = checkpoint.load(train(dataclasses.replace(cfg, dyn_steps=2, sf_steps=0), data, Path(data).parent / "sf"))
+    model = checkpoint.load(train(dataclasses.replace(cfg, dyn_steps=2, sf_steps=0), data, Path(data).parent / name))
     d = Data(data, cfg.model.action)
     latents = torch.cat([model.autoencoder.encode(d.frames[i : i + 64]) for i in range(0, len(d.frames), 64)]).detach()
+    return cfg, model, d, latents
+
+
+def test_self_forcing_rollout_is_the_engine_rollout(data):
+    """The self-forcing loss generates exactly the blocks WorldModel.step generates (same noise, same actions)."""
+    cfg, model, d, latents = briefly_trained(data, "sf")
     g = torch.Generator().manual_seed(3)
     batch = dynamics_batch(d, latents, g, 2, 6, cfg)
     # the engine's noise: row i's generator seeded with i, one (N, C) draw per step
@@ -92,11 +99,7 @@ def test_self_forcing_rollout_is_the_engine_rollout(data):
 
 def test_bptt_rollout_equals_detached_rollout_and_reaches_earlier_blocks(data):
     """sf_bptt generates the same blocks as the detached rollout, and its loss reaches the blocks before the last."""
-    cfg = tiny_config()
-    torch.manual_seed(0)
-    model = checkpoint.load(train(dataclasses.replace(cfg, dyn_steps=2, sf_steps=0), data, Path(data).parent / "bptt"))
-    d = Data(data, cfg.model.action)
-    latents = torch.cat([model.autoencoder.encode(d.frames[i : i + 64]) for i in range(0, len(d.frames), 64)]).detach()
+    cfg, model, d, latents = briefly_trained(data, "bptt")
     batch = dynamics_batch(d, latents, torch.Generator().manual_seed(5), 2, 6, cfg)
     batch["valid"][:] = True
     batch["latents"] = batch["latents"].clone().requires_grad_(True)
@@ -134,7 +137,6 @@ def test_init_starts_a_stage_from_a_models_weights_on_several_datasets(data, tmp
 
 def test_foreground_weight_on_both_counts_a_pole_drawn_in_the_wrong_place():
     """ae_foreground_both weights pixels the reconstruction draws dark where the target is white."""
-    from worldgym.model import Model
     from worldgym.train import AutoencoderLoss
 
     model = Model(tiny_config().model)

@@ -222,31 +222,19 @@ class Data:
         paths = [path] if isinstance(path, (str, Path)) else list(path)
         if not paths:
             raise ValueError("no dataset given: pass at least one folder written by `worldgym record`")
-        frames, actions, rewards, terms, starts, lengths = [], [], [], [], [], []
-        n = 0
-        for p in paths:
-            ds = load_dataset(p)
+        datasets = [load_dataset(p) for p in paths]
+        for p, ds in zip(paths, datasets):
             if len(ds) == 0:
                 raise ValueError(f"dataset {p} has no episodes")
-            if frames and ds.episodes[0].observations.shape[1:] != frames[0].shape[1:]:
+            shape, first = ds.episodes[0].observations.shape[1:], datasets[0].episodes[0].observations.shape[1:]
+            if shape != first:
                 raise ValueError(
-                    f"dataset {p} has frames of shape {tuple(ds.episodes[0].observations.shape[1:])}, "
-                    f"{paths[0]} has {tuple(frames[0].shape[1:])}; train on datasets recorded at one size"
+                    f"dataset {p} has frames of shape {tuple(shape)}, {paths[0]} has {tuple(first)}; "
+                    "train on datasets recorded at one size"
                 )
-            n = self._add(ds, action, n, frames, actions, rewards, terms, starts, lengths)
-        self.frames = torch.from_numpy(np.concatenate(frames))  # (sum T+1, H, W, 3)
-        self.actions = torch.from_numpy(np.concatenate(actions))  # (sum T+1, A)
-        self.rewards = torch.from_numpy(np.concatenate(rewards).astype(np.float32))  # (sum T+1,)
-        self.terms = torch.from_numpy(np.concatenate(terms).astype(np.float32))  # (sum T+1,)
-        self.starts = torch.tensor(starts)
-        self.lengths = torch.tensor(lengths)
-        self.weights = (self.lengths + 1).double() ** weight_power  # (E,) sampling weight of each episode
-        self.path = ",".join(str(p) for p in paths)
-        self.episodes = len(starts)
-
-    @staticmethod
-    def _add(ds, action, n, frames, actions, rewards, terms, starts, lengths) -> int:
-        for ep in ds.episodes:
+        frames, actions, rewards, terms, starts, lengths = [], [], [], [], [], []
+        n = 0
+        for ep in (ep for ds in datasets for ep in ds.episodes):
             T = len(ep)
             frames.append(np.asarray(ep.observations))
             a = np.zeros((T + 1, action.width), dtype=np.float32 if action.kind == "box" else np.int64)
@@ -257,7 +245,15 @@ class Data:
             starts.append(n)
             lengths.append(T)
             n += T + 1
-        return n
+        self.frames = torch.from_numpy(np.concatenate(frames))  # (sum T+1, H, W, 3)
+        self.actions = torch.from_numpy(np.concatenate(actions))  # (sum T+1, A)
+        self.rewards = torch.from_numpy(np.concatenate(rewards).astype(np.float32))  # (sum T+1,)
+        self.terms = torch.from_numpy(np.concatenate(terms).astype(np.float32))  # (sum T+1,)
+        self.starts = torch.tensor(starts)
+        self.lengths = torch.tensor(lengths)
+        self.weights = (self.lengths + 1).double() ** weight_power  # (E,) sampling weight of each episode
+        self.path = ",".join(str(p) for p in paths)
+        self.episodes = len(starts)
 
     def sequences(self, g: torch.Generator, batch: int, frames: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Random windows: indices (B, T) into the flat arrays and a validity mask (B, T).
