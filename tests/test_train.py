@@ -13,10 +13,11 @@ import torch
 from worldgym import checkpoint
 from worldgym.config_io import load_yaml
 from worldgym.engine import WorldModel
+from worldgym.losses import AutoencoderLoss, SelfForcingLoss
 from worldgym.model import Model
 from worldgym.policies import StickyRandomPolicy
 from worldgym.record import record
-from worldgym.train import SelfForcingLoss, TrainConfig, cartpole_config, cartpole_control_config, dynamics_batch, Data, tiny_config, train
+from worldgym.train import TrainConfig, cartpole_config, cartpole_control_config, dynamics_batch, Data, tiny_config, train
 from worldgym.twins import PixelTwin
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
@@ -137,7 +138,6 @@ def test_init_starts_a_stage_from_a_models_weights_on_several_datasets(data, tmp
 
 def test_foreground_weight_on_both_counts_a_pole_drawn_in_the_wrong_place():
     """ae_foreground_both weights pixels the reconstruction draws dark where the target is white."""
-    from worldgym.train import AutoencoderLoss
 
     model = Model(tiny_config().model)
     frames = torch.full((2, 32, 32, 3), 255, dtype=torch.uint8)  # all background

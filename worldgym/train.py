@@ -46,23 +46,21 @@ import sys
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from torch import nn
 
 from worldgym import checkpoint
 from worldgym.actions import ActionConfig
 from worldgym.autoencoder import AutoencoderConfig
-from worldgym.cache import CacheView, KVCache
 from worldgym.config_io import dump_yaml, load_yaml, to_dict
 from worldgym.dataset import load as load_dataset
 from worldgym.dynamics import DynamicsConfig
+from worldgym.losses import AutoencoderLoss, DynamicsLoss, SelfForcingLoss
 from worldgym.model import Model, WorldModelConfig
-from worldgym.sampler import SamplerConfig, flow_schedule
+from worldgym.sampler import SamplerConfig
 
 log = logging.getLogger("worldgym.train")
 STAGES = ("autoencoder", "dynamics", "selfforce")
@@ -268,160 +266,6 @@ class Data:
         valid = pos <= length[:, None]
         idx = self.starts[ep][:, None] + pos.clamp(max=length[:, None])  # (B, T)
         return idx, valid
-
-
-# ---------------------------------------------------------------------- losses (one nn.Module per stage, DDP-wrappable)
-class AutoencoderLoss(nn.Module):
-    """Weighted reconstruction MSE of a batch of uint8 frames."""
-
-    def __init__(self, model: Model, foreground_weight: float, both: bool = False) -> None:
-        super().__init__()
-        self.ae = model.autoencoder
-        self.fg = foreground_weight
-        self.both = both
-
-    def forward(self, frames: torch.Tensor, norm: float) -> torch.Tensor:
-        target = frames.permute(0, 3, 1, 2).float() / 127.5 - 1.0  # (B, 3, H, W)
-        z = self.ae.encoder(target)  # (B, C, h, w)
-        recon = self.ae.decoder(z).float()  # (B, 3, H, W)
-        fg = (frames.min(dim=-1).values < 250)[:, None]  # (B, 1, H, W) target pixels that are not background
-        if self.both:
-            fg = fg | (recon.detach().min(dim=1, keepdim=True).values < 250 / 127.5 - 1.0)
-        weight = 1.0 + self.fg * fg.float()  # (B, 1, H, W)
-        return (weight * (recon - target) ** 2).sum() / norm
-
-
-class DynamicsLoss(nn.Module):
-    """Teacher forcing with lightly noised context over [clean | noisy] sequences."""
-
-    def __init__(self, model: Model, cfg: TrainConfig) -> None:
-        super().__init__()
-        self.dyn = model.dynamics
-        self.cfg = cfg
-
-    def forward(self, batch: dict[str, torch.Tensor], norm: dict[str, float]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        x0, valid = batch["latents"], batch["valid"]  # (B, T, N, C), (B, T)
-        clean = (1 - batch["t_clean"][..., None, None]) * x0 + batch["t_clean"][..., None, None] * batch["noise_clean"]
-        noisy = (1 - batch["t_noisy"][..., None, None]) * x0 + batch["t_noisy"][..., None, None] * batch["noise"]
-        pred, reward, term = self.dyn.forward_sequence(clean, noisy, batch["t_clean"], batch["t_noisy"], batch["actions"], batch["null"])
-        target = valid.clone()
-        target[:, 0] = False  # the first frame has no known action: it is given at reset, never generated
-        w = target.float()
-        mse = (((pred.float() - x0) ** 2).mean(dim=(2, 3)) * w).sum() / norm["frames"]
-        pos = torch.full_like(term, self.cfg.term_pos_weight)
-        bce = (F.binary_cross_entropy_with_logits(term, batch["terms"], pos_weight=pos[0, 0], reduction="none") * w).sum()
-        bce = bce / norm["frames"]
-        rmse = (((reward - batch["rewards"]) ** 2) * w).sum() / norm["frames"]
-        loss = mse + self.cfg.term_weight * bce + self.cfg.reward_weight * rmse
-        return loss, {"latent_mse": mse.detach(), "term_bce": bce.detach(), "reward_mse": rmse.detach()}
-
-
-def scratch(k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor], torch.Tensor]:
-    """Per-layer copies of rotated context buffers (L, B, H, M+N, Dh): each attention layer writes its own
-    block into the scratch slots in place, so under autograd no two layers (or passes) may share storage."""
-    return [x.clone() for x in k], [x.clone() for x in v], mask
-
-
-class GradCache:
-    """The cache's sink + window order over blocks that keep their autograd history (``sf_bptt``).
-
-    Stands in for `KVCache` in the self-forcing rollout: the same `view` / `filled` / `append`
-    calls, but blocks live in Python lists instead of preallocated buffers, so a loss on block
-    i reaches the commit passes (and hence the actions) of every block it attended to.
-    """
-
-    def __init__(self, sink: int, window: int, layers: int, batch: int, heads: int, head_dim: int, device: torch.device) -> None:
-        self.sink, self.window = sink, window
-        self.empty = torch.zeros(layers, batch, 0, heads, head_dim, device=device)
-        self.k: list[torch.Tensor] = []  # per committed block: (L, B, N, H, Dh)
-        self.v: list[torch.Tensor] = []
-
-    def filled(self) -> torch.Tensor:
-        n = len(self.k)
-        return torch.full((self.empty.shape[1],), min(n, self.sink + self.window), dtype=torch.int64, device=self.empty.device)
-
-    def view(self) -> CacheView:
-        n = len(self.k)
-        keep = list(range(min(self.sink, n))) + list(range(max(self.sink, n - self.window), n))
-        if not keep:
-            return CacheView(self.empty, self.empty, torch.zeros(self.empty.shape[1], 0, dtype=torch.bool), self.filled())
-        k = torch.cat([self.k[j] for j in keep], dim=2)  # (L, B, P*N, H, Dh)
-        v = torch.cat([self.v[j] for j in keep], dim=2)
-        valid = torch.ones(k.shape[1], k.shape[2], dtype=torch.bool, device=k.device)
-        return CacheView(k, v, valid, self.filled())
-
-    def append(self, k: torch.Tensor, v: torch.Tensor, *_: Any) -> None:
-        self.k.append(k)
-        self.v.append(v)
-
-
-class SelfForcingLoss(nn.Module):
-    """Roll the model out on its own blocks through the cached inference path; regress to the true latents.
-
-    With ``cfg.sf_bptt`` the generated blocks and their keys/values keep their gradients
-    (`GradCache`), so the loss on a block several steps ahead trains the earlier passes that
-    produced its context: the only path by which an action's effect, invisible one step
-    later and a few pixels ten steps later, can teach the model to read that action.
-    """
-
-    def __init__(self, model: Model, cfg: TrainConfig) -> None:
-        super().__init__()
-        self.dyn = model.dynamics
-        self.cfg = cfg
-        self.mc = model.config
-
-    def forward(self, batch: dict[str, torch.Tensor], norm: dict[str, float]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        dyn, mc, bptt = self.dyn, self.mc, self.cfg.sf_bptt
-        x0, valid, acts = batch["latents"], batch["valid"], batch["actions"]  # (B, T, N, C), (B, T), (B, T, A)
-        B, T = valid.shape
-        dc = dyn.config
-        if bptt:
-            cache: KVCache | GradCache = GradCache(dc.sink, dc.window, dc.depth, B, dc.heads, dc.dim // dc.heads, x0.device)
-        else:
-            cache = KVCache(
-                layers=dc.depth, batch_size=B, sink=dc.sink, window=dc.window,
-                tokens=mc.autoencoder.tokens, heads=dc.heads, head_dim=dc.dim // dc.heads,
-                latent_channels=mc.autoencoder.latent_channels, action_width=mc.action.width,
-                action_dtype=acts.dtype, device=x0.device, dtype=torch.float32,
-            )  # fmt: skip
-        keep = contextlib.nullcontext if bptt else torch.no_grad
-        detach = (lambda x: x) if bptt else torch.Tensor.detach
-        schedule = flow_schedule(mc.sampler.steps, mc.sampler.shift)
-        commit_t = torch.full((B,), mc.sampler.commit_noise, device=x0.device)
-        no_null = torch.zeros(B, dtype=torch.bool, device=x0.device)
-        mse = bce = rmse = x0.new_zeros(())
-        generated = []
-        # 1. reset: commit the real start frame (action unknown), exactly as WorldModel.reset does
-        with keep():
-            ctx = scratch(*dyn.rotate_context(cache.view()))
-            out = dyn.forward_cached(x0[:, 0], commit_t, acts[:, 0], ~no_null, ctx, cache.filled(), commit=True)
-            cache.append(out.k, out.v, x0[:, 0], acts[:, 0], ~no_null)
-        for i in range(1, T):
-            w = valid[:, i].float()  # (B,)
-            # 2. read the cache once (detached unless bptt); every pass below gets its own copy of the scratch buffers
-            with keep():
-                view = cache.view()
-                k, v, mask = dyn.rotate_context(view)
-            # 3. denoise from noise with the sampler's schedule; gradients only through the last pass
-            x = batch["noise"][:, i]
-            for j, (t, t_next) in enumerate(zip(schedule[:-1], schedule[1:])):
-                last = j == len(schedule) - 2
-                with contextlib.nullcontext() if last else torch.no_grad():
-                    tt = torch.full((B,), t, device=x0.device)
-                    pred = dyn.forward_cached(x, tt, acts[:, i], no_null, scratch(k, v, mask), view.filled, commit=False).pred.float()
-                x = pred if t_next == 0.0 else (x + (t_next - t) * (x - pred) / t).detach()
-            mse = mse + (((pred - x0[:, i]) ** 2).mean(dim=(1, 2)) * w).sum()
-            # 4. commit pass on the generated block: heads trained; input and k/v detached unless bptt
-            out = dyn.forward_cached(detach(pred), commit_t, acts[:, i], no_null, scratch(k, v, mask), view.filled, commit=True)
-            pw = torch.tensor(self.cfg.term_pos_weight, device=x0.device)
-            bce = bce + (F.binary_cross_entropy_with_logits(out.term_logit, batch["terms"][:, i], pos_weight=pw, reduction="none") * w).sum()
-            rmse = rmse + (((out.reward - batch["rewards"][:, i]) ** 2) * w).sum()
-            cache.append(detach(out.k), detach(out.v), pred.detach(), acts[:, i], no_null)
-            generated.append(pred.detach())
-        self.last_rollout = torch.stack(generated, 1)  # (B, T-1, N, C): the self-generated blocks (for tests)
-        mse, bce, rmse = mse / norm["frames"], bce / norm["frames"], rmse / norm["frames"]
-        loss = mse + self.cfg.term_weight * bce + self.cfg.reward_weight * rmse
-        return loss, {"latent_mse": mse.detach(), "term_bce": bce.detach(), "reward_mse": rmse.detach()}
 
 
 # ---------------------------------------------------------------------- optimizer state <-> safetensors
