@@ -98,6 +98,38 @@ def test_self_forcing_rollout_is_the_engine_rollout(data):
     assert all(p.grad is not None for p in model.dynamics.parameters())
 
 
+def test_self_forcing_prefix_commits_real_frames_then_generates_like_a_reset_with_that_context(data):
+    """A rollout with prefix k commits k real frames (as reset with k context frames and their actions does),
+    then generates the blocks the engine generates from that context; only generated blocks are scored."""
+    cfg, model, d, latents = briefly_trained(data, "prefix")
+    cfg = dataclasses.replace(cfg, sf_context_max=3, sf_start_share=0.5)
+    g = torch.Generator().manual_seed(11)
+    batch = dynamics_batch(d, latents, g, 8, 6, cfg, selfforce=True)
+    idx, _ = d.sequences(torch.Generator().manual_seed(11), 8, 6, 0.5)
+    at_start = d.first[idx[:, 0]]
+    assert at_start.any() and (~at_start).any(), "the draw should hold rollouts at and after episode starts"
+    assert torch.equal(batch["prefix"][at_start], torch.ones(int(at_start.sum()), dtype=torch.long))
+    inside = batch["prefix"][~at_start]
+    assert inside.min() >= 2 and inside.max() <= 3
+    batch["valid"][:] = True
+    N, C = cfg.model.autoencoder.tokens, cfg.model.autoencoder.latent_channels
+    batch["prefix"] = torch.tensor([1, 3, 2, 1, 3, 2, 1, 3])
+    for row in range(8):  # row r's noise after its prefix: the draws of an engine row seeded with r
+        k, gen = int(batch["prefix"][row]), torch.Generator().manual_seed(row)
+        batch["noise"][row, k:] = torch.stack([torch.randn(N, C, generator=gen) for _ in range(k, 6)])
+    module = SelfForcingLoss(model, cfg)
+    module(batch, {"frames": 1.0})
+    for row in (1, 2):
+        k = int(batch["prefix"][row])
+        # inside the prefix the committed blocks are the real latents
+        torch.testing.assert_close(module.last_rollout[row, : k - 1], batch["latents"][row, 1:k])
+        wm = WorldModel(model, batch_size=1)
+        actions = batch["actions"][row, :k, 0].tolist()
+        wm.reset(None, d.frames[idx[row : row + 1, :k]], actions=[actions], seeds=[row])
+        steps = [wm.step([int(batch["actions"][row, t, 0])]).latents[0] for t in range(k, 6)]
+        torch.testing.assert_close(module.last_rollout[row, k - 1 :], torch.stack(steps), atol=1e-5, rtol=1e-5)
+
+
 def test_bptt_rollout_equals_detached_rollout_and_reaches_earlier_blocks(data):
     """sf_bptt generates the same blocks as the detached rollout, and its loss reaches the blocks before the last."""
     cfg, model, d, latents = briefly_trained(data, "bptt")

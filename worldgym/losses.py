@@ -152,7 +152,9 @@ class SelfForcingLoss(nn.Module):
             ctx = scratch(*dyn.rotate_context(cache.view()))
             out = dyn.forward_cached(x0[:, 0], commit_t, acts[:, 0], ~no_null, ctx, cache.filled(), commit=True)
             cache.append(out.k, out.v, x0[:, 0], acts[:, 0], ~no_null)
+        prefix = batch["prefix"]  # (B,) real frames committed before the rollout generates
         for i in range(1, T):
+            real = prefix > i  # (B,) rows still committing their real frames
             w = valid[:, i].float()  # (B,)
             # 2. read the cache once (detached unless bptt); every pass below gets its own copy of the scratch buffers
             with keep():
@@ -166,14 +168,16 @@ class SelfForcingLoss(nn.Module):
                     tt = torch.full((B,), t, device=x0.device)
                     pred = dyn.forward_cached(x, tt, acts[:, i], no_null, scratch(k, v, mask), view.filled, commit=False).pred.float()
                 x = pred if t_next == 0.0 else (x + (t_next - t) * (x - pred) / t).detach()
-            mse = mse + (((pred - x0[:, i]) ** 2).mean(dim=(1, 2)) * w).sum()
-            # 4. commit pass on the generated block: heads trained; input and k/v detached unless bptt
-            out = dyn.forward_cached(detach(pred), commit_t, acts[:, i], no_null, scratch(k, v, mask), view.filled, commit=True)
+            mse = mse + (((pred - x0[:, i]) ** 2).mean(dim=(1, 2)) * w * (~real).float()).sum()
+            # 4. commit pass on the generated (or, inside the prefix, the real) block: heads trained; input and k/v
+            #    detached unless bptt
+            block = torch.where(real[:, None, None], x0[:, i], pred)
+            out = dyn.forward_cached(detach(block), commit_t, acts[:, i], no_null, scratch(k, v, mask), view.filled, commit=True)
             pw = torch.tensor(self.cfg.term_pos_weight, device=x0.device)
             bce = bce + (F.binary_cross_entropy_with_logits(out.term_logit, batch["terms"][:, i], pos_weight=pw, reduction="none") * w).sum()
             rmse = rmse + (((out.reward - batch["rewards"][:, i]) ** 2) * w).sum()
-            cache.append(detach(out.k), detach(out.v), pred.detach(), acts[:, i], no_null)
-            generated.append(pred.detach())
+            cache.append(detach(out.k), detach(out.v), block.detach(), acts[:, i], no_null)
+            generated.append(block.detach())
         self.last_rollout = torch.stack(generated, 1)  # (B, T-1, N, C): the self-generated blocks (for tests)
         mse, bce, rmse = mse / norm["frames"], bce / norm["frames"], rmse / norm["frames"]
         loss = mse + self.cfg.term_weight * bce + self.cfg.reward_weight * rmse

@@ -93,6 +93,12 @@ class TrainConfig:
         sf_blocks: blocks generated per self-forcing rollout.
         sf_bptt: back-propagate through the rollout (generated blocks and their keys/values
             keep their gradients) instead of detaching the cache between blocks.
+        sf_context_max: a rollout that starts inside an episode first commits 2..sf_context_max
+            real frames (uniform) and generates from there, so the model sees the motion it must
+            continue; one that starts at the episode's first frame commits that frame only, as
+            ``reset`` does. 1 = every rollout starts from one real frame.
+        sf_start_share: share of rollouts that start at their episode's first frame (the state
+            ``reset`` starts from); the rest start at a uniform offset.
         warmup: linear warm-up steps of every stage (then cosine to 10 %).
         log_every, ckpt_every: steps between log lines / checkpoints.
         start_bank_from: episodes whose first frames fill the start-frame bank.
@@ -122,6 +128,8 @@ class TrainConfig:
     sf_lr: float = 3e-4
     sf_blocks: int = 24
     sf_bptt: bool = False
+    sf_context_max: int = 1
+    sf_start_share: float = 0.0
     warmup: int = 100
     log_every: int = 50
     ckpt_every: int = 500
@@ -249,19 +257,24 @@ class Data:
         self.terms = torch.from_numpy(np.concatenate(terms).astype(np.float32))  # (sum T+1,)
         self.starts = torch.tensor(starts)
         self.lengths = torch.tensor(lengths)
+        self.first = torch.zeros(n, dtype=torch.bool)  # (sum T+1,) True at each episode's first frame
+        self.first[self.starts] = True
         self.weights = (self.lengths + 1).double() ** weight_power  # (E,) sampling weight of each episode
         self.path = ",".join(str(p) for p in paths)
         self.episodes = len(starts)
 
-    def sequences(self, g: torch.Generator, batch: int, frames: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def sequences(self, g: torch.Generator, batch: int, frames: int, start_share: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
         """Random windows: indices (B, T) into the flat arrays and a validity mask (B, T).
 
         Episodes are drawn with ``self.weights`` ((T+1)^weight_power), the start offset uniformly
-        inside the episode; frames past the episode's end repeat its last frame and are invalid.
+        inside the episode (or, for a ``start_share`` of the windows, at its first frame); frames
+        past the episode's end repeat its last frame and are invalid.
         """
         ep = torch.multinomial(self.weights, batch, replacement=True, generator=g)  # (B,)
         length = self.lengths[ep]  # (B,)
         offset = (torch.rand(batch, generator=g) * length).long()  # (B,) in [0, T-1]: at least 2 frames
+        if start_share > 0:
+            offset = torch.where(torch.rand(batch, generator=g) < start_share, 0, offset)
         pos = offset[:, None] + torch.arange(frames)[None]  # (B, T)
         valid = pos <= length[:, None]
         idx = self.starts[ep][:, None] + pos.clamp(max=length[:, None])  # (B, T)
@@ -366,9 +379,13 @@ class Run:
 
 
 # ---------------------------------------------------------------------- batches
-def dynamics_batch(data: Data, latents: torch.Tensor, g: torch.Generator, batch: int, frames: int, cfg: TrainConfig) -> dict:
-    """One global batch for the teacher-forcing and self-forcing stages (all random draws from g)."""
-    idx, valid = data.sequences(g, batch, frames)  # (B, T)
+def dynamics_batch(data: Data, latents: torch.Tensor, g: torch.Generator, batch: int, frames: int, cfg: TrainConfig, selfforce: bool = False) -> dict:
+    """One global batch for the teacher-forcing or the self-forcing stage (all random draws from g).
+
+    The self-forcing batch also holds ``prefix`` (B,): how many real frames each rollout commits
+    before it generates (see ``TrainConfig.sf_context_max``).
+    """
+    idx, valid = data.sequences(g, batch, frames, cfg.sf_start_share if selfforce else 0.0)  # (B, T)
     x0 = latents[idx]  # (B, T, N, C)
     null = torch.zeros_like(valid)
     null[:, 0] = True
@@ -386,7 +403,16 @@ def dynamics_batch(data: Data, latents: torch.Tensor, g: torch.Generator, batch:
         "t_noisy": t_noisy,
         "noise_clean": torch.randn(x0.shape, generator=g),
         "noise": torch.randn(x0.shape, generator=g),
+        "prefix": context_prefix(data.first[idx[:, 0]], cfg.sf_context_max if selfforce else 1, g),
     }
+
+
+def context_prefix(at_start: torch.Tensor, most: int, g: torch.Generator) -> torch.Tensor:
+    """Real frames each rollout commits before generating (B,): 1 at an episode's first frame, else 2..most."""
+    if most <= 1:
+        return torch.ones(at_start.shape, dtype=torch.long)
+    inside = torch.randint(2, most + 1, at_start.shape, generator=g)
+    return torch.where(at_start, 1, inside)
 
 
 # ---------------------------------------------------------------------- the training loop
@@ -486,10 +512,9 @@ def train(
             else:
                 B = cfg.dyn_batch if name == "dynamics" else cfg.sf_batch
                 T = cfg.seq_frames if name == "dynamics" else cfg.sf_blocks + 1
-                full = dynamics_batch(data, latents, g, B, T, cfg)
+                full = dynamics_batch(data, latents, g, B, T, cfg, selfforce=name == "selfforce")
                 # 2. normalise by the *global* count of target frames so that averaging over processes is exact
-                targets = full["valid"].clone()
-                targets[:, 0] = False
+                targets = full["valid"] & (torch.arange(T)[None] >= full["prefix"][:, None])  # generated frames
                 norm = {"frames": max(float(targets.sum()), 1.0) / run.world}
                 batch = {k: v[run.part(B)] for k, v in full.items()}
                 with autocast(cfg.bf16):
