@@ -143,7 +143,7 @@ def test_encode_frames_wrapper_gives_the_neural_envs_latents():
 
 
 def test_player_and_recorder_load_a_saved_policy(tmp_path, monkeypatch):
-    from worldgym.player import load_agent
+    from worldgym.play_agents import load_agent
     from worldgym.policies import make_policy
 
     model = tiny_model(action=ActionConfig(kind="discrete", n=2))

@@ -20,7 +20,8 @@ from worldgym import cli, player as player_mod, video
 from worldgym.actions import ActionConfig
 from worldgym.display import NoDisplayError, check_driver
 from worldgym.keymap import KEYMAP_DIR, ActionMapper, Keymap, MissingKeysToAction, find_keymap, load_keymap
-from worldgym.player import Player, ScriptedCartPole, compose, pole_lean
+from worldgym.play_agents import ScriptedCartPole, pole_lean
+from worldgym.player import Player, compose
 from worldgym.twins import PixelTwin
 
 pygame = pytest.importorskip("pygame")
@@ -407,8 +408,8 @@ def test_agents_load_from_names_and_module_specs():
     env = PixelTwin(render_mode="rgb_array")
     assert env.action_space.contains(player_mod.load_agent("random", env, seed=0)(None))
     assert isinstance(player_mod.load_agent("scripted", env), ScriptedCartPole)
-    assert isinstance(player_mod.load_agent("worldgym.player:ScriptedCartPole", env), ScriptedCartPole)
-    for bad in ("nonsense", "no_such_module:f", "worldgym.player:DEFAULT_ENV"):
+    assert isinstance(player_mod.load_agent("worldgym.play_agents:ScriptedCartPole", env), ScriptedCartPole)
+    for bad in ("nonsense", "no_such_module:f", "worldgym.play_agents:__doc__"):
         with pytest.raises(player_mod.PlayerError):
             player_mod.load_agent(bad, env)
 

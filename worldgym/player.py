@@ -23,10 +23,6 @@ runs that end by themselves (--max-steps), e.g. to make a screenshot.
 from __future__ import annotations
 
 import argparse
-import copy
-import importlib
-import inspect
-import json
 import os
 import time
 from dataclasses import dataclass, field
@@ -38,187 +34,14 @@ import numpy as np
 
 from worldgym.display import HEADLESS_DRIVERS, NoDisplayError, check_display, check_driver, import_pygame
 from worldgym.keymap import ActionMapper, find_keymap, load_keymap, space_kind
+from worldgym.play_agents import Policy, PlayerError, load_agent, required_args
+from worldgym.play_record import DatasetRecorder
 from worldgym.video import open_video, upscale
 
 DEFAULT_ENV = "worldgym/CartPole-v0"
 HELP_LINE = "R reset  P pause  N step  Tab human/agent  Esc quit"
 MIN_WIDTH = 520  # room for the HUD lines
 MESSAGE_TICKS = 180  # how long a HUD message stays (display frames)
-Policy = Callable[[Any], Any]
-
-
-class PlayerError(RuntimeError):
-    """The player cannot start (bad env, bad agent spec, no way to record)."""
-
-
-# ----------------------------------------------------------------------------------------
-# Agents: any callable obs -> action
-# ----------------------------------------------------------------------------------------
-def pole_lean(frame: np.ndarray) -> float:
-    """How far CartPole's pole leans right, from pixels: -dx/dy of a line fit to the tan pole pixels."""
-    f = frame.astype(np.int16)
-    ys, xs = np.nonzero(f[..., 0] - f[..., 2] > 30)  # the pole is tan (R >> B); cart, rail, sky are grey
-    if len(ys) < 2 or ys.max() == ys.min():
-        return 0.0
-    return float(-np.polyfit(ys, xs, 1)[0])  # image y grows downwards
-
-
-class ScriptedCartPole:
-    """Push toward the side the pole leans, plus a damping term from the lean's change (pixels only)."""
-
-    def __init__(self, damping: float = 4.0):
-        self.damping, self.previous = damping, None
-
-    def reset(self) -> None:
-        self.previous = None
-
-    def __call__(self, obs: np.ndarray) -> int:
-        lean = pole_lean(obs)
-        change = 0.0 if self.previous is None else lean - self.previous
-        self.previous = lean
-        return int(lean + self.damping * change > 0)
-
-
-class RandomPolicy:
-    """Uniform random actions from a seeded copy of the action space."""
-
-    def __init__(self, space: gym.Space, seed: int | None = None):
-        self.space = space
-        self.space.seed(seed)
-
-    def __call__(self, obs: Any) -> Any:
-        return self.space.sample()
-
-
-def required_args(fn: Callable) -> int:
-    """How many positional arguments ``fn`` needs (1 when it cannot be inspected)."""
-    try:
-        params = inspect.signature(fn).parameters.values()
-    except (TypeError, ValueError):
-        return 1
-    kinds = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
-    return sum(1 for p in params if p.kind in kinds and p.default is inspect.Parameter.empty)
-
-
-def load_agent(spec: str, env: gym.Env, seed: int | None = None) -> Policy:
-    """An agent from ``random``, ``scripted`` (CartPole from pixels), a `worldgym.policies` name, ``policy:PATH``
-    (a policy folder saved by an agent in ``agents/``) or ``module:callable``.
-
-    ``module:callable`` imports ``module`` and takes attribute ``callable``: a function
-    ``obs -> action``, or a class/factory called with no arguments that returns one.
-    """
-    if spec == "random":
-        return RandomPolicy(copy.deepcopy(env.action_space), seed)
-    if spec == "scripted":
-        if not isinstance(env.action_space, gym.spaces.Discrete) or env.action_space.n != 2:
-            raise PlayerError(f"the scripted agent plays CartPole (Discrete(2)); this env takes {env.action_space}")
-        return ScriptedCartPole()
-    module_name, _, attr = spec.partition(":")
-    if module_name == "policy" or not module_name or not attr:
-        try:  # the recording policies by name (sticky, controller, mix), where worldgym.policies has them
-            from worldgym.policies import make_policy
-
-            return make_policy(spec, copy.deepcopy(env.action_space))
-        except (ImportError, ValueError) as e:
-            raise PlayerError(
-                f"--agent must be random, scripted, a worldgym.policies name, policy:PATH or module:callable, got {spec!r} ({e})"
-            ) from e
-    try:
-        obj = getattr(importlib.import_module(module_name), attr)
-    except (ImportError, AttributeError) as e:
-        raise PlayerError(f"cannot load agent {spec!r}: {e}") from e
-    if isinstance(obj, type):
-        obj = obj()
-    if not callable(obj):
-        raise PlayerError(f"agent {spec!r} is a {type(obj).__name__}, not a callable obs -> action")
-    return obj
-
-
-# ----------------------------------------------------------------------------------------
-# Recording: episodes to the dataset format, frames to a video
-# ----------------------------------------------------------------------------------------
-@dataclass
-class EpisodeBuffer:
-    """One episode as played: T+1 observations, T actions/rewards/flags, and its reset seed."""
-
-    seed: int | None
-    observations: list = field(default_factory=list)
-    actions: list = field(default_factory=list)
-    rewards: list = field(default_factory=list)
-    terminations: list = field(default_factory=list)
-    truncations: list = field(default_factory=list)
-    states: list = field(default_factory=list)  # the source env's state per observation (real twins), else None
-
-
-class DatasetRecorder:
-    """Write every played episode with `worldgym.dataset.DatasetWriter`.
-
-    An episode cut short by R, Esc or the end of the run is written with its last step
-    marked truncated; an episode with no step is dropped. The writer opens with the first
-    finished episode, so a session that records nothing never replaces a dataset at ``path``.
-    """
-
-    def __init__(self, path: str | Path, env: gym.Env, metadata: dict):
-        try:
-            from worldgym.dataset import DatasetWriter
-        except ImportError as e:
-            raise PlayerError(f"recording needs worldgym.dataset, which cannot be imported: {e}") from e
-        json.dumps(metadata)  # fail now, not after playing
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._open = lambda: DatasetWriter(path, env.observation_space, env.action_space, metadata)
-        self.writer: Any = None
-        self.episode: EpisodeBuffer | None = None
-        self.episodes = 0
-
-    def start(self, obs: np.ndarray, seed: int | None, state: np.ndarray | None = None) -> None:
-        self.finish()
-        self.episode = EpisodeBuffer(seed, [np.asarray(obs).copy()], states=[state])
-
-    def add(
-        self,
-        action: Any,
-        reward: float,
-        terminated: bool,
-        truncated: bool,
-        obs: np.ndarray,
-        state: np.ndarray | None = None,
-    ) -> None:
-        assert self.episode is not None, "start() before add()"
-        ep = self.episode
-        ep.states.append(state)
-        ep.actions.append(np.asarray(action).copy())
-        ep.rewards.append(float(reward))
-        ep.terminations.append(bool(terminated))
-        ep.truncations.append(bool(truncated))
-        ep.observations.append(np.asarray(obs).copy())
-        if terminated or truncated:
-            self.finish()
-
-    def finish(self) -> None:
-        """Write the current episode (if it has a step), marking an unfinished one truncated."""
-        ep, self.episode = self.episode, None
-        if ep is None or not ep.actions:
-            return
-        if not (ep.terminations[-1] or ep.truncations[-1]):
-            ep.truncations[-1] = True
-        if self.writer is None:
-            self.writer = self._open()
-        self.writer.add_episode(
-            np.stack(ep.observations),
-            np.stack(ep.actions),
-            np.asarray(ep.rewards, dtype=np.float32),
-            np.asarray(ep.terminations, dtype=bool),
-            np.asarray(ep.truncations, dtype=bool),
-            seed=ep.seed,
-            states=None if any(s is None for s in ep.states) else np.stack(ep.states),
-        )
-        self.episodes += 1
-
-    def close(self) -> None:
-        self.finish()
-        if self.writer is not None:
-            self.writer.close()
 
 
 # ----------------------------------------------------------------------------------------

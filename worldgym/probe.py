@@ -38,7 +38,7 @@ class CartPoleProbe:
         """Frames (B, H, W, 3) uint8 -> raw measurements (B, 2): cart column, lean angle (NaN if absent)."""
         f = np.asarray(frames, dtype=np.float32)
         B, H, W, _ = f.shape
-        r, g, b = f[..., 0], f[..., 1], f[..., 2]
+        r, b = f[..., 0], f[..., 2]
         dark = np.clip((110.0 - f.max(-1)) / 60.0, 0.0, 1.0)  # (B, H, W): the cart is black
         tan = np.clip((r - b - 30.0) / 40.0, 0.0, 1.0) * (r > 120)  # (B, H, W): the pole is tan (r >> b)
         cols = np.arange(W, dtype=np.float32) + 0.5

@@ -55,7 +55,8 @@ def run_episode(env: gym.Env, policy: Any, seed: int, max_steps: int, options: d
 def run(args: argparse.Namespace) -> int:
     from worldgym.checkpoint import resolve
     from worldgym.env import WorldModelEnv
-    from worldgym.player import compose, load_agent
+    from worldgym.play_agents import load_agent
+    from worldgym.player import compose
     from worldgym.twins import TWINS, PixelTwin
 
     torch.set_num_threads(args.threads)

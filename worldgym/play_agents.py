@@ -1,0 +1,103 @@
+"""The agents the player, `worldgym record` and `worldgym rollout` can load: any callable obs -> action.
+
+- ``random``: uniform random actions; ``scripted``: CartPole balanced from pixels (`pole_lean`);
+- a `worldgym.policies` name (sticky, controller, mix) or ``policy:PATH`` (a policy folder
+  saved by an agent in ``agents/``);
+- ``module:callable``: any importable function, or a class/factory returning one.
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib
+import inspect
+from typing import Any, Callable
+
+import gymnasium as gym
+import numpy as np
+
+Policy = Callable[[Any], Any]
+
+
+class PlayerError(RuntimeError):
+    """The player cannot start (bad env, bad agent spec, no way to record)."""
+
+
+def pole_lean(frame: np.ndarray) -> float:
+    """How far CartPole's pole leans right, from pixels: -dx/dy of a line fit to the tan pole pixels."""
+    f = frame.astype(np.int16)
+    ys, xs = np.nonzero(f[..., 0] - f[..., 2] > 30)  # the pole is tan (R >> B); cart, rail, sky are grey
+    if len(ys) < 2 or ys.max() == ys.min():
+        return 0.0
+    return float(-np.polyfit(ys, xs, 1)[0])  # image y grows downwards
+
+
+class ScriptedCartPole:
+    """Push toward the side the pole leans, plus a damping term from the lean's change (pixels only)."""
+
+    def __init__(self, damping: float = 4.0):
+        self.damping, self.previous = damping, None
+
+    def reset(self) -> None:
+        self.previous = None
+
+    def __call__(self, obs: np.ndarray) -> int:
+        lean = pole_lean(obs)
+        change = 0.0 if self.previous is None else lean - self.previous
+        self.previous = lean
+        return int(lean + self.damping * change > 0)
+
+
+class RandomPolicy:
+    """Uniform random actions from a seeded copy of the action space."""
+
+    def __init__(self, space: gym.Space, seed: int | None = None):
+        self.space = space
+        self.space.seed(seed)
+
+    def __call__(self, obs: Any) -> Any:
+        return self.space.sample()
+
+
+def required_args(fn: Callable) -> int:
+    """How many positional arguments ``fn`` needs (1 when it cannot be inspected)."""
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):
+        return 1
+    kinds = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    return sum(1 for p in params if p.kind in kinds and p.default is inspect.Parameter.empty)
+
+
+def load_agent(spec: str, env: gym.Env, seed: int | None = None) -> Policy:
+    """An agent from ``random``, ``scripted`` (CartPole from pixels), a `worldgym.policies` name, ``policy:PATH``
+    (a policy folder saved by an agent in ``agents/``) or ``module:callable``.
+
+    ``module:callable`` imports ``module`` and takes attribute ``callable``: a function
+    ``obs -> action``, or a class/factory called with no arguments that returns one.
+    """
+    if spec == "random":
+        return RandomPolicy(copy.deepcopy(env.action_space), seed)
+    if spec == "scripted":
+        if not isinstance(env.action_space, gym.spaces.Discrete) or env.action_space.n != 2:
+            raise PlayerError(f"the scripted agent plays CartPole (Discrete(2)); this env takes {env.action_space}")
+        return ScriptedCartPole()
+    module_name, _, attr = spec.partition(":")
+    if module_name == "policy" or not module_name or not attr:
+        try:  # the recording policies by name (sticky, controller, mix), where worldgym.policies has them
+            from worldgym.policies import make_policy
+
+            return make_policy(spec, copy.deepcopy(env.action_space))
+        except (ImportError, ValueError) as e:
+            raise PlayerError(
+                f"--agent must be random, scripted, a worldgym.policies name, policy:PATH or module:callable, got {spec!r} ({e})"
+            ) from e
+    try:
+        obj = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as e:
+        raise PlayerError(f"cannot load agent {spec!r}: {e}") from e
+    if isinstance(obj, type):
+        obj = obj()
+    if not callable(obj):
+        raise PlayerError(f"agent {spec!r} is a {type(obj).__name__}, not a callable obs -> action")
+    return obj
