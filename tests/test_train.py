@@ -12,11 +12,11 @@ import torch
 from worldgym import checkpoint
 from worldgym.config_io import load_yaml
 from worldgym.engine import WorldModel
-from worldgym.losses import AutoencoderLoss, SelfForcingLoss
+from worldgym.losses import AutoencoderLoss, DecoderLoss, SelfForcingLoss
 from worldgym.model import Model
 from worldgym.policies import StickyRandomPolicy
 from worldgym.record import record
-from worldgym.train import TrainConfig, cartpole_config, cartpole_control_config, dynamics_batch, Data, tiny_config, train
+from worldgym.train import TrainConfig, cartpole_config, cartpole_control_config, cartpole_v3_config, dynamics_batch, Data, tiny_config, train
 from worldgym.twins import PixelTwin
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
@@ -34,6 +34,7 @@ def data(tmp_path_factory) -> Path:
 def test_configs_are_dumps_of_the_dataclasses():
     assert load_yaml(TrainConfig, CONFIGS / "cartpole.yaml") == cartpole_config()
     assert load_yaml(TrainConfig, CONFIGS / "cartpole_control.yaml") == cartpole_control_config()
+    assert load_yaml(TrainConfig, CONFIGS / "cartpole_v3.yaml") == cartpole_v3_config()
     assert load_yaml(TrainConfig, CONFIGS / "tiny.yaml") == tiny_config()
 
 
@@ -127,6 +128,38 @@ def test_self_forcing_prefix_commits_real_frames_then_generates_like_a_reset_wit
         wm.reset(None, d.frames[idx[row : row + 1, :k]], actions=[actions], seeds=[row])
         steps = [wm.step([int(batch["actions"][row, t, 0])]).latents[0] for t in range(k, 6)]
         torch.testing.assert_close(module.last_rollout[row, k - 1 :], torch.stack(steps), atol=1e-5, rtol=1e-5)
+
+
+def test_decoder_stage_fits_the_decoder_to_rollout_latents_and_touches_nothing_else(data, tmp_path):
+    """The decoder stage trains only the decoder, against the true frames of the rollout's steps."""
+    cfg, model, d, latents = briefly_trained(data, "dec")
+    batch = dynamics_batch(d, latents, torch.Generator().manual_seed(2), 4, 5, cfg, selfforce=True)
+    frames = d.frames[batch["index"]]
+    module = DecoderLoss(model, cfg)
+    opt = torch.optim.Adam(model.autoencoder.decoder.parameters(), lr=3e-3)
+    before = state(model)
+    first = float(module(batch, frames, 1.0))
+    for _ in range(10):
+        opt.zero_grad()
+        module(batch, frames, 1.0).backward()
+        opt.step()
+    assert float(module(batch, frames, 1.0)) < 0.8 * first
+    # each block is scored against the true frame of its own step: with every block real (prefix = T) the
+    # loss is the autoencoder's reconstruction error of those frames
+    real = dict(batch, prefix=torch.full_like(batch["prefix"], 5))
+    keep = batch["valid"][:, 1:].reshape(-1)
+    expected = AutoencoderLoss(model, cfg.ae_foreground_weight, cfg.ae_foreground_both)(frames[:, 1:].flatten(0, 1)[keep], 1.0)
+    torch.testing.assert_close(module(real, frames, 1.0), expected, rtol=1e-4, atol=1e-3)
+    after = model.state_dict()
+    changed = {k for k, v in before.items() if not torch.equal(v, after[k])}
+    assert changed and all(k.startswith("autoencoder.decoder.") for k in changed)
+    # through `train`: the stage runs after self-forcing from --init and is logged
+    init = checkpoint.load(Path(data).parent / "dec" / "model")
+    tuned = checkpoint.load(train(dataclasses.replace(cfg, dec_steps=2), data, tmp_path / "tuned", init=Path(data).parent / "dec" / "model", init_stage="decoder"))
+    assert {s for s, _, _ in losses(tmp_path / "tuned")} == {"decoder"}
+    same = [torch.equal(v, tuned.state_dict()[k]) for k, v in init.state_dict().items() if not k.startswith("autoencoder.decoder.")]
+    assert all(same)
+    assert not all(torch.equal(v, tuned.autoencoder.decoder.state_dict()[k]) for k, v in init.autoencoder.decoder.state_dict().items())
 
 
 def test_bptt_rollout_equals_detached_rollout_and_reaches_earlier_blocks(data):

@@ -5,6 +5,7 @@
 - `SelfForcingLoss`: the model rolled out on its own blocks through the cached inference path
   (`Dynamics.forward_cached`), against a `KVCache` (detached) or a `GradCache` (``sf_bptt``:
   gradients through the rollout).
+- `DecoderLoss`: the decoder fine-tuned on the blocks of detached rollouts against the true frames.
 
 Dimension letters: B batch, T frames, N tokens, C latent channels, H/W frame size,
 L layers, Dh head dim.
@@ -13,6 +14,7 @@ L layers, Dh head dim.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -27,6 +29,17 @@ if TYPE_CHECKING:
     from worldgym.train import TrainConfig
 
 
+def weighted_recon_error(recon: torch.Tensor, frames: torch.Tensor, foreground_weight: float, both: bool) -> torch.Tensor:
+    """Summed squared error of reconstructions (B, 3, H, W) in [-1, 1] against uint8 frames (B, H, W, 3), with
+    ``1 + foreground_weight`` on the pixels that are not background in the target (``both``: or in the reconstruction)."""
+    target = frames.permute(0, 3, 1, 2).float() / 127.5 - 1.0  # (B, 3, H, W)
+    fg = (frames.min(dim=-1).values < 250)[:, None]  # (B, 1, H, W) target pixels that are not background
+    if both:
+        fg = fg | (recon.detach().min(dim=1, keepdim=True).values < 250 / 127.5 - 1.0)
+    weight = 1.0 + foreground_weight * fg.float()  # (B, 1, H, W)
+    return (weight * (recon.float() - target) ** 2).sum()
+
+
 class AutoencoderLoss(nn.Module):
     """Weighted reconstruction MSE of a batch of uint8 frames."""
 
@@ -37,14 +50,8 @@ class AutoencoderLoss(nn.Module):
         self.both = both
 
     def forward(self, frames: torch.Tensor, norm: float) -> torch.Tensor:
-        target = frames.permute(0, 3, 1, 2).float() / 127.5 - 1.0  # (B, 3, H, W)
-        z = self.ae.encoder(target)  # (B, C, h, w)
-        recon = self.ae.decoder(z).float()  # (B, 3, H, W)
-        fg = (frames.min(dim=-1).values < 250)[:, None]  # (B, 1, H, W) target pixels that are not background
-        if self.both:
-            fg = fg | (recon.detach().min(dim=1, keepdim=True).values < 250 / 127.5 - 1.0)
-        weight = 1.0 + self.fg * fg.float()  # (B, 1, H, W)
-        return (weight * (recon - target) ** 2).sum() / norm
+        recon = self.ae.decoder(self.ae.encoder(frames.permute(0, 3, 1, 2).float() / 127.5 - 1.0))  # (B, 3, H, W)
+        return weighted_recon_error(recon, frames, self.fg, self.both) / norm
 
 
 class DynamicsLoss(nn.Module):
@@ -182,3 +189,29 @@ class SelfForcingLoss(nn.Module):
         mse, bce, rmse = mse / norm["frames"], bce / norm["frames"], rmse / norm["frames"]
         loss = mse + self.cfg.term_weight * bce + self.cfg.reward_weight * rmse
         return loss, {"latent_mse": mse.detach(), "term_bce": bce.detach(), "reward_mse": rmse.detach()}
+
+
+class DecoderLoss(nn.Module):
+    """The decoder fine-tuned on the latents the engine decodes (encoder and dynamics frozen).
+
+    A detached self-forcing rollout (`SelfForcingLoss`, the engine's inference order) makes the
+    blocks; every committed block (generated, or real inside the rollout's prefix) is decoded
+    and scored against the true frame of its step with the autoencoder's weighted error. The
+    decoder so learns to draw clean frames from the slightly-off latents a rollout produces
+    (faint background texture, ghost poles) instead of only from the encoder's latents.
+    """
+
+    def __init__(self, model: Model, cfg: TrainConfig) -> None:
+        super().__init__()
+        self.ae = model.autoencoder
+        self.rollout = SelfForcingLoss(model, dataclasses.replace(cfg, sf_bptt=False))  # no graph: preallocated cache
+        self.fg, self.both = cfg.ae_foreground_weight, cfg.ae_foreground_both
+
+    def forward(self, batch: dict[str, torch.Tensor], frames: torch.Tensor, norm: float) -> torch.Tensor:
+        """``frames`` (B, T, H, W, 3) uint8: the true frames of the batch's windows."""
+        with torch.no_grad():
+            self.rollout(batch, {"frames": 1.0})
+        latents = self.rollout.last_rollout  # (B, T-1, N, C)
+        keep = batch["valid"][:, 1:].reshape(-1)  # (B*(T-1),)
+        recon = self.ae.decode_float(latents.flatten(0, 1)[keep]).permute(0, 3, 1, 2)  # (K, 3, H, W)
+        return weighted_recon_error(recon, frames[:, 1:].flatten(0, 1)[keep], self.fg, self.both) / norm

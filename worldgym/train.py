@@ -5,7 +5,7 @@ Examples:
     torchrun --nproc_per_node 2 -m worldgym.cli train configs/cartpole.yaml --data ... --out ...
 
 The YAML file is a plain dump of `TrainConfig` (which nests the `WorldModelConfig`). The
-three stages run in order and each writes checkpoints into ``OUT``; rerunning the same
+stages run in order and each writes checkpoints into ``OUT``; rerunning the same
 command resumes from the last checkpoint (weights, optimizer state, stage and step):
 
 1. **autoencoder**: frames -> latents -> frames, MSE with extra weight on the pixels
@@ -20,7 +20,11 @@ command resumes from the last checkpoint (weights, optimizer state, stage and st
    inference path (`Dynamics.forward_cached` against a `KVCache`, in the engine's order:
    denoise passes that only read the cache, then one commit pass), and regress every
    generated block to the true next latent (CartPole is deterministic), with the heads
-   trained on the self-generated commit pass. The cache is detached between blocks.
+   trained on the self-generated commit pass. The cache is detached between blocks
+   unless ``sf_bptt``; rollouts may start from a prefix of real frames (``sf_context_max``);
+4. **decoder** (optional, ``dec_steps``): the decoder alone fine-tuned on the blocks of
+   detached rollouts against the true frames, so it draws clean frames from the latents a
+   rollout actually produces (`DecoderLoss`).
 
 Multi-process: under ``torchrun`` every process draws the same global batch from a
 step-seeded generator and trains on its slice of it; gradients are averaged by
@@ -58,12 +62,12 @@ from worldgym.autoencoder import AutoencoderConfig
 from worldgym.config_io import dump_yaml, load_yaml, to_dict
 from worldgym.dataset import load as load_dataset
 from worldgym.dynamics import DynamicsConfig
-from worldgym.losses import AutoencoderLoss, DynamicsLoss, SelfForcingLoss
+from worldgym.losses import AutoencoderLoss, DecoderLoss, DynamicsLoss, SelfForcingLoss
 from worldgym.model import Model, WorldModelConfig
 from worldgym.sampler import SamplerConfig
 
 log = logging.getLogger("worldgym.train")
-STAGES = ("autoencoder", "dynamics", "selfforce")
+STAGES = ("autoencoder", "dynamics", "selfforce", "decoder")
 
 
 @dataclass
@@ -99,6 +103,8 @@ class TrainConfig:
             ``reset`` does. 1 = every rollout starts from one real frame.
         sf_start_share: share of rollouts that start at their episode's first frame (the state
             ``reset`` starts from); the rest start at a uniform offset.
+        dec_steps, dec_batch, dec_lr: decoder fine-tune (rollouts per batch; 0 steps skips the stage).
+        dec_blocks: blocks per decoder fine-tune rollout (prefix and start share as in self-forcing).
         warmup: linear warm-up steps of every stage (then cosine to 10 %).
         log_every, ckpt_every: steps between log lines / checkpoints.
         start_bank_from: episodes whose first frames fill the start-frame bank.
@@ -130,6 +136,10 @@ class TrainConfig:
     sf_bptt: bool = False
     sf_context_max: int = 1
     sf_start_share: float = 0.0
+    dec_steps: int = 0
+    dec_batch: int = 8
+    dec_lr: float = 3e-4
+    dec_blocks: int = 6
     warmup: int = 100
     log_every: int = 50
     ckpt_every: int = 500
@@ -178,6 +188,20 @@ def cartpole_control_config() -> TrainConfig:
     return replace(
         cartpole_config(), episode_weight_power=0.5, sf_steps=900, sf_batch=8, sf_blocks=16, sf_bptt=True, sf_lr=3e-4,
         warmup=20, ckpt_every=50, log_every=10,
+    )  # fmt: skip
+
+
+def cartpole_v3_config() -> TrainConfig:
+    """The one-command from-scratch recipe of the candidate ``assets/candidates/cartpole-v3`` (configs/cartpole_v3.yaml).
+
+    Trained on all three CartPole recordings (model card) in one ``worldgym train`` run: an
+    autoencoder that also weights the pixels it draws dark where the target is white
+    (``ae_foreground_both``, so it learns to draw leaning poles), teacher forcing, then
+    self-forcing through the rollout whose rollouts start from 2-4 real frames inside
+    episodes or from the first frame at episode starts (``sf_context_max``, ``sf_start_share``).
+    """
+    return replace(
+        cartpole_control_config(), ae_steps=3000, ae_foreground_both=True, dyn_steps=700, sf_context_max=4, sf_start_share=0.25,
     )  # fmt: skip
 
 
@@ -404,6 +428,7 @@ def dynamics_batch(data: Data, latents: torch.Tensor, g: torch.Generator, batch:
         "noise_clean": torch.randn(x0.shape, generator=g),
         "noise": torch.randn(x0.shape, generator=g),
         "prefix": context_prefix(data.first[idx[:, 0]], cfg.sf_context_max if selfforce else 1, g),
+        "index": idx,  # (B, T) into the dataset's flat arrays (the decoder stage reads the true frames)
     }
 
 
@@ -477,8 +502,8 @@ def train(
     latents = None
     for si in range(STAGES.index(stage) if stage != "done" else len(STAGES), len(STAGES)):
         name = STAGES[si]
-        total = {"autoencoder": cfg.ae_steps, "dynamics": cfg.dyn_steps, "selfforce": cfg.sf_steps}[name]
-        base_lr = {"autoencoder": cfg.ae_lr, "dynamics": cfg.dyn_lr, "selfforce": cfg.sf_lr}[name]
+        total = {"autoencoder": cfg.ae_steps, "dynamics": cfg.dyn_steps, "selfforce": cfg.sf_steps, "decoder": cfg.dec_steps}[name]
+        base_lr = {"autoencoder": cfg.ae_lr, "dynamics": cfg.dyn_lr, "selfforce": cfg.sf_lr, "decoder": cfg.dec_lr}[name]
         first = start if name == stage else 0
         if name == "autoencoder":
             params = list(model.autoencoder.parameters())
@@ -486,14 +511,18 @@ def train(
         else:
             if latents is None:
                 latents = encode_all(model, data.frames, cfg.bf16)  # (F, N, C): the AE is frozen from here on
-            params = list(model.dynamics.parameters())
-            module = DynamicsLoss(model, cfg) if name == "dynamics" else SelfForcingLoss(model, cfg)
+            if name == "decoder":
+                params = list(model.autoencoder.decoder.parameters())
+                module = DecoderLoss(model, cfg)
+            else:
+                params = list(model.dynamics.parameters())
+                module = DynamicsLoss(model, cfg) if name == "dynamics" else SelfForcingLoss(model, cfg)
         for p in model.parameters():
             p.requires_grad_(False)
         for p in params:
             p.requires_grad_(True)
         wrapped = run.wrap(module)
-        opt = torch.optim.AdamW(params, lr=base_lr, weight_decay=0.0 if name == "autoencoder" else 0.01, betas=(0.9, 0.99))
+        opt = torch.optim.AdamW(params, lr=base_lr, weight_decay=0.0 if name in ("autoencoder", "decoder") else 0.01, betas=(0.9, 0.99))
         if first > 0 and opt_path.is_file():
             load_optimizer(opt, opt_path)
         t0, seen = time.time(), 0
@@ -508,6 +537,13 @@ def train(
                 norm = float(frames.numel()) / run.world
                 with autocast(cfg.bf16):
                     loss = wrapped(frames[run.part(cfg.ae_batch)], norm)
+                parts = {"recon": loss.detach() * run.world}
+            elif name == "decoder":
+                full = dynamics_batch(data, latents, g, cfg.dec_batch, cfg.dec_blocks + 1, cfg, selfforce=True)
+                frames = data.frames[full["index"]]  # (B, T, H, W, 3)
+                norm = float(full["valid"][:, 1:].sum()) * frames[0, 0].numel() / run.world
+                batch = {k: v[run.part(cfg.dec_batch)] for k, v in full.items()}
+                loss = wrapped(batch, frames[run.part(cfg.dec_batch)], norm)
                 parts = {"recon": loss.detach() * run.world}
             else:
                 B = cfg.dyn_batch if name == "dynamics" else cfg.sf_batch
@@ -592,5 +628,6 @@ def run(args: argparse.Namespace) -> int:
 
 
 if __name__ == "__main__":
-    for name, cfg in (("cartpole", cartpole_config()), ("cartpole_control", cartpole_control_config()), ("tiny", tiny_config())):
+    configs = {"cartpole": cartpole_config(), "cartpole_control": cartpole_control_config(), "cartpole_v3": cartpole_v3_config(), "tiny": tiny_config()}
+    for name, cfg in configs.items():
         dump_yaml(cfg, Path(__file__).resolve().parent.parent / "configs" / f"{name}.yaml")
