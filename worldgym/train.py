@@ -146,7 +146,15 @@ class TrainConfig:
 
 
 def cartpole_config() -> TrainConfig:
-    """The recipe of the shipped ``worldgym/CartPole-v0`` (dumped to configs/cartpole.yaml)."""
+    """The recipe of the shipped ``worldgym/CartPole-v0`` (dumped to configs/cartpole.yaml), one run from scratch.
+
+    On the three CartPole recordings of the model card: an autoencoder that weights the pixels
+    that are foreground in the target *or* in its reconstruction (so it learns to draw leaning
+    poles); teacher forcing; self-forcing through the rollout (``sf_bptt``) from 2-4 real
+    frames inside episodes or from the first frame at episode starts; then the decoder fit to
+    the rollouts' latents. Episodes are drawn with weight sqrt(T+1) so the short falls and
+    terminations are not drowned out by the 500-step balancing runs.
+    """
     return TrainConfig(
         model=WorldModelConfig(
             name="CartPole",
@@ -162,47 +170,26 @@ def cartpole_config() -> TrainConfig:
         ),
         threads=1,  # on a shared 2-core machine 1 thread was 2-10x faster than 2 (OpenMP barrier spinning)
         bf16=False,  # measured slower than fp32 on this machine (conv autoencoder: 2.5x slower)
-        ae_steps=1500,
+        ae_steps=3000,
         ae_batch=16,
-        dyn_steps=600,
+        ae_foreground_both=True,
+        dyn_steps=700,
         dyn_batch=8,
         seq_frames=12,
-        sf_steps=150,
+        episode_weight_power=0.5,
+        sf_steps=900,
         sf_batch=8,
-        sf_blocks=12,
-        warmup=30,
+        sf_blocks=16,
+        sf_bptt=True,
+        sf_context_max=4,
+        sf_start_share=0.25,
+        dec_steps=600,
+        dec_batch=8,
+        dec_blocks=8,
+        warmup=20,
         log_every=10,
         ckpt_every=50,
     )
-
-
-def cartpole_control_config() -> TrainConfig:
-    """Stage two of the shipped CartPole (dumped to configs/cartpole_control.yaml): self-forcing through the rollout.
-
-    Run with ``--init`` the model `cartpole_config` trained and ``--init-stage selfforce`` on the
-    ``mix`` dataset plus short sticky-random and random episodes (see the model card): 900
-    steps of 8 rollouts x 16 blocks with gradients through the cache (``sf_bptt``), episodes
-    drawn with weight sqrt(T+1) so falls and terminations are not drowned out by the
-    500-step balancing runs.
-    """
-    return replace(
-        cartpole_config(), episode_weight_power=0.5, sf_steps=900, sf_batch=8, sf_blocks=16, sf_bptt=True, sf_lr=3e-4,
-        warmup=20, ckpt_every=50, log_every=10,
-    )  # fmt: skip
-
-
-def cartpole_v3_config() -> TrainConfig:
-    """The one-command from-scratch recipe of the candidate ``assets/candidates/cartpole-v3`` (configs/cartpole_v3.yaml).
-
-    Trained on all three CartPole recordings (model card) in one ``worldgym train`` run: an
-    autoencoder that also weights the pixels it draws dark where the target is white
-    (``ae_foreground_both``, so it learns to draw leaning poles), teacher forcing, then
-    self-forcing through the rollout whose rollouts start from 2-4 real frames inside
-    episodes or from the first frame at episode starts (``sf_context_max``, ``sf_start_share``).
-    """
-    return replace(
-        cartpole_control_config(), ae_steps=3000, ae_foreground_both=True, dyn_steps=700, sf_context_max=4, sf_start_share=0.25,
-    )  # fmt: skip
 
 
 def tiny_config() -> TrainConfig:
@@ -628,6 +615,6 @@ def run(args: argparse.Namespace) -> int:
 
 
 if __name__ == "__main__":
-    configs = {"cartpole": cartpole_config(), "cartpole_control": cartpole_control_config(), "cartpole_v3": cartpole_v3_config(), "tiny": tiny_config()}
+    configs = {"cartpole": cartpole_config(), "tiny": tiny_config()}
     for name, cfg in configs.items():
         dump_yaml(cfg, Path(__file__).resolve().parent.parent / "configs" / f"{name}.yaml")
