@@ -22,7 +22,7 @@ from worldgym.config_io import dump_yaml
 from worldgym.model import Model
 from worldgym.policies import StickyRandomPolicy
 from worldgym.record import record
-from worldgym.train import tiny_config
+from worldgym.recipes import tiny_config
 from worldgym.twins import PixelTwin
 
 TOLERANCE = 1e-5

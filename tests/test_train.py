@@ -16,7 +16,8 @@ from worldgym.losses import AutoencoderLoss, DecoderLoss, SelfForcingLoss
 from worldgym.model import Model
 from worldgym.policies import StickyRandomPolicy
 from worldgym.record import record
-from worldgym.train import TrainConfig, cartpole_config, dynamics_batch, Data, tiny_config, train
+from worldgym.recipes import cartpole_config, tiny_config
+from worldgym.train import TrainConfig, dynamics_batch, Data, train
 from worldgym.twins import PixelTwin
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"

@@ -48,7 +48,7 @@ import os
 import shutil
 import sys
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -58,13 +58,10 @@ from torch import nn
 
 from worldgym import checkpoint
 from worldgym.actions import ActionConfig
-from worldgym.autoencoder import AutoencoderConfig
 from worldgym.config_io import dump_yaml, load_yaml, to_dict
 from worldgym.dataset import load as load_dataset
-from worldgym.dynamics import DynamicsConfig
 from worldgym.losses import AutoencoderLoss, DecoderLoss, DynamicsLoss, SelfForcingLoss
 from worldgym.model import Model, WorldModelConfig
-from worldgym.sampler import SamplerConfig
 
 log = logging.getLogger("worldgym.train")
 STAGES = ("autoencoder", "dynamics", "selfforce", "decoder")
@@ -143,84 +140,6 @@ class TrainConfig:
     warmup: int = 100
     log_every: int = 50
     ckpt_every: int = 500
-
-
-def cartpole_config() -> TrainConfig:
-    """The recipe of the shipped ``worldgym/CartPole-v0`` (dumped to configs/cartpole.yaml), one run from scratch.
-
-    On the three CartPole recordings of the model card: an autoencoder that weights the pixels
-    that are foreground in the target *or* in its reconstruction (so it learns to draw leaning
-    poles); teacher forcing; self-forcing through the rollout (``sf_bptt``) from 2-4 real
-    frames inside episodes or from the first frame at episode starts; then the decoder fit to
-    the rollouts' latents. Episodes are drawn with weight sqrt(T+1) so the short falls and
-    terminations are not drowned out by the 500-step balancing runs.
-    """
-    return TrainConfig(
-        model=WorldModelConfig(
-            name="CartPole",
-            autoencoder=AutoencoderConfig(frame_height=64, frame_width=64, latent_channels=16, widths=[16, 32, 64, 64], decoder_shuffle=3),
-            dynamics=DynamicsConfig(dim=128, depth=4, heads=4, sink=1, window=8, train_frames=24),
-            action=ActionConfig(kind="discrete", n=2),
-            sampler=SamplerConfig(steps=1),
-            context_frames=1,
-            start_bank=16,
-            fps=50,
-            real_twin="CartPole",
-            reward_range=[0.0, 1.0],
-        ),
-        threads=1,  # on a shared 2-core machine 1 thread was 2-10x faster than 2 (OpenMP barrier spinning)
-        bf16=False,  # measured slower than fp32 on this machine (conv autoencoder: 2.5x slower)
-        ae_steps=3000,
-        ae_batch=16,
-        ae_foreground_both=True,
-        dyn_steps=700,
-        dyn_batch=8,
-        seq_frames=12,
-        episode_weight_power=0.5,
-        sf_steps=900,
-        sf_batch=8,
-        sf_blocks=16,
-        sf_bptt=True,
-        sf_context_max=4,
-        sf_start_share=0.25,
-        dec_steps=600,
-        dec_batch=8,
-        dec_blocks=8,
-        warmup=20,
-        log_every=10,
-        ckpt_every=50,
-    )
-
-
-def tiny_config() -> TrainConfig:
-    """A few-second config for tests (32x32 frames so the state probe can still see the pole, 2 layers, 32 dims).
-
-    Dumped to configs/tiny.yaml."""
-    return TrainConfig(
-        model=WorldModelConfig(
-            name="Tiny",
-            autoencoder=AutoencoderConfig(frame_height=32, frame_width=32, latent_channels=4, widths=[8, 8, 8]),
-            dynamics=DynamicsConfig(dim=32, depth=2, heads=2, sink=1, window=3, train_frames=8),
-            action=ActionConfig(kind="discrete", n=2),
-            sampler=SamplerConfig(steps=1),
-            start_bank=4,
-            real_twin="CartPole",
-            reward_range=[0.0, 1.0],
-        ),
-        threads=1,
-        bf16=False,
-        ae_steps=4,
-        ae_batch=8,
-        dyn_steps=4,
-        dyn_batch=4,
-        seq_frames=8,
-        sf_steps=2,
-        sf_batch=4,
-        sf_blocks=6,
-        warmup=2,
-        log_every=1,
-        ckpt_every=2,
-    )
 
 
 # ---------------------------------------------------------------------- data
@@ -393,8 +312,9 @@ class Run:
 def dynamics_batch(data: Data, latents: torch.Tensor, g: torch.Generator, batch: int, frames: int, cfg: TrainConfig, selfforce: bool = False) -> dict:
     """One global batch for the teacher-forcing or the self-forcing stage (all random draws from g).
 
-    The self-forcing batch also holds ``prefix`` (B,): how many real frames each rollout commits
-    before it generates (see ``TrainConfig.sf_context_max``).
+    Besides the sequences it holds ``prefix`` (B,): how many real frames each rollout commits
+    before it generates (always 1 outside self-forcing; see ``TrainConfig.sf_context_max``), and
+    ``index`` (B, T): the windows' rows in the dataset's flat arrays.
     """
     idx, valid = data.sequences(g, batch, frames, cfg.sf_start_share if selfforce else 0.0)  # (B, T)
     x0 = latents[idx]  # (B, T, N, C)
@@ -612,9 +532,3 @@ def run(args: argparse.Namespace) -> int:
     if torch.distributed.is_initialized():
         torch.distributed.destroy_process_group()
     return 0
-
-
-if __name__ == "__main__":
-    configs = {"cartpole": cartpole_config(), "tiny": tiny_config()}
-    for name, cfg in configs.items():
-        dump_yaml(cfg, Path(__file__).resolve().parent.parent / "configs" / f"{name}.yaml")
