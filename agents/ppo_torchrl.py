@@ -8,6 +8,10 @@ Training envs:
 
 * a neural env (``worldgym/<Name>-v0`` or a checkpoint folder): the native batched
   `TorchRLWorldModelEnv`, all envs in one model forward per step;
+  with ``--dream-starts DATASET`` imagined episodes start from real contexts cut from
+  recorded episodes (`worldgym.starts.StartBank`) and ``--dream-horizon H`` cuts them
+  after H steps, the critic bootstrapping the rest (imagination from real states, as
+  Dreamer and DIAMOND train their agents);
 * a real twin (``worldgym/<Name>Real-v0``): Gymnasium envs whose frames go through the
   world model's encoder (`worldgym.wrappers.EncodeFrames`), so the same PPO can be
   trained on reality with the same budget, for comparison.
@@ -45,6 +49,7 @@ import worldgym
 from worldgym.checkpoint import load as load_checkpoint
 from worldgym.policy_io import FrameEncoder, ObsNorm, load_policy, policy_net, save_policy
 from worldgym.registration import ENTRY_POINT, TWIN_ENTRY_POINT
+from worldgym.starts import StartBank
 from worldgym.torchrl_env import TorchRLWorldModelEnv
 from worldgym.wrappers import EncodeFrames
 
@@ -93,6 +98,14 @@ class Args:
     """time limit of a neural env given as a checkpoint folder (registered ids use their own)"""
     sampler_steps: int = 0
     """denoising passes per neural env step (0 = the model's default)"""
+    dream_starts: str = ""
+    """comma-separated dataset folders: imagined episodes start from real contexts cut from them ('' = the model's start bank)"""
+    dream_context: int = 4
+    """real frames (with their actions) in each start context cut from --dream-starts"""
+    dream_bank: int = 4096
+    """start contexts cut from --dream-starts"""
+    dream_horizon: int = 0
+    """time limit of imagined episodes, bootstrapped by the critic at the cut (0 = the neural env's own limit)"""
     eval_every: int = 25_000
     """evaluate in the eval env every this many training steps (0 = only at the end)"""
     eval_episodes_during: int = 5
@@ -184,9 +197,16 @@ if __name__ == "__main__":
         spec = gym.registry.get(args.train_env)
         checkpoint = spec.kwargs["checkpoint"] if spec else args.train_env
         max_steps = spec.max_episode_steps if spec and spec.max_episode_steps else args.max_episode_steps
+        starts = None
+        if args.dream_starts:
+            model = load_checkpoint(checkpoint)
+            ae = model.config.autoencoder
+            paths = [p for p in args.dream_starts.split(",") if p]
+            starts = StartBank.from_datasets(paths, args.dream_context, args.dream_bank, args.seed, (ae.frame_height, ae.frame_width))
+            checkpoint = model
         base = TorchRLWorldModelEnv(
-            checkpoint, batch_size=[args.num_envs], obs_type="latent", max_episode_steps=max_steps,
-            sampler_steps=args.sampler_steps or None,
+            checkpoint, batch_size=[args.num_envs], obs_type="latent", max_episode_steps=args.dream_horizon or max_steps,
+            sampler_steps=args.sampler_steps or None, starts=starts,
         )  # fmt: skip
         world_model = base.model
     else:

@@ -59,6 +59,27 @@ def test_ppo_trains_in_neural_env_and_evaluates_saved_policy_in_real_twin(tiny_c
     assert policy.config["train_env"] == str(tiny_ckpt) and policy.frame_stack == 4
 
 
+def test_ppo_dreams_from_real_start_contexts_with_a_horizon(tiny_ckpt, tmp_path):
+    from gymnasium import spaces
+
+    from worldgym.dataset import DatasetWriter
+
+    rng = np.random.default_rng(0)
+    with DatasetWriter(tmp_path / "ds", spaces.Box(0, 255, (16, 16, 3), np.uint8), spaces.Discrete(2)) as w:
+        for T in (12, 20):
+            w.add_episode(rng.integers(0, 256, (T + 1, 16, 16, 3), dtype=np.uint8), rng.integers(0, 2, T),
+                          np.ones(T, np.float32), np.arange(T) == T - 1, np.zeros(T, bool))  # fmt: skip
+    run(
+        "agents/ppo_torchrl.py", "--train-env", str(tiny_ckpt), "--eval-env", "", "--dream-starts", str(tmp_path / "ds"),
+        "--dream-context", "3", "--dream-bank", "64", "--dream-horizon", "8", "--total-steps", "128", "--num-envs", "4",
+        "--num-steps", "32", "--update-epochs", "1", "--run-dir", str(tmp_path / "run"),
+    )  # fmt: skip
+    rows = (tmp_path / "run" / "progress.csv").read_text().splitlines()
+    header, first = rows[0].split(","), rows[1].split(",")
+    # every imagined episode is cut after at most 8 steps: 4 envs x 32 steps end at least 16 episodes
+    assert int(first[header.index("train_episodes")]) >= 16
+
+
 def test_ppo_trains_on_real_twin_through_the_encoder(tiny_ckpt, tmp_path):
     run(
         "agents/ppo_torchrl.py", "--train-env", "worldgym/CartPoleReal-v0", "--model", str(tiny_ckpt), "--eval-env", "",

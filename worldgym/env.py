@@ -24,6 +24,7 @@ from gymnasium import logger, spaces
 from worldgym.actions import validate_action
 from worldgym.engine import NumericsError, WorldModel
 from worldgym.model import Model
+from worldgym.starts import StartBank
 
 OBS_TYPES = ("rgb", "latent")
 RewardFn = Callable[[np.ndarray, Any], float]
@@ -50,8 +51,23 @@ def observation_space(model: Model, obs_type: str) -> spaces.Box:
     return spaces.Box(-np.inf, np.inf, (ae.tokens, ae.latent_channels), np.float32)
 
 
+def check_starts(model: Model, starts: StartBank | None) -> StartBank | None:
+    """A start bank whose frames have the model's frame size and fit its cache, else a ValueError."""
+    if starts is None:
+        return None
+    if not isinstance(starts, StartBank):
+        raise TypeError(f"starts must be a worldgym.starts.StartBank, got {type(starts).__name__}")
+    ae, dyn = model.config.autoencoder, model.config.dynamics
+    H, W, F = int(starts.frames.shape[2]), int(starts.frames.shape[3]), int(starts.frames.shape[1])
+    if (H, W) != (ae.frame_height, ae.frame_width):
+        raise ValueError(f"start bank frames are {H}x{W}, the model needs {ae.frame_height}x{ae.frame_width}")
+    if F > dyn.sink + dyn.window:
+        raise ValueError(f"start bank contexts hold {F} frames, the cache holds at most {dyn.sink + dyn.window}")
+    return starts
+
+
 def draw_start(
-    model: Model, np_random: np.random.Generator, options: dict[str, Any] | None
+    model: Model, np_random: np.random.Generator, options: dict[str, Any] | None, starts: StartBank | None = None
 ) -> tuple[torch.Tensor, list[Any] | None, int, int]:
     """Choose one episode's start context and the seed of its noise generator.
 
@@ -64,6 +80,7 @@ def draw_start(
         options: ``None`` or a dict with either ``"frames"`` ((F, H, W, 3) or (H, W, 3)
             uint8, oldest first) and optionally ``"actions"`` (F actions that led to the
             frames; the first is ignored), or ``"start_index"`` (an int in [0, K)).
+        starts: a `StartBank` used in place of the model's bank (its entries bring their actions).
 
     Returns:
         frames (F, H, W, 3) uint8, actions (list of F) or None, the bank index (-1 for
@@ -73,7 +90,7 @@ def draw_start(
     unknown = set(options) - {"frames", "actions", "start_index"}
     if unknown:
         raise ValueError(f"unknown reset options {sorted(unknown)}; expected 'frames' (+ 'actions') or 'start_index'")
-    bank = model.start_frames  # (K, F, H, W, 3)
+    bank = model.start_frames if starts is None else starts.frames  # (K, F, H, W, 3)
     K = bank.shape[0]
     ae = model.config.autoencoder
     actions = None
@@ -108,6 +125,8 @@ def draw_start(
         else:
             index = int(np_random.integers(K))
         frames = bank[index].cpu()  # (F, H, W, 3)
+        if starts is not None:
+            actions = starts.entry(index)[1]
     seed = int(np_random.integers(2**63 - 1))
     return frames, actions, index, seed
 
@@ -151,7 +170,10 @@ class WorldModelEnv(gym.Env):
     ``reset`` flushes the cache and pre-fills it from a start context: by default an
     entry of the model's start-state bank chosen with ``self.np_random``; or
     ``options={"start_index": k}`` for a chosen entry; or ``options={"frames": F x H x
-    W x 3 uint8, "actions": F actions (optional)}`` for your own frames. The first
+    W x 3 uint8, "actions": F actions (optional)}`` for your own frames. With
+    ``starts=StartBank.from_datasets(...)`` (`worldgym.starts`) the bank is instead a set of
+    real contexts cut from recorded episodes, with their actions (imagination from real
+    states, as Dreamer and DIAMOND train agents). The first
     observation is the last context frame (or its latents). The noise generator of the
     sampler is a ``torch.Generator`` seeded from ``self.np_random``, so
     ``reset(seed=s)`` makes the whole episode reproducible on the same machine.
@@ -207,10 +229,12 @@ class WorldModelEnv(gym.Env):
         reward_fn: RewardFn | None = None,
         termination_fn: TerminationFn | None = None,
         wall_time_info: bool = True,
+        starts: StartBank | None = None,
     ) -> None:
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode must be one of {self.metadata['render_modes']} or None, got {render_mode!r}")
         self.model = load_model(checkpoint, device)
+        self.starts = check_starts(self.model, starts)
         config = self.model.config
         sampler = None if sampler_steps is None else dataclasses.replace(config.sampler, steps=sampler_steps)
         self.engine = WorldModel(self.model, 1, device=device, dtype=dtype, sampler=sampler)
@@ -236,7 +260,7 @@ class WorldModelEnv(gym.Env):
         """Flush the cache and pre-fill it from a start context (see Starting State); returns (obs, info)."""
         super().reset(seed=seed)
         start = time.perf_counter()
-        frames, actions, index, engine_seed = draw_start(self.model, self.np_random, options)
+        frames, actions, index, engine_seed = draw_start(self.model, self.np_random, options, self.starts)
         latents = self.engine.reset([0], frames[None], None if actions is None else [actions], seeds=[engine_seed])
         self._frame = frames[-1].numpy().copy()  # (H, W, 3)
         self._obs = to_numpy_obs(latents[0], frames[-1], self.obs_type)

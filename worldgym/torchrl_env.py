@@ -31,7 +31,8 @@ from torchrl.envs import EnvBase
 
 from worldgym.actions import ActionConfig
 from worldgym.engine import NumericsError, WorldModel
-from worldgym.env import RewardFn, TerminationFn, draw_start, load_model
+from worldgym.env import RewardFn, TerminationFn, check_starts, draw_start, load_model
+from worldgym.starts import StartBank
 from worldgym.model import Model
 
 
@@ -61,7 +62,7 @@ class TorchRLWorldModelEnv(EnvBase):
         batch_size: ``()`` (one env) or ``[N]``.
         obs_type: "rgb" (``"pixels"`` key) or "latent" (``"observation"`` key).
         max_episode_steps: set ``truncated`` after this many steps (None = never).
-        device / dtype / sampler_steps / reward_fn / termination_fn: as in `WorldModelEnv`.
+        device / dtype / sampler_steps / reward_fn / termination_fn / starts: as in `WorldModelEnv`.
     """
 
     def __init__(
@@ -75,6 +76,7 @@ class TorchRLWorldModelEnv(EnvBase):
         sampler_steps: int | None = None,
         reward_fn: RewardFn | None = None,
         termination_fn: TerminationFn | None = None,
+        starts: StartBank | None = None,
     ) -> None:
         batch = tuple(torch.Size(batch_size))
         if len(batch) > 1 or (batch and batch[0] < 1):
@@ -83,6 +85,7 @@ class TorchRLWorldModelEnv(EnvBase):
             raise ValueError(f"obs_type must be 'rgb' or 'latent', got {obs_type!r}")
         super().__init__(device=device, batch_size=torch.Size(batch))
         self.model = load_model(checkpoint, device)
+        self.starts = check_starts(self.model, starts)
         config = self.model.config
         self.rows = batch[0] if batch else 1
         sampler = None if sampler_steps is None else dataclasses.replace(config.sampler, steps=sampler_steps)
@@ -122,15 +125,17 @@ class TorchRLWorldModelEnv(EnvBase):
         if tensordict is not None and "_reset" in tensordict.keys():
             mask = tensordict.get("_reset").reshape(self.rows).cpu().bool()
         rows = mask.nonzero().flatten()  # (R,)
-        frames, seeds = [], []
+        frames, actions, seeds = [], [], []
         for i in rows.tolist():
             if self._rngs[i] is None:
                 self._rngs[i] = seeding.np_random()[0]
-            f, _, _, s = draw_start(self.model, self._rngs[i], None)
+            f, a, _, s = draw_start(self.model, self._rngs[i], None, self.starts)
             frames.append(f)
+            actions.append(a)
             seeds.append(s)
         if len(rows):
-            latents = self.engine.reset(rows, torch.stack(frames), None, seeds=seeds)  # (R, N, C)
+            acts = None if actions[0] is None else actions  # a start bank gives every row its actions, the model's none
+            latents = self.engine.reset(rows, torch.stack(frames), acts, seeds=seeds)  # (R, N, C)
             new = torch.stack([f[-1] for f in frames]) if self.obs_type == "rgb" else latents.float()
             self._obs[rows] = new.to(self._obs)
             self._elapsed[rows] = 0

@@ -35,7 +35,8 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
 from worldgym.engine import NumericsError, WorldModel
-from worldgym.env import RewardFn, TerminationFn, draw_start, load_model, observation_space, to_numpy_obs
+from worldgym.env import RewardFn, TerminationFn, check_starts, draw_start, load_model, observation_space, to_numpy_obs
+from worldgym.starts import StartBank
 from worldgym.model import Model
 
 
@@ -81,7 +82,8 @@ class WorldModelVectorEnv(VectorEnv):
     ``reset(seed=s)`` seeds env i with ``s + i`` (a list gives one seed per env);
     ``options`` takes ``"reset_mask"`` ((B,) bool, every mode), ``"start_index"`` (an
     int or B ints) or ``"frames"`` ((B, F, H, W, 3) uint8) with optional ``"actions"``
-    ((B, F)); only the rows being reset read them. ``info`` holds per-env
+    ((B, F)); only the rows being reset read them. ``starts`` (a `worldgym.starts.StartBank`)
+    replaces the model's bank of start contexts (see `WorldModelEnv`). ``info`` holds per-env
     ``"termination_prob"``, ``"reward_pred"`` and (``wall_time_info``) ``"step_time"``,
     the wall seconds of the batched step, each with its ``"_key"`` mask.
     ``get_state(indices)`` / ``set_state(indices, state)`` snapshot and restore rows.
@@ -103,6 +105,7 @@ class WorldModelVectorEnv(VectorEnv):
         reward_fn: RewardFn | None = None,
         termination_fn: TerminationFn | None = None,
         wall_time_info: bool = True,
+        starts: StartBank | None = None,
     ) -> None:
         if num_envs < 1:
             raise ValueError(f"num_envs must be >= 1, got {num_envs}")
@@ -117,6 +120,7 @@ class WorldModelVectorEnv(VectorEnv):
         if max_episode_steps is not None and max_episode_steps < 1:
             raise ValueError(f"max_episode_steps must be >= 1 or None, got {max_episode_steps}")
         self.model = load_model(checkpoint, device)
+        self.starts = check_starts(self.model, starts)
         config = self.model.config
         sampler = None if sampler_steps is None else dataclasses.replace(config.sampler, steps=sampler_steps)
         self.engine = WorldModel(self.model, num_envs, device=device, dtype=dtype, sampler=sampler)
@@ -162,7 +166,7 @@ class WorldModelVectorEnv(VectorEnv):
             elif options.get("start_index") is not None:
                 k = options["start_index"]
                 row_options["start_index"] = k if np.ndim(k) == 0 else k[i]
-            f, a, index[i], s = draw_start(self.model, self._row_rng(i), row_options)
+            f, a, index[i], s = draw_start(self.model, self._row_rng(i), row_options, self.starts)
             frames.append(f)
             actions.append(a)
             seeds.append(s)
