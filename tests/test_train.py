@@ -209,3 +209,31 @@ def test_foreground_weight_on_both_counts_a_pole_drawn_in_the_wrong_place():
         model.autoencoder.decoder.net[-1].bias.fill_(-1.0)  # the reconstruction is dark everywhere
     target_only, both = AutoencoderLoss(model, 20.0)(frames, 1.0), AutoencoderLoss(model, 20.0, both=True)(frames, 1.0)
     assert both > 10 * target_only
+
+
+def test_energy_score_rolls_each_context_out_twice_and_scores_the_pair(data):
+    """sf_loss="energy": rows 0..B-1 are the mse rollout itself, rows B..2B-1 the same contexts from another
+    row's noise; the loss is the energy score of the pairs; and unlike the mse loss it rewards two different
+    futures over two copies of their mean."""
+    cfg, model, d, latents = briefly_trained(data, "energy")
+    batch = dynamics_batch(d, latents, torch.Generator().manual_seed(5), 3, 5, cfg)
+    batch["valid"][:] = True
+    mse_module = SelfForcingLoss(model, cfg)
+    mse_module(batch, {"frames": 1.0})
+    module = SelfForcingLoss(model, dataclasses.replace(cfg, sf_loss="energy"))
+    loss, parts = module(batch, {"frames": 1.0})
+    rolled = SelfForcingLoss(model, cfg)
+    rolled({**batch, "noise": torch.roll(batch["noise"], 1, 0)}, {"frames": 1.0})
+    torch.testing.assert_close(module.last_rollout[:3], mse_module.last_rollout, atol=1e-6, rtol=1e-6)
+    torch.testing.assert_close(module.last_rollout[3:], rolled.last_rollout, atol=1e-6, rtol=1e-6)
+    a, b, y = module.last_rollout[:3], module.last_rollout[3:], batch["latents"][:, 1:]
+    rms = lambda t: (t.pow(2).mean(dim=(2, 3)) + 1e-8).sqrt()  # noqa: E731  (B, T-1)
+    expected = (rms(a - y) + rms(b - y) - rms(a - b)).sum()
+    torch.testing.assert_close(parts["energy_score"], expected, atol=1e-5, rtol=1e-5)
+    # a proper score: for a target that is y1 or y2 with equal odds, the pair (y1, y2) scores better than (m, m), m the mean
+    y1, y2 = torch.zeros(1, 4, 4), torch.ones(1, 4, 4)
+    m = (y1 + y2) / 2
+    score = lambda p, q, t: (rms((p - t)[None]) + rms((q - t)[None]) - rms((p - q)[None])).sum()  # noqa: E731
+    assert (score(y1, y2, y1) + score(y1, y2, y2)) < (score(m, m, y1) + score(m, m, y2))
+    with pytest.raises(ValueError, match="sf_loss must be"):
+        SelfForcingLoss(model, dataclasses.replace(cfg, sf_loss="l1"))

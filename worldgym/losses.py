@@ -119,7 +119,10 @@ class GradCache:
 
 
 class SelfForcingLoss(nn.Module):
-    """Roll the model out on its own blocks through the cached inference path; regress to the true latents.
+    """Roll the model out on its own blocks through the cached inference path; score against the true latents.
+
+    ``cfg.sf_loss`` "mse" regresses each generated block to the true one; "energy" rolls each
+    context out twice from independent noise and minimises the energy score (see `TrainConfig`).
 
     With ``cfg.sf_bptt`` the generated blocks and their keys/values keep their gradients
     (`GradCache`), so the loss on a block several steps ahead trains the earlier passes that
@@ -129,12 +132,17 @@ class SelfForcingLoss(nn.Module):
 
     def __init__(self, model: Model, cfg: TrainConfig) -> None:
         super().__init__()
+        if cfg.sf_loss not in ("mse", "energy"):
+            raise ValueError(f"sf_loss must be 'mse' or 'energy', got {cfg.sf_loss!r}")
         self.dyn = model.dynamics
         self.cfg = cfg
         self.mc = model.config
 
     def forward(self, batch: dict[str, torch.Tensor], norm: dict[str, float]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         dyn, mc, bptt = self.dyn, self.mc, self.cfg.sf_bptt
+        energy = self.cfg.sf_loss == "energy"
+        if energy:  # every context twice: rows B..2B-1 repeat rows 0..B-1 with another row's (independent) noise
+            batch = {k: torch.cat([v, torch.roll(v, 1, 0) if k == "noise" else v]) for k, v in batch.items()}
         x0, valid, acts = batch["latents"], batch["valid"], batch["actions"]  # (B, T, N, C), (B, T), (B, T, A)
         B, T = valid.shape
         dc = dyn.config
@@ -152,7 +160,8 @@ class SelfForcingLoss(nn.Module):
         schedule = flow_schedule(mc.sampler.steps, mc.sampler.shift)
         commit_t = torch.full((B,), mc.sampler.commit_noise, device=x0.device)
         no_null = torch.zeros(B, dtype=torch.bool, device=x0.device)
-        mse = bce = rmse = x0.new_zeros(())
+        mse = bce = rmse = score = x0.new_zeros(())
+        half = B // 2 if energy else B  # the rows that hold the original contexts
         generated = []
         # 1. reset: commit the real start frame (action unknown), exactly as WorldModel.reset does
         with keep():
@@ -175,7 +184,12 @@ class SelfForcingLoss(nn.Module):
                     tt = torch.full((B,), t, device=x0.device)
                     pred = dyn.forward_cached(x, tt, acts[:, i], no_null, scratch(k, v, mask), view.filled, commit=False).pred.float()
                 x = pred if t_next == 0.0 else (x + (t_next - t) * (x - pred) / t).detach()
-            mse = mse + (((pred - x0[:, i]) ** 2).mean(dim=(1, 2)) * w * (~real).float()).sum()
+            gen = w * (~real).float()  # (B,) rows that generated this block
+            mse = mse + (((pred[:half] - x0[:half, i]) ** 2).mean(dim=(1, 2)) * gen[:half]).sum()
+            if energy:
+                a, b, y = pred[:half], pred[half:], x0[:half, i]
+                rms = lambda d: (d.pow(2).mean(dim=(1, 2)) + 1e-8).sqrt()  # noqa: E731  (B/2,)
+                score = score + ((rms(a - y) + rms(b - y) - rms(a - b)) * gen[:half]).sum()
             # 4. commit pass on the generated (or, inside the prefix, the real) block: heads trained; input and k/v
             #    detached unless bptt
             block = torch.where(real[:, None, None], x0[:, i], pred)
@@ -185,10 +199,13 @@ class SelfForcingLoss(nn.Module):
             rmse = rmse + (((out.reward - batch["rewards"][:, i]) ** 2) * w).sum()
             cache.append(detach(out.k), detach(out.v), block.detach(), acts[:, i], no_null)
             generated.append(block.detach())
-        self.last_rollout = torch.stack(generated, 1)  # (B, T-1, N, C): the self-generated blocks (for tests)
-        mse, bce, rmse = mse / norm["frames"], bce / norm["frames"], rmse / norm["frames"]
-        loss = mse + self.cfg.term_weight * bce + self.cfg.reward_weight * rmse
-        return loss, {"latent_mse": mse.detach(), "term_bce": bce.detach(), "reward_mse": rmse.detach()}
+        self.last_rollout = torch.stack(generated, 1)  # (B, T-1, N, C): the self-generated blocks (for tests; 2B rows with "energy")
+        copies = 2.0 if energy else 1.0  # the heads saw every context this many times
+        mse, bce, rmse = mse / norm["frames"], bce / norm["frames"] / copies, rmse / norm["frames"] / copies
+        fit = score / norm["frames"] if energy else mse
+        loss = fit + self.cfg.term_weight * bce + self.cfg.reward_weight * rmse
+        parts = {"latent_mse": mse.detach(), "term_bce": bce.detach(), "reward_mse": rmse.detach()}
+        return loss, parts | ({"energy_score": fit.detach()} if energy else {})
 
 
 class DecoderLoss(nn.Module):
@@ -204,7 +221,7 @@ class DecoderLoss(nn.Module):
     def __init__(self, model: Model, cfg: TrainConfig) -> None:
         super().__init__()
         self.ae = model.autoencoder
-        self.rollout = SelfForcingLoss(model, dataclasses.replace(cfg, sf_bptt=False))  # no graph: preallocated cache
+        self.rollout = SelfForcingLoss(model, dataclasses.replace(cfg, sf_bptt=False, sf_loss="mse"))  # no graph; one rollout per row
         self.fg, self.both = cfg.ae_foreground_weight, cfg.ae_foreground_both
 
     def forward(self, batch: dict[str, torch.Tensor], frames: torch.Tensor, norm: float) -> torch.Tensor:

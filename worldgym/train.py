@@ -100,6 +100,12 @@ class TrainConfig:
             ``reset`` does. 1 = every rollout starts from one real frame.
         sf_start_share: share of rollouts that start at their episode's first frame (the state
             ``reset`` starts from); the rest start at a uniform offset.
+        sf_loss: "mse" regresses every generated block to the true one (the conditional mean:
+            where the frames leave the state uncertain, an unstable pole then drifts to the
+            average of its futures, upright); "energy" rolls every context out twice from
+            independent noise and minimises the energy score ||a - y|| + ||b - y|| - ||a - b||
+            (RMS over the block), a proper scoring rule whose optimum is the true conditional
+            distribution, so the 1-step sampler learns to draw a future rather than average them.
         dec_steps, dec_batch, dec_lr: decoder fine-tune (rollouts per batch; 0 steps skips the stage).
         dec_blocks: blocks per decoder fine-tune rollout (prefix and start share as in self-forcing).
         warmup: linear warm-up steps of every stage (then cosine to 10 %).
@@ -133,6 +139,7 @@ class TrainConfig:
     sf_bptt: bool = False
     sf_context_max: int = 1
     sf_start_share: float = 0.0
+    sf_loss: str = "mse"
     dec_steps: int = 0
     dec_batch: int = 8
     dec_lr: float = 3e-4
