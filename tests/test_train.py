@@ -16,7 +16,7 @@ from worldgym.losses import AutoencoderLoss, DecoderLoss, SelfForcingLoss
 from worldgym.model import Model
 from worldgym.policies import StickyRandomPolicy
 from worldgym.record import record
-from worldgym.recipes import cartpole_config, tiny_config
+from worldgym.recipes import cartpole_config, cartpole_long_rollouts_config, tiny_config
 from worldgym.train import TrainConfig, dynamics_batch, Data, train
 from worldgym.twins import PixelTwin
 
@@ -34,6 +34,7 @@ def data(tmp_path_factory) -> Path:
 
 def test_configs_are_dumps_of_the_dataclasses():
     assert load_yaml(TrainConfig, CONFIGS / "cartpole.yaml") == cartpole_config()
+    assert load_yaml(TrainConfig, CONFIGS / "cartpole_long_rollouts.yaml") == cartpole_long_rollouts_config()
     assert load_yaml(TrainConfig, CONFIGS / "tiny.yaml") == tiny_config()
 
 

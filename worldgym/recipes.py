@@ -1,12 +1,13 @@
 """The training recipes that ship: `TrainConfig` values, dumped to ``configs/<name>.yaml``.
 
-    python -m worldgym.recipes      # rewrite configs/cartpole.yaml and configs/tiny.yaml from these functions
+    python -m worldgym.recipes      # rewrite configs/cartpole.yaml, cartpole_long_rollouts.yaml and tiny.yaml
 
 `worldgym train` reads the YAML files; tests check that each file is a plain dump of its function.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 from worldgym.actions import ActionConfig
@@ -65,6 +66,19 @@ def cartpole_config() -> TrainConfig:
     )
 
 
+def cartpole_long_rollouts_config() -> TrainConfig:
+    """Second run of the shipped recipe (dumped to configs/cartpole_long_rollouts.yaml), started from the first run's model.
+
+    ``worldgym train configs/cartpole_long_rollouts.yaml --init <first run>/model --init-stage selfforce``:
+    600 more self-forcing steps with rollouts of 32 blocks (twice as long, so they cover
+    whole falling episodes), half of them from the episode's first frame as ``reset`` does,
+    at half the learning rate; then the decoder refit to the new rollouts (300 steps).
+    """
+    return dataclasses.replace(
+        cartpole_config(), sf_steps=600, sf_lr=1.5e-4, sf_blocks=32, sf_start_share=0.5, dec_steps=300
+    )
+
+
 def tiny_config() -> TrainConfig:
     """A few-second config for tests (32x32 frames so the state probe can still see the pole, 2 layers, 32 dims).
 
@@ -97,6 +111,6 @@ def tiny_config() -> TrainConfig:
 
 
 if __name__ == "__main__":
-    configs = {"cartpole": cartpole_config(), "tiny": tiny_config()}
+    configs = {"cartpole": cartpole_config(), "cartpole_long_rollouts": cartpole_long_rollouts_config(), "tiny": tiny_config()}
     for name, cfg in configs.items():
         dump_yaml(cfg, Path(__file__).resolve().parent.parent / "configs" / f"{name}.yaml")
