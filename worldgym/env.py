@@ -90,8 +90,8 @@ def draw_start(
     unknown = set(options) - {"frames", "actions", "start_index"}
     if unknown:
         raise ValueError(f"unknown reset options {sorted(unknown)}; expected 'frames' (+ 'actions') or 'start_index'")
-    bank = model.start_frames if starts is None else starts.frames  # (K, F, H, W, 3)
-    K = bank.shape[0]
+    bank = starts if starts is not None else StartBank(model.start_frames)  # the model's bank has no actions
+    K = len(bank)
     ae = model.config.autoencoder
     actions = None
     if options.get("frames") is not None:
@@ -124,9 +124,8 @@ def draw_start(
             index = int(index)
         else:
             index = int(np_random.integers(K))
-        frames = bank[index].cpu()  # (F, H, W, 3)
-        if starts is not None:
-            actions = starts.entry(index)[1]
+        frames, actions = bank.entry(index)
+        frames = frames.cpu()  # (F, H, W, 3)
     seed = int(np_random.integers(2**63 - 1))
     return frames, actions, index, seed
 

@@ -52,6 +52,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import gymnasium as gym
 import numpy as np
 import torch
 
@@ -108,8 +109,6 @@ def termination_ceiling(
     the real one, the mean share of single simulated runs within +-3, and per-episode
     ``[real step, median simulated step, share of runs within +-3]``.
     """
-    import gymnasium as gym
-
     env = gym.make("CartPole-v1").unwrapped
     env.reset(seed=seed)
     rng = np.random.default_rng(seed)
@@ -196,8 +195,6 @@ def branch(wm: WorldModel, steps: int, probe: CartPoleProbe) -> np.ndarray:
 
 def real_branch_gap(real: list[dict[str, Any]], points: list[int], steps: int) -> list[float]:
     """The same right-minus-left cart displacement in the real env from the true states."""
-    import gymnasium as gym
-
     env = gym.make("CartPole-v1").unwrapped
     env.reset(seed=0)
     gaps = []

@@ -40,6 +40,11 @@ def weighted_recon_error(recon: torch.Tensor, frames: torch.Tensor, foreground_w
     return (weight * (recon.float() - target) ** 2).sum()
 
 
+def rms_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Root-mean-square distance of blocks (B, N, C) -> (B,), kept differentiable at a == b."""
+    return ((a - b).pow(2).mean(dim=(1, 2)) + 1e-8).sqrt()
+
+
 class AutoencoderLoss(nn.Module):
     """Weighted reconstruction MSE of a batch of uint8 frames."""
 
@@ -188,8 +193,7 @@ class SelfForcingLoss(nn.Module):
             mse = mse + (((pred[:half] - x0[:half, i]) ** 2).mean(dim=(1, 2)) * gen[:half]).sum()
             if energy:
                 a, b, y = pred[:half], pred[half:], x0[:half, i]
-                rms = lambda d: (d.pow(2).mean(dim=(1, 2)) + 1e-8).sqrt()  # noqa: E731  (B/2,)
-                score = score + ((rms(a - y) + rms(b - y) - rms(a - b)) * gen[:half]).sum()
+                score = score + ((rms_distance(a, y) + rms_distance(b, y) - rms_distance(a, b)) * gen[:half]).sum()
             # 4. commit pass on the generated (or, inside the prefix, the real) block: heads trained; input and k/v
             #    detached unless bptt
             block = torch.where(real[:, None, None], x0[:, i], pred)

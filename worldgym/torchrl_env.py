@@ -32,8 +32,8 @@ from torchrl.envs import EnvBase
 from worldgym.actions import ActionConfig
 from worldgym.engine import NumericsError, WorldModel
 from worldgym.env import RewardFn, TerminationFn, check_starts, draw_start, load_model
-from worldgym.starts import StartBank
 from worldgym.model import Model
+from worldgym.starts import StartBank
 
 
 def action_spec(config: ActionConfig, batch: tuple[int, ...], device: torch.device) -> Any:
