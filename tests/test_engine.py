@@ -120,68 +120,73 @@ def test_denoise_passes_read_only_and_commit_writes_one_block():
     engine.reset(None, start_frames(model, 3), seeds=[0, 1, 2])
     for _ in range(5):
         engine.step([0, 1, 2])
-    before = {n: getattr(engine.cache, n).clone() for n in ("k", "v", "latents", "actions", "null", "count")}
+    before = {n: t.clone() for n, t in engine.cache.committed().items()}
     seen = {}
     original = engine.cache.append
 
     def checked_append(*args, **kwargs):
-        # every denoise pass has run by now: the cache must be bit-identical to before the step
-        seen["equal"] = all(torch.equal(getattr(engine.cache, n), t) for n, t in before.items())
+        # every denoise pass has run by now: the committed state must be bit-identical to before the step
+        seen["equal"] = all(torch.equal(engine.cache.committed()[n], t) for n, t in before.items())
         seen["calls"] = seen.get("calls", 0) + 1
         return original(*args, **kwargs)
 
     engine.cache.append = checked_append
     slots = engine.cache.write_slot().clone()
+    S = engine.cache.sink
     engine.step([2, 1, 0])
     assert seen == {"equal": True, "calls": 1}
-    for name in ("k", "v"):
-        after = getattr(engine.cache, name)
-        changed = (after != before[name]).flatten(3).any(-1)  # (L, B, slots)
+    after = engine.cache.committed()
+    for name, offset in (("k_window", S), ("v", 0)):
+        changed = (after[name] != before[name]).flatten(4).any(-1).any(2)  # (L, B, slots)
         for row in range(3):
-            assert changed[:, row].any(0).nonzero().flatten().tolist() == [int(slots[row])]
-    assert torch.equal(engine.cache.count, before["count"] + 1)
+            assert (changed[:, row].any(0).nonzero().flatten() + offset).tolist() == [int(slots[row])]
+    assert torch.equal(after["sink_k"], before["sink_k"])
+    assert torch.equal(engine.cache.count, before["count"] + 1) and torch.equal(engine.cache.pos, before["pos"] + 1)
 
 
 def test_bounded_positions_and_constant_memory():
-    """10,000 steps: positions never exceed sink + window, the cache never reallocates, and the
-    same window content at step 5,000 gives exactly the output it gives when rebuilt at step sink+window."""
+    """10,000 steps: the cache never reallocates, and the output depends only on distances inside
+    the window: the same state moved to the smallest rotary positions (what the engine rebases to)
+    or 10^9 positions later gives the same block; the automatic rebase keeps positions bounded."""
     model = tiny_model(steps=1)
     S, W = model.config.dynamics.sink, model.config.dynamics.window
     engine = WorldModel(model, 1)
     engine.reset(None, start_frames(model, 1), seeds=[0])
-    rotary = model.dynamics.rotary
-    seen_max = [0]
-    original_tables = rotary.tables
-
-    def tables(positions):
-        seen_max[0] = max(seen_max[0], int(positions.max()))
-        return original_tables(positions)
-
-    rotary.tables = tables
     ptrs = (engine.cache.k.data_ptr(), engine.cache.v.data_ptr())
     nbytes = engine.cache.nbytes()
     for i in range(10_000):
         engine.step([i % 3])
-        if i == 4_999:
-            state = engine.get_state()
-    assert seen_max[0] <= S + W
     assert (engine.cache.k.data_ptr(), engine.cache.v.data_ptr()) == ptrs and engine.cache.nbytes() == nbytes
-    # rebuild the step-5,000 window content in a fresh engine, in temporal slot order, at count = S + W
-    fresh = WorldModel(model, 1)
-    fresh.reset(None, start_frames(model, 1), seeds=[0])
-    old = WorldModel(model, 1)
-    old.set_state(None, state)
-    order = old.cache.order()[0]
-    moved = {k: v.clone() for k, v in state["cache"].items()}
-    for name in ("k", "v"):
-        moved[name] = state["cache"][name][:, :, order]
-    for name in ("latents", "actions", "null"):
-        moved[name] = state["cache"][name][:, order]
-    moved["count"] = torch.tensor([S + W])
-    fresh.set_state(None, {**state, "cache": moved})
-    assert int(old.cache.count[0]) == 5_000 + 1
-    a, b = old.step([1]), fresh.step([1])
-    assert torch.equal(a.latents, b.latents) and torch.equal(a.frames, b.frames)
+    assert int(engine.cache.pos[0]) == 10_000 + 1
+    state = engine.get_state()
+    outputs = []
+    for delta in (0, S + W - 10_001, 10**9):
+        moved = WorldModel(model, 1)
+        moved.set_state(None, state)
+        model.dynamics.rotate_window(moved.cache, torch.tensor([0]), torch.tensor([delta]))
+        outputs.append(moved.step([1]))
+    for other in outputs[1:]:
+        assert (other.latents - outputs[0].latents).abs().max() <= 1e-5
+        assert (other.frames.int() - outputs[0].frames.int()).abs().max() <= 1
+
+
+def test_positions_rebase_automatically(monkeypatch):
+    """Past POSITION_LIMIT the engine moves a row back to its smallest positions; the rollout does not notice."""
+    import worldgym.engine as engine_module
+
+    model = tiny_model(steps=1)
+    S, W = model.config.dynamics.sink, model.config.dynamics.window
+    plain, rebased = WorldModel(model, 2), WorldModel(model, 2)
+    for e in (plain, rebased):
+        e.reset(None, start_frames(model, 2), seeds=[0, 1])
+    for i in range(20):
+        a = plain.step([i % 3, 2])
+        monkeypatch.setattr(engine_module, "POSITION_LIMIT", 12)
+        b = rebased.step([i % 3, 2])
+        monkeypatch.setattr(engine_module, "POSITION_LIMIT", 2**20)
+        assert int(rebased.cache.pos.max()) <= 12
+        assert (a.latents - b.latents).abs().max() <= 1e-4
+    assert int(plain.cache.pos[0]) == 21 and int(rebased.cache.pos[0]) < 13
 
 
 def test_reset_row_restores_fresh_state_and_isolates_other_rows():
@@ -276,22 +281,22 @@ def test_flush_keeps_sink_and_last_and_recache_recommits():
     engine.reset(None, start_frames(model, 2), seeds=[0, 1])
     for i in range(6):
         engine.step([i % 3, 1])
-    view = engine.cache.view()
     newest = engine.cache.latents[0, engine.cache.order()[0, 3]].clone()
-    sink_k = engine.cache.k[:, 0, 0].clone()
+    newest_k = engine.cache.committed()["k_window"][:, 0, :, engine.cache.order()[0, 3] - 1].clone()
+    sink_k = engine.cache.sink_k[:, 0].clone()
     other = engine.get_state([1])
     engine.flush([0])
     assert int(engine.cache.count[0]) == 2 and int(engine.cache.filled()[0]) == 2
-    assert torch.equal(engine.cache.k[:, 0, 0], sink_k)
+    assert torch.equal(engine.cache.sink_k[:, 0], sink_k)
     assert torch.equal(engine.cache.latents[0, 1], newest)
+    assert torch.equal(engine.cache.committed()["k_window"][:, 0, :, 0], newest_k)
     assert torch.equal(engine.get_state([1])["cache"]["k"], other["cache"]["k"])
     engine.step([0, 0])  # steps fine after a flush
     # recache with the stored actions reproduces what sequential commits of those latents give
     lat = engine.cache.latents[0, engine.cache.order()[0, :3]].clone()
     engine.recache([0], actions=[2])
     assert torch.equal(engine.cache.latents[0, engine.cache.order()[0, :3]], lat)
-    assert int(engine.cache.count[0]) == 3
-    assert view.k.shape == engine.cache.view().k.shape
+    assert int(engine.cache.count[0]) == 3 and int(engine.cache.pos[0]) == 3
 
 
 def test_window_recompute_matches_cache_before_any_eviction():
@@ -301,8 +306,7 @@ def test_window_recompute_matches_cache_before_any_eviction():
     engine.reset(None, start_frames(model, 2), seeds=[0, 1])
     for a in ([0, 1], [2, 2], [1, 0]):
         engine.step(a)
-    view = engine.cache.view()
-    F = int(view.filled[0])
+    F = int(engine.cache.filled()[0])
     order = engine.cache.order()[:, :F]
     rows = torch.arange(2)[:, None]
     ctx = engine.cache.latents[rows, order]
@@ -312,6 +316,7 @@ def test_window_recompute_matches_cache_before_any_eviction():
     a = torch.tensor([[1], [2]])
     no = torch.zeros(2, dtype=torch.bool)
     with torch.no_grad():
-        cached = model.dynamics.forward_cached(x, t, a, no, model.dynamics.rotate_context(view), view.filled, False).pred
+        context = model.dynamics.attention_context(engine.cache)
+        cached = model.dynamics.forward_cached(x, t, a, no, context, engine.cache.pos, False).pred
         window = model.dynamics.forward_window(ctx, torch.zeros(2, F), acts, null, x, t, a, no)
     assert (cached - window).abs().max() <= 1e-5

@@ -1,17 +1,31 @@
 """The KV cache: preallocated keys/values of committed blocks, an attention sink plus a rolling window.
 
 Each batch row keeps the first ``sink`` blocks of its episode forever and the last
-``window`` blocks after them in a ring. Keys are stored *un-rotated*; the dynamics
-rotates them by their position inside the current window at attention time, so positions
-stay in ``[0, sink + window]`` however long the rollout runs. Alongside the keys and
-values the cache keeps each block's clean latents and action (for ``recache``).
+``window`` blocks after them in a ring. The key/value tensors *are* the attention buffers
+the dynamics reads: per layer a (B, H, (S+W+1)*N, Dh) tensor that attention takes as is,
+with no gather and no copy per step, since attention does not care in which order its
+keys sit (the mask marks the slots that hold a block). Token range ``[s*N, (s+1)*N)``
+is slot ``s``: slots ``0..S-1`` the sink, ``S..S+W-1`` the window ring, and slot ``S+W``
+scratch space where each pass writes the keys/values of the block it is computing.
 
-The cache never advances itself: the engine (engine.py) calls `append` once per
-committed block and `reset_rows` / `keep_sink_and_last` / `set_rows` for flushes and
+Rotary positions. A window block's key is rotated once, when it is committed, by the
+block's rotary position ``pos`` (a per-row counter that the commit advances); the next
+block's query is rotated by the row's current ``pos``. Attention scores depend only on
+the difference, which is the block's distance inside the window (at most S+W), so the
+model sees exactly the positions it was trained on however long the rollout runs. The
+sink's keys sit at a distance that stops growing once the window is full (the training
+layout's "effective" position), so they are stored *un-rotated* in ``sink_k`` and the
+dynamics rotates them into their slots before each step (`Dynamics.attention_context`);
+those slots and the scratch slot are workspace, not state. The engine rebases ``pos``
+(re-rotates the window keys) long before angles could lose precision.
+
+Alongside the keys and values the cache keeps each block's clean latents and action (for
+``recache``). The cache never advances itself: the engine (engine.py) calls `append` once
+per committed block and `reset_rows` / `keep_sink_and_last` / `set_rows` for flushes and
 snapshots. Nothing here runs a network.
 
-Dimension letters: L layers, B batch rows, S+W slots, N tokens per block, H heads,
-Dh head dim, C latent channels, A action width.
+Dimension letters: L layers, B batch rows, R selected rows, S+W slots, T = (S+W+1)*N
+buffer tokens, N tokens per block, H heads, Dh head dim, C latent channels, A action width.
 """
 
 from __future__ import annotations
@@ -20,15 +34,17 @@ from dataclasses import dataclass
 
 import torch
 
+STATE_KEYS = ("k", "v", "sink_k", "latents", "actions", "null", "count", "pos")
+
 
 @dataclass
 class CacheView:
-    """The cache of every row in temporal order, as attention reads it.
+    """Blocks in temporal order with un-rotated keys, as training's list cache (`losses.GradCache`) holds them.
 
     Attributes:
-        k: un-rotated keys (L, B, (S+W)*N, H, Dh); slot order = temporal position.
-        v: values (L, B, (S+W)*N, H, Dh).
-        valid: (B, (S+W)*N) True where a token holds a committed block.
+        k: un-rotated keys (L, B, M, H, Dh), M = (number of blocks) * N, slot order = temporal position.
+        v: values (L, B, M, H, Dh).
+        valid: (B, M) True where a token holds a committed block.
         filled: (B,) number of valid blocks = temporal position of the next block.
     """
 
@@ -61,15 +77,18 @@ class KVCache:
             raise ValueError(f"cache needs sink >= 0 and window >= 1, got sink={sink}, window={window}")
         self.sink, self.window, self.tokens = sink, window, tokens
         self.slots = sink + window
-        shape = (layers, batch_size, self.slots, tokens, heads, head_dim)
-        self.k = torch.zeros(shape, device=device, dtype=dtype)  # (L, B, S+W, N, H, Dh)
-        self.v = torch.zeros(shape, device=device, dtype=dtype)
+        shape = (layers, batch_size, heads, (self.slots + 1) * tokens, head_dim)
+        self.k = torch.zeros(shape, device=device, dtype=dtype)  # (L, B, H, T, Dh) rotated keys
+        self.v = torch.zeros(shape, device=device, dtype=dtype)  # (L, B, H, T, Dh)
+        self.sink_k = torch.zeros(layers, batch_size, heads, sink * tokens, head_dim, device=device, dtype=dtype)  # un-rotated
         self.latents = torch.zeros(batch_size, self.slots, tokens, latent_channels, device=device)  # (B, S+W, N, C)
         self.actions = torch.zeros(batch_size, self.slots, action_width, device=device, dtype=action_dtype)
         self.null = torch.zeros(batch_size, self.slots, device=device, dtype=torch.bool)  # (B, S+W)
         self.count = torch.zeros(batch_size, device=device, dtype=torch.int64)  # blocks committed since reset
+        self.pos = torch.zeros(batch_size, device=device, dtype=torch.int64)  # rotary position of the next block
         self._rows = torch.arange(batch_size, device=device)
         self._offsets = torch.arange(window, device=device)
+        self._slot_index = torch.arange(self.slots, device=device)
 
     @property
     def batch_size(self) -> int:
@@ -77,11 +96,24 @@ class KVCache:
 
     def nbytes(self) -> int:
         """Bytes held by the cache's tensors (constant for its lifetime)."""
-        return sum(t.numel() * t.element_size() for t in (self.k, self.v, self.latents, self.actions, self.null, self.count))
+        return sum(getattr(self, n).numel() * getattr(self, n).element_size() for n in STATE_KEYS)
+
+    def tokens_of(self, slot: int) -> slice:
+        """Token range of a slot in the (L, B, H, T, Dh) buffers; slot ``S+W`` is the scratch slot."""
+        return slice(slot * self.tokens, (slot + 1) * self.tokens)
+
+    @property
+    def scratch(self) -> slice:
+        return self.tokens_of(self.slots)
 
     def filled(self) -> torch.Tensor:
-        """(B,) number of blocks a row can attend to = position of its next block."""
+        """(B,) number of blocks a row can attend to."""
         return self.count.clamp(max=self.slots)
+
+    def valid(self, rows: torch.Tensor | None = None) -> torch.Tensor:
+        """(R, S+W) True for the slots of rows that hold a committed block (slots fill in order: slot < filled)."""
+        filled = self.filled() if rows is None else self.filled()[rows]
+        return self._slot_index[None, :] < filled[:, None]
 
     def order(self) -> torch.Tensor:
         """(B, S+W) slot index of each temporal position (positions past ``filled`` point at unused slots)."""
@@ -92,18 +124,6 @@ class KVCache:
         sink = self._offsets.new_tensor(range(s)).expand(self.batch_size, s)  # (B, S)
         return torch.cat([sink, ring], dim=1)  # (B, S+W)
 
-    def view(self, rows: torch.Tensor | None = None) -> CacheView:
-        """Gather rows' blocks (default all) into temporal order for attention (a copy; the cache is unchanged)."""
-        rows = self._rows if rows is None else rows
-        order = self.order()[rows]  # (R, S+W)
-        k = self.k[:, rows[:, None], order]  # (L, R, S+W, N, H, Dh)
-        v = self.v[:, rows[:, None], order]
-        L, B, P, N, H, D = k.shape
-        positions = torch.arange(P, device=order.device)
-        filled = self.filled()[rows]
-        valid = (positions[None, :] < filled[:, None]).repeat_interleave(N, dim=1)  # (B, (S+W)*N)
-        return CacheView(k.reshape(L, B, P * N, H, D), v.reshape(L, B, P * N, H, D), valid, filled)
-
     def write_slot(self) -> torch.Tensor:
         """(B,) slot the next committed block of each row goes to (evicting the oldest window block when full)."""
         c = self.count
@@ -113,74 +133,115 @@ class KVCache:
         self,
         k: torch.Tensor,
         v: torch.Tensor,
+        raw_k: torch.Tensor,
         latents: torch.Tensor,
         actions: torch.Tensor,
         null: torch.Tensor,
         rows: torch.Tensor | None = None,
     ) -> None:
-        """Commit one block per row: k, v (L, R, N, H, Dh), latents (R, N, C), actions (R, A), null (R,).
+        """Commit one block per row.
 
-        ``rows`` (R,) selects the rows written (default all); other rows are untouched.
+        Args:
+            k: keys rotated by each row's ``pos`` (L, R, H, N, Dh) (the commit pass's scratch slot).
+            v: values (L, R, H, N, Dh).
+            raw_k: the same keys un-rotated (L, R, N, H, Dh), stored for rows whose block goes to the sink.
+            latents, actions, null: the block's clean latents (R, N, C), action (R, A) and null flag (R,).
+            rows: (R,) rows written (default all); other rows are untouched.
         """
+        everyone = rows is None
         rows = self._rows if rows is None else rows
         slot = self.write_slot()[rows]  # (R,)
-        self.k[:, rows, slot] = k.to(self.k.dtype)
-        self.v[:, rows, slot] = v.to(self.v.dtype)
+        for s in torch.unique(slot).tolist():
+            here = slot == s  # (R,)
+            tok = self.tokens_of(s)
+            if everyone and bool(here.all()):  # the common step: every row writes the same slot, plain slices
+                self.k[:, :, :, tok] = k
+                self.v[:, :, :, tok] = v
+            else:
+                sel = rows[here]
+                self.k[:, sel, :, tok] = k[:, here]
+                self.v[:, sel, :, tok] = v[:, here]
+            if s < self.sink:
+                sink_tok = self.tokens_of(s)
+                self.sink_k[:, rows[here], :, sink_tok] = raw_k[:, here].transpose(2, 3).to(self.sink_k.dtype)
         self.latents[rows, slot] = latents.float()
         self.actions[rows, slot] = actions.to(self.actions.dtype)
         self.null[rows, slot] = null
         self.count[rows] += 1
+        self.pos[rows] += 1
 
     def reset_rows(self, rows: torch.Tensor) -> None:
-        """Flush rows (R,) to the freshly built state: zeros everywhere, count 0."""
-        for t in (self.k, self.v):
+        """Flush rows (R,) to the freshly built state: zeros everywhere, count and position 0."""
+        for t in (self.k, self.v, self.sink_k):
             t[:, rows] = 0
-        for t in (self.latents, self.actions, self.null, self.count):
+        for t in (self.latents, self.actions, self.null, self.count, self.pos):
             t[rows] = 0
 
     def keep_sink_and_last(self, rows: torch.Tensor) -> None:
-        """KV flush: keep the sink blocks and the newest block of rows (R,), drop the rest of the window."""
+        """KV flush: keep the sink blocks and the newest block of rows (R,), drop the rest of the window.
+
+        The newest block keeps its rotated key and its distance (1) to the next block; the
+        sink's distance becomes that of a window holding one block.
+        """
         for r in rows.tolist():
             c = int(self.count[r])
             if c <= self.sink + 1:
                 continue
             s = self.sink
             last = s + (c - 1 - s) % self.window  # slot of the newest block (c > s + 1, so it is in the ring)
-            self.k[:, r, s] = self.k[:, r, last].clone()
-            self.v[:, r, s] = self.v[:, r, last].clone()
-            self.latents[r, s] = self.latents[r, last].clone()
-            self.actions[r, s] = self.actions[r, last].clone()
-            self.null[r, s] = self.null[r, last].clone()
+            new, old = self.tokens_of(s), self.tokens_of(last)
             for t in (self.k, self.v):
-                t[:, r, s + 1 :] = 0
+                t[:, r, :, new] = t[:, r, :, old].clone()
+                t[:, r, :, (s + 1) * self.tokens : self.slots * self.tokens] = 0
             for t in (self.latents, self.actions, self.null):
+                t[r, s] = t[r, last].clone()
                 t[r, s + 1 :] = 0
             self.count[r] = s + 1
 
-    def get_rows(self, rows: torch.Tensor) -> dict[str, torch.Tensor]:
-        """A deep copy of rows (R,): everything needed to restore them later."""
+    def committed(self) -> dict[str, torch.Tensor]:
+        """Views of the state the commits write, without the workspace (the sink's rotated keys, the scratch slot).
+
+        ``k_window`` is (L, B, H, W, N, Dh), the window slots' rotated keys; ``v`` is
+        (L, B, H, S+W, N, Dh) per slot; the sink's keys are ``sink_k``.
+        """
+        L, B, H, _, Dh = self.k.shape
+        S, N = self.sink, self.tokens
+        per_slot = lambda t: t[:, :, :, : self.slots * N].unflatten(3, (self.slots, N))  # noqa: E731
         return {
-            "k": self.k[:, rows].clone(),
-            "v": self.v[:, rows].clone(),
-            "latents": self.latents[rows].clone(),
-            "actions": self.actions[rows].clone(),
-            "null": self.null[rows].clone(),
-            "count": self.count[rows].clone(),
+            "k_window": per_slot(self.k)[:, :, :, S:],
+            "v": per_slot(self.v),
+            "sink_k": self.sink_k,
+            **{n: getattr(self, n) for n in ("latents", "actions", "null", "count", "pos")},
         }
+
+    def _regions(self) -> dict[str, tuple[torch.Tensor, slice]]:
+        """The buffer regions that hold state: keys of the window slots, values of all slots, the sink's raw keys."""
+        N, S = self.tokens, self.sink
+        return {
+            "k": (self.k, slice(S * N, self.slots * N)),
+            "v": (self.v, slice(0, self.slots * N)),
+            "sink_k": (self.sink_k, slice(None)),
+        }
+
+    def get_rows(self, rows: torch.Tensor) -> dict[str, torch.Tensor]:
+        """A deep copy of rows' (R,) state, everything needed to restore them later (not the workspace)."""
+        out = {n: t[:, rows, :, tok].clone() for n, (t, tok) in self._regions().items()}  # (L, R, H, tokens, Dh)
+        return out | {n: getattr(self, n)[rows].clone() for n in ("latents", "actions", "null", "count", "pos")}
 
     def set_rows(self, rows: torch.Tensor, state: dict[str, torch.Tensor]) -> None:
         """Restore rows (R,) from `get_rows` output (which may come from other rows or another cache)."""
-        expected = {"k", "v", "latents", "actions", "null", "count"}
-        if set(state) != expected:
-            raise ValueError(f"cache state must have keys {sorted(expected)}, got {sorted(state)}")
-        if state["k"].shape[2:] != self.k.shape[2:] or state["k"].shape[1] != len(rows):
-            raise ValueError(
-                f"cache state of shape {tuple(state['k'].shape)} does not fit {len(rows)} rows of a cache "
-                f"shaped {tuple(self.k.shape)}; snapshots only restore into an engine of the same model"
-            )
-        self.k[:, rows] = state["k"].to(self.k)
-        self.v[:, rows] = state["v"].to(self.v)
-        self.latents[rows] = state["latents"].to(self.latents)
-        self.actions[rows] = state["actions"].to(self.actions)
-        self.null[rows] = state["null"].to(self.null)
-        self.count[rows] = state["count"].to(self.count)
+        if set(state) != set(STATE_KEYS):
+            raise ValueError(f"cache state must have keys {sorted(STATE_KEYS)}, got {sorted(state)}")
+        regions = self._regions()
+        for n, (t, tok) in regions.items():
+            want = t[:, :1, :, tok].shape
+            got = state[n].shape
+            if len(got) != len(want) or got[0] != want[0] or got[2:] != want[2:] or got[1] != len(rows):
+                raise ValueError(
+                    f"cache state {n!r} of shape {tuple(got)} does not fit {len(rows)} rows of a cache whose rows "
+                    f"hold {tuple(want)}; snapshots only restore into an engine of the same model"
+                )
+        for n, (t, tok) in regions.items():
+            t[:, rows, :, tok] = state[n].to(t)
+        for n in ("latents", "actions", "null", "count", "pos"):
+            getattr(self, n)[rows] = state[n].to(getattr(self, n))

@@ -9,7 +9,9 @@ the current window* (see cache.py), so positions stay bounded forever.
 
 The network has two ways in, which compute the same function:
 
-- `forward_cached`: one block against a `CacheView` of earlier clean blocks (inference).
+- `forward_cached`: one block against an attention context of earlier clean blocks: the
+  engine's `KVCache` buffers as they are (`attention_context`), or training's blocks in
+  temporal order (`rotate_context`).
 - `forward_sequence`: a whole training sequence laid out as [clean copy | noisy copy]
   with the block-causal sink + window mask, so that training computes exactly what the
   cached inference computes (the teacher-forcing layout of Self-Forcing / CausVid).
@@ -32,7 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from worldgym.actions import ActionConfig, ActionEmbedding
-from worldgym.cache import CacheView
+from worldgym.cache import CacheView, KVCache
 from worldgym.rope import Rotary, rotate
 
 
@@ -266,7 +268,9 @@ class Dynamics(nn.Module):
         return self.out(hn), features
 
     def rotate_context(self, view: CacheView) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Rotate a cache view's keys by their window positions into per-step attention buffers.
+        """Rotate a temporal-order view (training's list cache) by window positions into attention buffers.
+
+        The position of the block being generated is then ``view.filled``.
 
         Returns keys and values (L, B, H, M+N, Dh) whose last N slots are scratch space for the
         block being generated, and a bool mask (B, 1, 1, M+N).
@@ -283,27 +287,79 @@ class Dynamics(nn.Module):
         mask = torch.cat([view.valid, own], dim=1)[:, None, None, :]  # (B, 1, 1, M+N)
         return k, v, mask
 
+    def attention_context(
+        self, cache: KVCache, rows: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """The engine cache's buffers as the attention context of rows' next block.
+
+        Window keys were rotated once, at commit, by their rotary position (cache.py). The
+        sink's keys are the only ones whose rotation changes from step to step: this rotates
+        them into their slots at the distance they have in the training layout (the
+        number of blocks the row can attend to), writing only those workspace slots.
+
+        Returns:
+            keys and values (L, R, H, (S+W+1)*N, Dh) (the cache's own tensors when ``rows`` is
+            None, copies of the rows otherwise; the last N slots are scratch for the block
+            being computed), and a bool mask (R, 1, 1, (S+W+1)*N), or None when every slot is valid.
+        """
+        S, N = cache.sink, cache.tokens
+        pos = cache.pos if rows is None else cache.pos[rows]
+        filled = cache.filled() if rows is None else cache.filled()[rows]
+        if S:
+            sink_pos = (pos - filled)[:, None] + torch.arange(S, device=pos.device)  # (R, S)
+            cos, sin = self.rotary.at(sink_pos)  # (R, S*N, 1, Dh/2)
+            raw = cache.sink_k if rows is None else cache.sink_k[:, rows]  # (L, R, H, S*N, Dh)
+            rotated = rotate(raw, cos.transpose(1, 2)[None], sin.transpose(1, 2)[None])  # (L, R, H, S*N, Dh)
+            if rows is None:
+                cache.k[:, :, :, : S * N] = rotated
+            else:
+                cache.k[:, rows, :, : S * N] = rotated
+        k, v = (cache.k, cache.v) if rows is None else (cache.k[:, rows], cache.v[:, rows])
+        valid = cache.valid(rows)  # (R, S+W)
+        if bool(valid.all()):
+            return k, v, None  # every slot is valid: attention takes its fast path
+        own = torch.ones(valid.shape[0], 1, dtype=torch.bool, device=valid.device)
+        mask = torch.cat([valid, own], dim=1).repeat_interleave(N, dim=1)[:, None, None, :]  # (R, 1, 1, (S+W+1)*N)
+        return k, v, mask
+
+    def rotate_window(self, cache: KVCache, rows: torch.Tensor, delta: torch.Tensor) -> None:
+        """Move rows' rotary positions by ``delta`` (R,): re-rotate their window keys and shift ``pos``.
+
+        Attention scores depend only on distances, so outputs do not change (up to float
+        rounding); the engine uses this to keep positions small in endless rollouts.
+        """
+        S, N, W = cache.sink, cache.tokens, cache.window
+        if W:
+            cos, sin = self.rotary.at(delta[:, None].expand(-1, W), grid=False)  # (R, W*N, 1, Dh/2)
+            ring = slice(S * N, (S + W) * N)
+            cache.k[:, rows, :, ring] = rotate(cache.k[:, rows, :, ring], cos.transpose(1, 2)[None], sin.transpose(1, 2)[None])
+        cache.pos[rows] += delta
+
     def forward_cached(
         self,
         x: torch.Tensor,
         t: torch.Tensor,
         actions: torch.Tensor,
         null: torch.Tensor,
-        context: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+        context: tuple[torch.Tensor, torch.Tensor, torch.Tensor | None],
         position: torch.Tensor,
         commit: bool,
     ) -> DynamicsOutput:
         """One block x (B, N, C) at noise level t (B,) with actions (B, A) against a rotated context.
 
         Args:
-            context: output of `rotate_context` for the current cache.
-            position: (B,) temporal position of this block inside the window (= cache filled count).
-            commit: also return keys/values and the heads' reward and termination (the commit pass).
+            context: keys, values (L, B, H, M+N, Dh) rotated relative to ``position`` with N
+                scratch slots last, and a mask (B, 1, 1, M+N) or None: the output of
+                `attention_context` (inference) or `rotate_context` (training).
+            position: (B,) rotary position of this block (the cache's ``pos``, or the number of
+                blocks in the context for `rotate_context`).
+            commit: also return keys/values and the heads' reward and termination (the commit pass);
+                the block's rotated keys and its values are then in the context's scratch slots.
         """
         ctx_k, ctx_v, mask = context
         cond = self.condition(t[:, None], actions[:, None], null[:, None])  # (B, 1, D)
-        cos, sin = self.rotary.tables(position[:, None])  # (B, N, 1, Dh/2)
-        if bool(mask.all()):
+        cos, sin = self.rotary.at(position[:, None])  # (B, N, 1, Dh/2)
+        if mask is not None and bool(mask.all()):
             mask = None  # every slot is valid: let attention take its fast path
         h = self.inp(x)  # (B, N, D)
         ks, vs = [], []

@@ -4,7 +4,8 @@
 of action-conditioned autoregressive generation:
 
 1. validate the actions (a bad action changes nothing);
-2. read the cache once, in temporal order, rotated by window positions;
+2. take the cache's buffers as the attention context (no copy; only the sink's keys are
+   re-rotated, see cache.py);
 3. draw noise from each row's own generator and denoise with the few-step sampler,
    every pass reading the cache and writing nothing;
 4. run one commit pass on the clean block at noise ~0: its keys/values, the reward and
@@ -37,6 +38,7 @@ from worldgym.model import Model
 from worldgym.sampler import SamplerConfig, draw_noise, flow_schedule, sample
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+POSITION_LIMIT = 2**20  # rotary positions are rebased before they pass this (about 20 hours at 15 blocks/s)
 
 
 class NumericsError(FloatingPointError):
@@ -133,26 +135,34 @@ class WorldModel:
     # ------------------------------------------------------------------ commit
     def _commit(
         self,
-        rows: torch.Tensor,
+        rows: torch.Tensor | None,
         x0: torch.Tensor,
         actions: torch.Tensor,
         null: torch.Tensor,
-        context: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None,
-        position: torch.Tensor | None = None,
+        context: tuple[torch.Tensor, torch.Tensor, torch.Tensor | None] | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Commit pass for rows (R,): write the clean block x0 (R, N, C); return reward, termination logit (R,)."""
+        """Commit pass for rows (R,) (None = all): write the clean block x0 (R, N, C); return reward, termination logit (R,)."""
         dyn = self.model.dynamics
         if context is None:
-            view = self.cache.view(rows)
-            context, position = dyn.rotate_context(view), view.filled
-        t = torch.full((len(rows),), self.sampler.commit_noise, device=self.device)
+            context = dyn.attention_context(self.cache, rows)
+        position = self.cache.pos if rows is None else self.cache.pos[rows]
+        t = torch.full((x0.shape[0],), self.sampler.commit_noise, device=self.device)
         out = dyn.forward_cached(x0, t, actions, null, context, position, commit=True)
         # every layer's keys/values feed the hidden state the heads read: finite heads mean finite k/v
         bad = ~(torch.isfinite(out.reward) & torch.isfinite(out.term_logit))
         if bool(bad.any()):
-            raise NumericsError(f"non-finite keys/values or heads for rows {rows[bad].tolist()}; nothing was committed")
-        self.cache.append(out.k, out.v, x0, actions, null, rows)
+            named = (self._all if rows is None else rows)[bad].tolist()
+            raise NumericsError(f"non-finite keys/values or heads for rows {named}; nothing was committed")
+        scratch = self.cache.scratch  # the commit pass left the block's rotated keys and values there
+        self.cache.append(context[0][..., scratch, :], context[1][..., scratch, :], out.k, x0, actions, null, rows)
         return out.reward, out.term_logit
+
+    def _bound_positions(self) -> None:
+        """Rebase rows whose rotary position passed POSITION_LIMIT (re-rotate their window keys; outputs unchanged)."""
+        far = (self.cache.pos >= POSITION_LIMIT).nonzero().flatten()
+        if far.numel():
+            shift = self.cache.filled()[far] - self.cache.pos[far]  # (R,) back to the smallest positions
+            self.model.dynamics.rotate_window(self.cache, far, shift)
 
     # ------------------------------------------------------------------ reset
     @torch.inference_mode()
@@ -237,15 +247,16 @@ class WorldModel:
         states = [g.get_state() for g in self.generators]
         try:
             with self._autocast():
-                # 1. read the cache once: every pass below attends to the same context
-                view = self.cache.view()
-                context = dyn.rotate_context(view)
+                # 1. the cache's buffers are the context every pass below attends to
+                self._bound_positions()
+                context = dyn.attention_context(self.cache)
+                position = self.cache.pos
                 # 2. denoise from per-row noise; the passes only read the cache
                 noise = draw_noise(self.generators, (ae.tokens, ae.latent_channels), self.device)  # (B, N, C)
 
                 def denoise(x: torch.Tensor, t: float) -> torch.Tensor:
                     tt = torch.full((self.batch_size,), t, device=self.device)
-                    return dyn.forward_cached(x, tt, a, null, context, view.filled, commit=False).pred.float()
+                    return dyn.forward_cached(x, tt, a, null, context, position, commit=False).pred.float()
 
                 x0 = sample(denoise, noise, self.schedule)  # (B, N, C)
                 bad = ~torch.isfinite(x0).flatten(1).all(1)
@@ -257,7 +268,7 @@ class WorldModel:
                 if bool(bad.any()):
                     raise NumericsError(f"non-finite frames for rows {bad.nonzero().flatten().tolist()}; nothing was committed")
                 # 4. one commit pass writes the clean block
-                reward, term_logit = self._commit(self._all, x0, a, null, context, view.filled)
+                reward, term_logit = self._commit(None, x0, a, null, context)
         except Exception:
             for g, s in zip(self.generators, states):
                 g.set_state(s)

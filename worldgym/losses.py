@@ -3,8 +3,8 @@
 - `AutoencoderLoss`: reconstruction MSE with extra weight on foreground pixels.
 - `DynamicsLoss`: teacher forcing over the [clean | noisy] layout (`Dynamics.forward_sequence`).
 - `SelfForcingLoss`: the model rolled out on its own blocks through the cached inference path
-  (`Dynamics.forward_cached`), against a `KVCache` (detached) or a `GradCache` (``sf_bptt``:
-  gradients through the rollout).
+  (`Dynamics.forward_cached`), against a `GradCache` of detached blocks, or (``sf_bptt``) of
+  blocks that keep their gradients through the rollout.
 - `DecoderLoss`: the decoder fine-tuned on the blocks of detached rollouts against the true frames.
 
 Dimension letters: B batch, T frames, N tokens, C latent channels, H/W frame size,
@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from worldgym.cache import CacheView, KVCache
+from worldgym.cache import CacheView
 from worldgym.model import Model
 from worldgym.sampler import flow_schedule
 
@@ -93,9 +93,11 @@ def scratch(k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor) -> tuple[list[
 class GradCache:
     """The cache's sink + window order over blocks that keep their autograd history (``sf_bptt``).
 
-    Stands in for `KVCache` in the self-forcing rollout: the same `view` / `filled` / `append`
-    calls, but blocks live in Python lists instead of preallocated buffers, so a loss on block
-    i reaches the commit passes (and hence the actions) of every block it attended to.
+    Stands in for the engine's `KVCache` in the self-forcing rollout: the same sink + window
+    selection and block-relative positions, but blocks live in Python lists (un-rotated, in
+    temporal order, read through `Dynamics.rotate_context`) instead of preallocated buffers, so
+    with ``sf_bptt`` a loss on block i reaches the commit passes (and hence the actions) of
+    every block it attended to.
     """
 
     def __init__(self, sink: int, window: int, layers: int, batch: int, heads: int, head_dim: int, device: torch.device) -> None:
@@ -151,15 +153,7 @@ class SelfForcingLoss(nn.Module):
         x0, valid, acts = batch["latents"], batch["valid"], batch["actions"]  # (B, T, N, C), (B, T), (B, T, A)
         B, T = valid.shape
         dc = dyn.config
-        if bptt:
-            cache: KVCache | GradCache = GradCache(dc.sink, dc.window, dc.depth, B, dc.heads, dc.dim // dc.heads, x0.device)
-        else:
-            cache = KVCache(
-                layers=dc.depth, batch_size=B, sink=dc.sink, window=dc.window,
-                tokens=mc.autoencoder.tokens, heads=dc.heads, head_dim=dc.dim // dc.heads,
-                latent_channels=mc.autoencoder.latent_channels, action_width=mc.action.width,
-                action_dtype=acts.dtype, device=x0.device, dtype=torch.float32,
-            )  # fmt: skip
+        cache = GradCache(dc.sink, dc.window, dc.depth, B, dc.heads, dc.dim // dc.heads, x0.device)
         keep = contextlib.nullcontext if bptt else torch.no_grad
         detach = (lambda x: x) if bptt else torch.Tensor.detach
         schedule = flow_schedule(mc.sampler.steps, mc.sampler.shift)

@@ -2,9 +2,12 @@
 
 The head dimension is split into pairs; ``Dh/2 - 2*(Dh/2 // 3)`` pairs rotate with the
 temporal position, the rest are shared equally between the grid row and the grid column
-(the split Wan-style video transformers use). Temporal positions are *window-relative*
-(see cache.py): the dynamics never asks for a position beyond ``sink + window``, so the
-table here is small and a rollout of any length only sees positions it was trained on.
+(the split Wan-style video transformers use). Only *distances* between temporal positions reach the attention scores, and the
+dynamics never lets a query sit more than ``sink + window`` blocks from a key it reads
+(see cache.py), so a rollout of any length only sees distances it was trained on. Training
+reads the small precomputed table (`tables`); inference rotates by a block counter that
+grows with the rollout (`at`), whose angles are computed in float64 from the integer
+position so they stay exact (to float32 rounding) at any position the engine allows.
 
 Dimension letters: B batch, P temporal positions, N tokens per frame, L sequence length,
 H heads, Dh head dim.
@@ -44,6 +47,9 @@ class Rotary(nn.Module):
         self.tokens = n
         self.register_buffer("cos", angles.cos().float(), persistent=False)
         self.register_buffer("sin", angles.sin().float(), persistent=False)
+        self.register_buffer("time_freqs", freqs(temporal), persistent=False)  # (temporal,) float64
+        self.register_buffer("grid_cos", angles[0, :, temporal:].cos().float(), persistent=False)  # (N, 2*spatial)
+        self.register_buffer("grid_sin", angles[0, :, temporal:].sin().float(), persistent=False)
 
     def tables(self, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Temporal positions (..., F) of whole frames -> cos, sin of shape (..., F*N, 1, Dh/2)."""
@@ -55,8 +61,25 @@ class Rotary(nn.Module):
         return cos.reshape(shape), sin.reshape(shape)  # (..., F*N, 1, Dh/2)
 
 
+    def at(self, positions: torch.Tensor, grid: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+        """Any integer temporal positions (..., F) -> cos, sin (..., F*N, 1, Dh/2), equal to `tables` where both apply.
+
+        With ``grid=False`` the grid pairs do not rotate (cos 1, sin 0): a pure move in time,
+        for re-rotating keys that already carry their grid rotation.
+        """
+        angles = positions.to(torch.float64)[..., None] * self.time_freqs  # (..., F, temporal)
+        n, spatial = self.tokens, self.grid_cos.shape[-1]
+        lead = (*positions.shape, n)
+        gcos = self.grid_cos if grid else torch.ones_like(self.grid_cos)
+        gsin = self.grid_sin if grid else torch.zeros_like(self.grid_sin)
+        cos = torch.cat([angles.cos().float()[..., None, :].expand(*lead, -1), gcos.expand(*lead, spatial)], -1)
+        sin = torch.cat([angles.sin().float()[..., None, :].expand(*lead, -1), gsin.expand(*lead, spatial)], -1)
+        shape = (*positions.shape[:-1], positions.shape[-1] * n, 1, cos.shape[-1])
+        return cos.reshape(shape), sin.reshape(shape)  # (..., F*N, 1, Dh/2)
+
+
 def rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Rotate (B, L, H, Dh) by tables broadcastable to (B, L, 1, Dh/2) ("rotate half" layout)."""
+    """Rotate x (..., Dh) by tables broadcastable to (..., Dh/2) ("rotate half" layout), e.g. (B, L, H, Dh) by (B, L, 1, Dh/2)."""
     x1, x2 = x.chunk(2, dim=-1)  # (B, L, H, Dh/2) each
     cos, sin = cos.to(x.dtype), sin.to(x.dtype)
     return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1)  # (B, L, H, Dh)
