@@ -56,10 +56,13 @@ class Attention(nn.Module):
         self.k_norm = RMSNorm(self.head_dim)
         self.proj = nn.Linear(dim, dim)
 
-    def qkv_heads(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def qkv_heads(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """x (B, L, D) -> normalised queries and keys (B, L, 2, H, Dh), values (B, L, H, Dh)."""
         B, L, D = x.shape
-        q, k, v = self.qkv(x).view(B, L, 3, self.heads, self.head_dim).unbind(2)  # (B, L, H, Dh) each
-        return self.q_norm(q), self.k_norm(k), v
+        qkv = self.qkv(x).view(B, L, 3, self.heads, self.head_dim)  # (B, L, 3, H, Dh)
+        weight = torch.stack([self.q_norm.weight, self.k_norm.weight])[:, None].to(qkv.dtype)  # (2, 1, Dh)
+        qk = F.rms_norm(qkv[:, :, :2], (self.head_dim,), eps=1e-6) * weight  # (B, L, 2, H, Dh): both norms in one pass
+        return qk, qkv[:, :, 2]
 
     def forward_cached(
         self,
@@ -76,12 +79,12 @@ class Attention(nn.Module):
         space this pass fills with the block's own keys and values (no concatenation).
         """
         B, N, D = x.shape
-        q, k, v = self.qkv_heads(x)  # (B, N, H, Dh)
-        qr = rotate(q, cos, sin).transpose(1, 2)  # (B, H, N, Dh)
-        ctx_k[:, :, -N:] = rotate(k, cos, sin).transpose(1, 2)
+        qk, v = self.qkv_heads(x)  # (B, N, 2, H, Dh), (B, N, H, Dh)
+        qkr = rotate(qk, cos[:, :, None], sin[:, :, None])  # (B, N, 2, H, Dh)
+        ctx_k[:, :, -N:] = qkr[:, :, 1].transpose(1, 2)
         ctx_v[:, :, -N:] = v.transpose(1, 2)
-        out = F.scaled_dot_product_attention(qr, ctx_k, ctx_v, attn_mask=mask)  # (B, H, N, Dh)
-        return self.proj(out.transpose(1, 2).reshape(B, N, D)), k, v  # (B, N, D), (B, N, H, Dh) x2
+        out = F.scaled_dot_product_attention(qkr[:, :, 0].transpose(1, 2), ctx_k, ctx_v, attn_mask=mask)  # (B, H, N, Dh)
+        return self.proj(out.transpose(1, 2).reshape(B, N, D)), qk[:, :, 1], v  # (B, N, D), (B, N, H, Dh) x2
 
     def forward_sequence(
         self,
@@ -98,7 +101,8 @@ class Attention(nn.Module):
         from its *effective* position min(t, sink + window), the position it has in the cache.
         """
         B, L, D = x.shape
-        q, k, v = self.qkv_heads(x)  # (B, L, H, Dh)
+        qk, v = self.qkv_heads(x)  # (B, L, 2, H, Dh), (B, L, H, Dh)
+        q, k = qk.unbind(2)  # (B, L, H, Dh) each
         k = rotate(k, *rope_abs).transpose(1, 2)  # (B, H, L, Dh)
         q_abs = rotate(q, *rope_abs).transpose(1, 2)  # (B, H, L, Dh)
         scale = 1.0 / math.sqrt(self.head_dim)
@@ -121,19 +125,22 @@ class MLP(nn.Module):
         self.out = nn.Linear(hidden, dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.out(F.silu(self.fc(x)))
+        # in place when no graph is recorded (inference): one buffer of the widest activation less
+        return self.out(F.silu(self.fc(x), inplace=not torch.is_grad_enabled()))
 
 
 def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor, frames: int) -> torch.Tensor:
-    """x (B, F*N, D) modulated per frame by shift, scale (B, F, D)."""
+    """x (B, F*N, D) modulated per frame by shift, scale (B, F, D): x * (1 + scale) + shift in one pass."""
     B, L, D = x.shape
     x = x.view(B, frames, L // frames, D)  # (B, F, N, D)
-    return (x * (1 + scale[:, :, None]) + shift[:, :, None]).view(B, L, D)
+    return torch.addcmul(shift[:, :, None], x, 1 + scale[:, :, None]).view(B, L, D)
 
 
-def gated(x: torch.Tensor, gate: torch.Tensor, frames: int) -> torch.Tensor:
+def gated_add(residual: torch.Tensor, x: torch.Tensor, gate: torch.Tensor, frames: int) -> torch.Tensor:
+    """residual + x * gate, x and residual (B, F*N, D) gated per frame by (B, F, D), in one pass."""
     B, L, D = x.shape
-    return (x.view(B, frames, L // frames, D) * gate[:, :, None]).view(B, L, D)  # (B, F*N, D)
+    view = (B, frames, L // frames, D)
+    return torch.addcmul(residual.view(view), x.view(view), gate[:, :, None]).view(B, L, D)  # (B, F*N, D)
 
 
 class Block(nn.Module):
@@ -155,16 +162,16 @@ class Block(nn.Module):
     def forward_cached(self, x, cond, cos, sin, ctx_k, ctx_v, mask):
         s1, c1, g1, s2, c2, g2 = self.mods(cond)
         a, k, v = self.attn.forward_cached(modulate(self.norm1(x), s1, c1, 1), cos, sin, ctx_k, ctx_v, mask)
-        x = x + gated(a, g1, 1)
-        x = x + gated(self.mlp(modulate(self.norm2(x), s2, c2, 1)), g2, 1)
+        x = gated_add(x, a, g1, 1)
+        x = gated_add(x, self.mlp(modulate(self.norm2(x), s2, c2, 1)), g2, 1)
         return x, k, v
 
     def forward_sequence(self, x, cond, rope_abs, rope_eff, sink_cols, mask):
         frames = cond.shape[1]
         s1, c1, g1, s2, c2, g2 = self.mods(cond)
         a = self.attn.forward_sequence(modulate(self.norm1(x), s1, c1, frames), rope_abs, rope_eff, sink_cols, mask)
-        x = x + gated(a, g1, frames)
-        return x + gated(self.mlp(modulate(self.norm2(x), s2, c2, frames)), g2, frames)
+        x = gated_add(x, a, g1, frames)
+        return gated_add(x, self.mlp(modulate(self.norm2(x), s2, c2, frames)), g2, frames)
 
 
 def timestep_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:

@@ -41,6 +41,13 @@ DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 POSITION_LIMIT = 2**20  # rotary positions are rebased before they pass this (about 20 hours at 15 blocks/s)
 
 
+def to_uint8(pixels: torch.Tensor) -> torch.Tensor:
+    """Pixels (B, H, W, 3) float in about [-1, 1] -> uint8 frames, contiguous, in as few passes as possible."""
+    out = pixels.float().contiguous() if pixels.dtype != torch.float32 else pixels.contiguous()
+    out = out.mul(127.5) if out.data_ptr() == pixels.data_ptr() else out.mul_(127.5)  # never scale the caller's tensor
+    return out.add_(127.5).round_().clamp_(0, 255).to(torch.uint8)  # ((x + 1) * 127.5).round().clamp(0, 255)
+
+
 class NumericsError(FloatingPointError):
     """The model produced NaN or inf for some rows; nothing was committed. Picklable (one str)."""
 
@@ -264,7 +271,8 @@ class WorldModel:
                     raise NumericsError(f"non-finite latents for rows {bad.nonzero().flatten().tolist()}; nothing was committed")
                 # 3. decode before committing, so a failure leaves the cache untouched
                 pixels = self.model.autoencoder.decode_float(x0) if decode else None  # (B, H, W, 3)
-                bad = ~torch.isfinite(pixels).flatten(1).all(1) if decode else torch.zeros(1, dtype=torch.bool)
+                # a frame's sum is non-finite iff one of its pixels is (one reduction instead of a mask)
+                bad = ~torch.isfinite(pixels.float().sum(dim=(1, 2, 3))) if decode else torch.zeros(1, dtype=torch.bool)
                 if bool(bad.any()):
                     raise NumericsError(f"non-finite frames for rows {bad.nonzero().flatten().tolist()}; nothing was committed")
                 # 4. one commit pass writes the clean block
@@ -273,7 +281,7 @@ class WorldModel:
             for g, s in zip(self.generators, states):
                 g.set_state(s)
             raise
-        frames = None if pixels is None else ((pixels.float() + 1.0) * 127.5).round().clamp(0, 255).to(torch.uint8)
+        frames = None if pixels is None else to_uint8(pixels)
         lo, hi = self.config.reward_range
         self.steps += 1
         return StepResult(frames, x0, reward.float().clamp(lo, hi), torch.sigmoid(term_logit.float()))

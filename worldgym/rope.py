@@ -80,6 +80,8 @@ class Rotary(nn.Module):
 
 def rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
     """Rotate x (..., Dh) by tables broadcastable to (..., Dh/2) ("rotate half" layout), e.g. (B, L, H, Dh) by (B, L, 1, Dh/2)."""
-    x1, x2 = x.chunk(2, dim=-1)  # (B, L, H, Dh/2) each
     cos, sin = cos.to(x.dtype), sin.to(x.dtype)
-    return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1)  # (B, L, H, Dh)
+    full_cos = torch.cat([cos, cos], dim=-1)  # (..., Dh): tables are small, the rotated tensor is not
+    signed_sin = torch.cat([-sin, sin], dim=-1)
+    swapped = x.roll(x.shape[-1] // 2, dims=-1)  # (x2, x1)
+    return torch.addcmul(x * full_cos, swapped, signed_sin)  # (x1 cos - x2 sin, x2 cos + x1 sin)
