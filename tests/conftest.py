@@ -21,12 +21,17 @@ from worldgym.sampler import SamplerConfig
 
 
 def tiny_config(
-    action: ActionConfig | None = None, sink: int = 1, window: int = 3, steps: int = 2, train_frames: int = 16
+    action: ActionConfig | None = None,
+    sink: int = 1,
+    window: int = 3,
+    steps: int = 2,
+    train_frames: int = 16,
+    fused: bool = False,
 ) -> WorldModelConfig:
     return WorldModelConfig(
         name="Tiny",
         autoencoder=AutoencoderConfig(frame_height=16, frame_width=16, latent_channels=4, widths=[8, 8]),
-        dynamics=DynamicsConfig(dim=32, depth=2, heads=2, sink=sink, window=window, train_frames=train_frames),
+        dynamics=DynamicsConfig(dim=32, depth=2, heads=2, sink=sink, window=window, train_frames=train_frames, fused_commit=fused),
         action=action or ActionConfig(kind="discrete", n=3),
         sampler=SamplerConfig(steps=steps),
         start_bank=4,

@@ -320,3 +320,4 @@ def test_window_recompute_matches_cache_before_any_eviction():
         cached = model.dynamics.forward_cached(x, t, a, no, context, engine.cache.pos, False).pred
         window = model.dynamics.forward_window(ctx, torch.zeros(2, F), acts, null, x, t, a, no)
     assert (cached - window).abs().max() <= 1e-5
+

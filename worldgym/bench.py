@@ -5,7 +5,8 @@ Sections (``--sections``, comma separated; default ``latency,throughput,cache``;
   latency     one env, pixels out: p50 / p99 step time over ``--steps`` steps
   throughput  env-steps per second against batch size, with pixel and with latent observations
   cache       a cached step against recomputing the whole window without a cache (same batch, same sampler)
-  horizon     step time around step 100 and step 10,000 of one rollout, and resident memory over it
+  horizon     step time around step 100 and step 10,000 of one rollout (and, robust to the machine's
+              load, steps from snapshots of both states timed in alternation), resident memory over it
   dtype       float32 against bfloat16 autocast (batch 1 latency and largest-batch throughput)
   twin        the real twin's pixel throughput at the same batch sizes (a loop over independent envs)
 
@@ -133,6 +134,10 @@ def recompute_step(engine: WorldModel, actions: Any) -> torch.Tensor:
     order = cache.order()  # every row full in the benchmark: all slots valid
     rows = torch.arange(B)[:, None]
     ctx, ctx_a, ctx_null = cache.latents[rows, order], cache.actions[rows, order], cache.null[rows, order]
+    if engine.fused:  # the newest block waits outside the cache: it joins the window, the oldest window block leaves
+        S, p = cache.sink, engine.pending
+        keep = lambda x, new: torch.cat([x[:, :S], x[:, S + 1 :], new[:, None]], 1)  # noqa: E731
+        ctx, ctx_a, ctx_null = keep(ctx, p["latents"]), keep(ctx_a, p["actions"]), keep(ctx_null, p["null"])
     ctx_t = torch.full(ctx_null.shape, engine.sampler.commit_noise)
     noise = draw_noise(engine.generators, (ae.tokens, ae.latent_channels), engine.device)
 
@@ -174,12 +179,23 @@ def bench_cache(model: Model, batches: list[int], args: argparse.Namespace) -> l
     return rows
 
 
-def bench_horizon(model: Model, horizon: int) -> dict[str, float]:
+def bench_horizon(model: Model, horizon: int, probes: int = 200) -> dict[str, float]:
+    """One rollout of ``horizon`` steps: step time around step 100 and at the end, resident memory over it.
+
+    Step times on a shared machine drift with its load, more than any effect of the state. So
+    besides the rollout's own medians this snapshots the engine at step 100 and at the end and
+    times single steps from each snapshot in alternation (``probes`` each, the same actions):
+    the A/B ratio compares the two states under the same conditions.
+    """
+    if horizon <= 101:
+        raise SystemExit(f"--horizon must be more than 101 steps (it is compared with step 100), got {horizon}")
     engine = make_engine(model, 1)
     rng = np.random.default_rng(0)
     acts = [random_actions(model, 1, rng) for _ in range(16)]
-    times, rss = [], {}
+    times, rss, snapshots = [], {}, {}
     for i in range(horizon):
+        if i in (100, horizon - 1):
+            snapshots[i] = engine.get_state()
         t = time.perf_counter()
         engine.step(acts[i % 16])
         times.append(time.perf_counter() - t)
@@ -187,11 +203,22 @@ def bench_horizon(model: Model, horizon: int) -> dict[str, float]:
             rss[i + 1] = rss_mb()
     around = lambda k: statistics.median(times[max(0, k - 50) : k + 50])  # noqa: E731
     t100, tend = around(100), around(horizon - 51)
+    ab: dict[int, list[float]] = {k: [] for k in snapshots}
+    for j in range(probes):
+        for k in snapshots:
+            engine.set_state(None, snapshots[k])
+            t = time.perf_counter()
+            engine.step(acts[j % 16])
+            ab[k].append(time.perf_counter() - t)
+    a100, aend = statistics.median(ab[100]), statistics.median(ab[horizon - 1])
     return {
         "steps": horizon,
         "step_ms_at_100": t100 * 1e3,
         f"step_ms_at_{horizon}": tend * 1e3,
         "ratio": tend / t100,
+        "ab_step_ms_from_step_100": a100 * 1e3,
+        f"ab_step_ms_from_step_{horizon}": aend * 1e3,
+        "ab_ratio": aend / a100,
         "rss_mb_at_100": rss.get(100, 0.0),
         "rss_mb_at_1000": rss.get(1000, 0.0),
         f"rss_mb_at_{horizon}": rss.get(horizon, 0.0),

@@ -5,8 +5,10 @@ Each batch row keeps the first ``sink`` blocks of its episode forever and the la
 the dynamics reads: per layer a (B, H, (S+W+1)*N, Dh) tensor that attention takes as is,
 with no gather and no copy per step, since attention does not care in which order its
 keys sit (the mask marks the slots that hold a block). Token range ``[s*N, (s+1)*N)``
-is slot ``s``: slots ``0..S-1`` the sink, ``S..S+W-1`` the window ring, and slot ``S+W``
-scratch space where each pass writes the keys/values of the block it is computing.
+is slot ``s``: slots ``0..S-1`` the sink, ``S..S+W-1`` the window ring, then ``workspace``
+slots: scratch space where each pass writes the keys/values of the blocks it is computing
+(one, or two for a fused commit + denoise pass, which also keeps a second copy of the
+sink rotated for its second block).
 
 Rotary positions. A window block's key is rotated once, when it is committed, by the
 block's rotary position ``pos`` (a per-row counter that the commit advances); the next
@@ -24,7 +26,7 @@ Alongside the keys and values the cache keeps each block's clean latents and act
 per committed block and `reset_rows` / `keep_sink_and_last` / `set_rows` for flushes and
 snapshots. Nothing here runs a network.
 
-Dimension letters: L layers, B batch rows, R selected rows, S+W slots, T = (S+W+1)*N
+Dimension letters: L layers, B batch rows, R selected rows, S+W slots, T = (S+W+workspace)*N
 buffer tokens, N tokens per block, H heads, Dh head dim, C latent channels, A action width.
 """
 
@@ -72,12 +74,16 @@ class KVCache:
         action_dtype: torch.dtype,
         device: torch.device | str = "cpu",
         dtype: torch.dtype = torch.float32,
+        workspace: int = 1,
     ) -> None:
         if sink < 0 or window < 1:
             raise ValueError(f"cache needs sink >= 0 and window >= 1, got sink={sink}, window={window}")
+        if workspace < 1:
+            raise ValueError(f"cache needs at least one workspace slot, got {workspace}")
         self.sink, self.window, self.tokens = sink, window, tokens
         self.slots = sink + window
-        shape = (layers, batch_size, heads, (self.slots + 1) * tokens, head_dim)
+        self.workspace = workspace
+        shape = (layers, batch_size, heads, (self.slots + workspace) * tokens, head_dim)
         self.k = torch.zeros(shape, device=device, dtype=dtype)  # (L, B, H, T, Dh) rotated keys
         self.v = torch.zeros(shape, device=device, dtype=dtype)  # (L, B, H, T, Dh)
         self.sink_k = torch.zeros(layers, batch_size, heads, sink * tokens, head_dim, device=device, dtype=dtype)  # un-rotated
@@ -104,6 +110,7 @@ class KVCache:
 
     @property
     def scratch(self) -> slice:
+        """Token range of the first workspace slot, where a pass writes the first block it computes."""
         return self.tokens_of(self.slots)
 
     def filled(self) -> torch.Tensor:

@@ -72,17 +72,18 @@ class Attention(nn.Module):
         ctx_k: torch.Tensor,
         ctx_v: torch.Tensor,
         mask: torch.Tensor | None,
+        start: int,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """x (B, N, D) of one block against context buffers (B, H, M+N, Dh); returns (out, raw k, v).
+        """x (B, F*N, D) of F blocks against context buffers (B, H, T, Dh); returns (out, raw k, v).
 
-        The context keys are already rotated; the last N slots of both buffers are scratch
-        space this pass fills with the block's own keys and values (no concatenation).
+        The context keys are already rotated; tokens ``start .. start + F*N`` of both buffers
+        are scratch space this pass fills with its own keys and values (no concatenation).
         """
-        B, N, D = x.shape
+        B, N, D = x.shape  # N = F*N tokens here
         qk, v = self.qkv_heads(x)  # (B, N, 2, H, Dh), (B, N, H, Dh)
         qkr = rotate(qk, cos[:, :, None], sin[:, :, None])  # (B, N, 2, H, Dh)
-        ctx_k[:, :, -N:] = qkr[:, :, 1].transpose(1, 2)
-        ctx_v[:, :, -N:] = v.transpose(1, 2)
+        ctx_k[:, :, start : start + N] = qkr[:, :, 1].transpose(1, 2)
+        ctx_v[:, :, start : start + N] = v.transpose(1, 2)
         out = F.scaled_dot_product_attention(qkr[:, :, 0].transpose(1, 2), ctx_k, ctx_v, attn_mask=mask)  # (B, H, N, Dh)
         return self.proj(out.transpose(1, 2).reshape(B, N, D)), qk[:, :, 1], v  # (B, N, D), (B, N, H, Dh) x2
 
@@ -159,11 +160,12 @@ class Block(nn.Module):
     def mods(self, cond: torch.Tensor) -> list[torch.Tensor]:
         return list(self.ada(cond).chunk(6, dim=-1))  # 6 x (B, F, D)
 
-    def forward_cached(self, x, cond, cos, sin, ctx_k, ctx_v, mask):
+    def forward_cached(self, x, cond, cos, sin, ctx_k, ctx_v, mask, start):
+        frames = cond.shape[1]
         s1, c1, g1, s2, c2, g2 = self.mods(cond)
-        a, k, v = self.attn.forward_cached(modulate(self.norm1(x), s1, c1, 1), cos, sin, ctx_k, ctx_v, mask)
-        x = gated_add(x, a, g1, 1)
-        x = gated_add(x, self.mlp(modulate(self.norm2(x), s2, c2, 1)), g2, 1)
+        a, k, v = self.attn.forward_cached(modulate(self.norm1(x), s1, c1, frames), cos, sin, ctx_k, ctx_v, mask, start)
+        x = gated_add(x, a, g1, frames)
+        x = gated_add(x, self.mlp(modulate(self.norm2(x), s2, c2, frames)), g2, frames)
         return x, k, v
 
     def forward_sequence(self, x, cond, rope_abs, rope_eff, sink_cols, mask):
@@ -195,6 +197,9 @@ class DynamicsConfig:
         window: most recent blocks kept after the sink.
         train_frames: longest training sequence (sizes the rotary table for training).
         rope_base: rotary frequency base.
+        fused_commit: the engine commits each block in the same pass that denoises the next
+            one (one pass per step with a 1-step sampler instead of two); reward and
+            termination then come from ``denoise_heads``, read on the denoise pass.
     """
 
     dim: int = 128
@@ -205,6 +210,7 @@ class DynamicsConfig:
     window: int = 8
     train_frames: int = 32
     rope_base: float = 100.0
+    fused_commit: bool = False
 
     def __post_init__(self) -> None:
         if self.dim % self.heads or (self.dim // self.heads) % 2:
@@ -219,10 +225,11 @@ class DynamicsOutput:
 
     Attributes:
         pred: predicted clean latents (B, N, C).
-        reward: predicted reward (B,), only from commit passes (else None).
-        term_logit: predicted termination logit (B,), only from commit passes (else None).
-        k: un-rotated keys of the block per layer (L, B, N, H, Dh), only from commit passes.
-        v: values of the block per layer (L, B, N, H, Dh), only from commit passes.
+        reward: predicted reward (B,) of the first block, only from commit passes (else None).
+        term_logit: predicted termination logit (B,) of the first block, only from commit passes (else None).
+        k: un-rotated keys of the first block per layer (L, B, N, H, Dh), only from commit passes.
+        v: values of the first block per layer (L, B, N, H, Dh), only from commit passes.
+        denoise_reward, denoise_term_logit: ``denoise_heads`` on the last block (B,), when asked.
     """
 
     pred: torch.Tensor
@@ -230,6 +237,8 @@ class DynamicsOutput:
     term_logit: torch.Tensor | None = None
     k: torch.Tensor | None = None
     v: torch.Tensor | None = None
+    denoise_reward: torch.Tensor | None = None
+    denoise_term_logit: torch.Tensor | None = None
 
 
 class Dynamics(nn.Module):
@@ -251,6 +260,8 @@ class Dynamics(nn.Module):
         nn.init.zeros_(self.final_ada[1].bias)
         self.out = nn.Linear(D, latent_channels)
         self.heads = nn.Sequential(nn.Linear(D, D), nn.SiLU(), nn.Linear(D, 2))  # (reward, termination logit)
+        if config.fused_commit:  # the same heads read on the denoise pass of the block (noisy copy)
+            self.denoise_heads = nn.Sequential(nn.Linear(D, D), nn.SiLU(), nn.Linear(D, 2))
         max_time = max(config.sink + config.window + 1, config.train_frames)
         self.rotary = Rotary(self.head_dim, grid, max_time, config.rope_base)
 
@@ -295,39 +306,77 @@ class Dynamics(nn.Module):
         return k, v, mask
 
     def attention_context(
-        self, cache: KVCache, rows: torch.Tensor | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-        """The engine cache's buffers as the attention context of rows' next block.
+        self, cache: KVCache, rows: torch.Tensor | None = None, blocks: int = 1, pending: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, int]:
+        """The engine cache's buffers as the attention context of rows' next pass.
 
         Window keys were rotated once, at commit, by their rotary position (cache.py). The
         sink's keys are the only ones whose rotation changes from step to step: this rotates
         them into their slots at the distance they have in the training layout (the
-        number of blocks the row can attend to), writing only those workspace slots.
+        number of blocks the row can attend to), writing only workspace slots.
+
+        Args:
+            cache: the engine's cache.
+            rows: (R,) rows (None = all).
+            blocks: 1 (one block) or 2 (a fused pass: the pending block's commit, then the
+                next block, which sees the pending block and not the block its commit evicts).
+            pending: (R,) bool, with ``blocks=2``: rows that have a pending block; rows without
+                one only denoise (their first block is ignored).
 
         Returns:
-            keys and values (L, R, H, (S+W+1)*N, Dh) (the cache's own tensors when ``rows`` is
-            None, copies of the rows otherwise; the last N slots are scratch for the block
-            being computed), and a bool mask (R, 1, 1, (S+W+1)*N), or None when every slot is valid.
+            keys and values (L, R, H, T, Dh) (the cache's own tensors when ``rows`` is None,
+            copies of the rows otherwise), a bool mask (R, 1, blocks*N, T) or None when every
+            key may be read, and the token where the pass writes its blocks (scratch).
         """
-        S, N = cache.sink, cache.tokens
+        S, N, P = cache.sink, cache.tokens, cache.slots
         pos = cache.pos if rows is None else cache.pos[rows]
         filled = cache.filled() if rows is None else cache.filled()[rows]
-        if S:
-            sink_pos = (pos - filled)[:, None] + torch.arange(S, device=pos.device)  # (R, S)
-            cos, sin = self.rotary.at(sink_pos)  # (R, S*N, 1, Dh/2)
+        R = pos.shape[0]
+
+        def put_sink(first_slot: int, sink_pos: torch.Tensor) -> None:
+            cos, sin = self.rotary.at(sink_pos[:, None] + torch.arange(S, device=pos.device))  # (R, S*N, 1, Dh/2)
             raw = cache.sink_k if rows is None else cache.sink_k[:, rows]  # (L, R, H, S*N, Dh)
             rotated = rotate(raw, cos.transpose(1, 2)[None], sin.transpose(1, 2)[None])  # (L, R, H, S*N, Dh)
+            tok = slice(first_slot * N, (first_slot + S) * N)
             if rows is None:
-                cache.k[:, :, :, : S * N] = rotated
+                cache.k[:, :, :, tok] = rotated
             else:
-                cache.k[:, rows, :, : S * N] = rotated
-        k, v = (cache.k, cache.v) if rows is None else (cache.k[:, rows], cache.v[:, rows])
+                cache.k[:, rows, :, tok] = rotated
+
+        if S:
+            put_sink(0, pos - filled)
         valid = cache.valid(rows)  # (R, S+W)
-        if bool(valid.all()):
-            return k, v, None  # every slot is valid: attention takes its fast path
-        own = torch.ones(valid.shape[0], 1, dtype=torch.bool, device=valid.device)
-        mask = torch.cat([valid, own], dim=1).repeat_interleave(N, dim=1)[:, None, None, :]  # (R, 1, 1, (S+W+1)*N)
-        return k, v, mask
+        extra = cache.workspace
+        if blocks == 1:
+            if extra == 1 and bool(valid.all()):
+                k, v = (cache.k, cache.v) if rows is None else (cache.k[:, rows], cache.v[:, rows])
+                return k, v, None, P * N  # every slot is valid: attention takes its fast path
+            work = torch.zeros(R, extra, dtype=torch.bool, device=valid.device)
+            work[:, 0] = True  # the block's own scratch slot
+            slot_mask = torch.cat([valid, work], dim=1)[:, None]  # (R, 1, slots)
+        else:
+            if extra < 2 + S:
+                raise ValueError(f"a fused pass needs a cache with {2 + S} workspace slots, this one has {extra}")
+            pend = pending.to(torch.int64)  # (R,)
+            count = cache.count if rows is None else cache.count[rows]
+            next_filled = (filled + pend).clamp(max=P)  # what the next block attends to once the pending one is in
+            if S:  # the sink as the next block sees it: keys rotated to its distance, the same values
+                put_sink(P + 2, pos + pend - next_filled)
+                copy_tok = slice((P + 2) * N, (P + 2 + S) * N)
+                if rows is None:
+                    cache.v[:, :, :, copy_tok] = cache.v[:, :, :, : S * N]
+                else:
+                    cache.v[:, rows, :, copy_tok] = cache.v[:, rows, :, : S * N]
+            first = torch.cat([valid, torch.ones(R, 1, dtype=torch.bool, device=valid.device), valid.new_zeros(R, extra - 1)], 1)
+            evicted = (count >= P) & pending.bool()  # committing the pending block drops the oldest window block
+            slot = (S + (count - S) % cache.window)[:, None]  # (R, 1)
+            second_valid = valid & ~(evicted[:, None] & (torch.arange(P, device=valid.device)[None] == slot))
+            second_valid[:, :S] = False  # the sink is read from its second copy
+            second = torch.cat([second_valid, pending.bool()[:, None], torch.ones_like(pending.bool())[:, None], valid[:, :S]], 1)
+            slot_mask = torch.stack([first, second], dim=1)  # (R, 2, slots)
+        mask = slot_mask.repeat_interleave(N, dim=1).repeat_interleave(N, dim=2)[:, None]  # (R, 1, blocks*N, T)
+        k, v = (cache.k, cache.v) if rows is None else (cache.k[:, rows], cache.v[:, rows])
+        return k, v, mask, P * N
 
     def rotate_window(self, cache: KVCache, rows: torch.Tensor, delta: torch.Tensor) -> None:
         """Move rows' rotary positions by ``delta`` (R,): re-rotate their window keys and shift ``pos``.
@@ -348,38 +397,56 @@ class Dynamics(nn.Module):
         t: torch.Tensor,
         actions: torch.Tensor,
         null: torch.Tensor,
-        context: tuple[torch.Tensor, torch.Tensor, torch.Tensor | None],
+        context: tuple,
         position: torch.Tensor,
         commit: bool,
+        denoise_heads: bool = False,
     ) -> DynamicsOutput:
-        """One block x (B, N, C) at noise level t (B,) with actions (B, A) against a rotated context.
+        """F consecutive blocks x (B, F*N, C) (usually F = 1) against a rotated context.
 
         Args:
-            context: keys, values (L, B, H, M+N, Dh) rotated relative to ``position`` with N
-                scratch slots last, and a mask (B, 1, 1, M+N) or None: the output of
-                `attention_context` (inference) or `rotate_context` (training).
-            position: (B,) rotary position of this block (the cache's ``pos``, or the number of
-                blocks in the context for `rotate_context`).
-            commit: also return keys/values and the heads' reward and termination (the commit pass);
-                the block's rotated keys and its values are then in the context's scratch slots.
+            x: (B, F*N, C) blocks, or (B, N, C) for one.
+            t, null: (B, F) noise levels and null-action flags, or (B,) for one block.
+            actions: (B, F, A), or (B, A) for one block.
+            context: keys, values (L, B, H, T, Dh) rotated relative to ``position`` and a mask
+                (B, 1, F*N, T) or None, and optionally the token where this pass's scratch
+                starts (default: the last F*N tokens): the output of `attention_context`
+                (inference) or `rotate_context` (training).
+            position: (B, F) or (B,) rotary position of each block (the cache's ``pos``, or the
+                number of blocks in the context for `rotate_context`).
+            commit: also return the first block's keys/values and the heads' reward and
+                termination on it (a commit pass); its rotated keys and its values are then
+                in the context's scratch slots.
+            denoise_heads: also return ``denoise_heads`` on the last block.
+
+        Returns:
+            the predicted clean latents of the last block (B, N, C), and what was asked.
         """
-        ctx_k, ctx_v, mask = context
-        cond = self.condition(t[:, None], actions[:, None], null[:, None])  # (B, 1, D)
-        cos, sin = self.rotary.at(position[:, None])  # (B, N, 1, Dh/2)
+        if t.dim() == 1:  # one block
+            t, actions, null, position = t[:, None], actions[:, None], null[:, None], position[:, None]
+        ctx_k, ctx_v, mask = context[:3]
+        F_, N = t.shape[1], self.tokens
+        start = context[3] if len(context) > 3 else ctx_k[0].shape[-2] - F_ * N
+        cond = self.condition(t, actions, null)  # (B, F, D)
+        cos, sin = self.rotary.at(position)  # (B, F*N, 1, Dh/2)
         if mask is not None and bool(mask.all()):
             mask = None  # every slot is valid: let attention take its fast path
-        h = self.inp(x)  # (B, N, D)
+        h = self.inp(x)  # (B, F*N, D)
         ks, vs = [], []
         for i, block in enumerate(self.blocks):
-            h, k, v = block.forward_cached(h, cond, cos, sin, ctx_k[i], ctx_v[i], mask)
+            h, k, v = block.forward_cached(h, cond, cos, sin, ctx_k[i], ctx_v[i], mask, start)
             if commit:
-                ks.append(k)
-                vs.append(v)
-        pred, features = self.readout(h, cond, 1)
-        if not commit:
-            return DynamicsOutput(pred=pred)
-        heads = self.heads(features[:, 0]).float()  # (B, 2)
-        return DynamicsOutput(pred, heads[:, 0], heads[:, 1], torch.stack(ks), torch.stack(vs))
+                ks.append(k[:, :N])
+                vs.append(v[:, :N])
+        pred, features = self.readout(h, cond, F_)  # (B, F*N, C), (B, F, D)
+        out = DynamicsOutput(pred=pred[:, -N:])
+        if commit:
+            heads = self.heads(features[:, 0]).float()  # (B, 2)
+            out.reward, out.term_logit, out.k, out.v = heads[:, 0], heads[:, 1], torch.stack(ks), torch.stack(vs)
+        if denoise_heads:
+            heads = self.denoise_heads(features[:, -1]).float()  # (B, 2)
+            out.denoise_reward, out.denoise_term_logit = heads[:, 0], heads[:, 1]
+        return out
 
     def forward_window(
         self,
@@ -439,7 +506,8 @@ class Dynamics(nn.Module):
         t_noisy: torch.Tensor,
         actions: torch.Tensor,
         null: torch.Tensor,
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        denoise_heads: bool = False,
+    ) -> tuple[torch.Tensor, ...]:
         """Training pass over sequences of T frames.
 
         Args:
@@ -448,9 +516,13 @@ class Dynamics(nn.Module):
             t_clean, t_noisy: noise levels (B, T) of each copy.
             actions: (B, T, A) action that led to each frame; null: (B, T) True where unknown.
 
+            denoise_heads: also return ``denoise_heads`` on the noisy copy (what a fused
+                engine reads on the denoise pass).
+
         Returns:
             predicted clean latents of the noisy copy (B, T, N, C), and reward and
-            termination logits (B, T) from the clean copy (what a commit pass reads).
+            termination logits (B, T) from the clean copy (what a commit pass reads); with
+            ``denoise_heads`` also reward and termination logits (B, T) from the noisy copy.
         """
         B, T, N, C = clean.shape
         if T > self.rotary.max_time:
@@ -471,4 +543,7 @@ class Dynamics(nn.Module):
         pred, features = self.readout(h, cond, 2 * T)  # (B, 2TN, C), (B, 2T, D)
         heads = self.heads(features[:, :T]).float()  # (B, T, 2)
         pred = pred.view(B, 2 * T, N, C)[:, T:]  # (B, T, N, C)
+        if denoise_heads:
+            noisy_heads = self.denoise_heads(features[:, T:]).float()  # (B, T, 2)
+            return pred, heads[..., 0], heads[..., 1], noisy_heads[..., 0], noisy_heads[..., 1]
         return pred, heads[..., 0], heads[..., 1]

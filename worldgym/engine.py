@@ -14,6 +14,12 @@ of action-conditioned autoregressive generation:
 6. append the block to the cache (evicting the oldest window block when full);
 7. decode the block to uint8 RGB frames.
 
+With a model whose ``dynamics.fused_commit`` is set, steps 4 and 6 move into the next
+step: its first pass runs two blocks per row, the previous block committing (clean) and the
+new one denoising, so a 1-step sampler makes one pass per step instead of two; the newest
+block of each row waits as ``pending`` (part of every snapshot), and reward and termination
+come from the model's ``denoise_heads`` on the new block.
+
 `reset(rows, frames)` flushes rows and pre-fills them with commit passes over start
 frames. `flush(rows)` keeps the sink and the newest block (an Infinity-RoPE "KV flush");
 `recache(rows, actions)` re-commits the stored window under new action conditioning (a
@@ -93,6 +99,7 @@ class WorldModel:
         if self.device.type == "cuda" and not torch.cuda.is_available():
             raise RuntimeError("device 'cuda' was requested but CUDA is not available; use device='cpu'")
         self.model = model.to(self.device).eval()
+        self.dynamics, self.autoencoder = self.model.dynamics, self.model.autoencoder
         self.config = model.config
         self.dtype = dtype
         self.sampler = sampler or self.config.sampler
@@ -112,7 +119,16 @@ class WorldModel:
             action_dtype=torch.float32 if act.kind == "box" else torch.int64,
             device=self.device,
             dtype=DTYPES[dtype],
+            workspace=2 + dyn.sink if dyn.fused_commit else 1,
         )
+        # fused commit: each row's newest block waits here and is committed by the next step's pass
+        self.fused = dyn.fused_commit
+        self.pending = {
+            "latents": torch.zeros(batch_size, ae.tokens, ae.latent_channels, device=self.device),  # (B, N, C)
+            "actions": torch.zeros(batch_size, act.width, dtype=self.cache.actions.dtype, device=self.device),  # (B, A)
+            "null": torch.zeros(batch_size, dtype=torch.bool, device=self.device),  # (B,)
+            "has": torch.zeros(batch_size, dtype=torch.bool, device=self.device),  # (B,)
+        }
         self.generators = [torch.Generator(device=self.device) for _ in range(batch_size)]
         for i, g in enumerate(self.generators):
             g.manual_seed(i)
@@ -149,7 +165,7 @@ class WorldModel:
         context: tuple[torch.Tensor, torch.Tensor, torch.Tensor | None] | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Commit pass for rows (R,) (None = all): write the clean block x0 (R, N, C); return reward, termination logit (R,)."""
-        dyn = self.model.dynamics
+        dyn = self.dynamics
         if context is None:
             context = dyn.attention_context(self.cache, rows)
         position = self.cache.pos if rows is None else self.cache.pos[rows]
@@ -164,12 +180,21 @@ class WorldModel:
         self.cache.append(context[0][..., scratch, :], context[1][..., scratch, :], out.k, x0, actions, null, rows)
         return out.reward, out.term_logit
 
+    def _commit_pending(self, rows: torch.Tensor) -> None:
+        """Commit the pending blocks of rows (R,) with a plain commit pass (before a flush or recache)."""
+        p = self.pending
+        for r in rows[p["has"][rows]].tolist():
+            one = self._all[r : r + 1]
+            with self._autocast():
+                self._commit(one, p["latents"][one], p["actions"][one], p["null"][one])
+            p["has"][r] = False
+
     def _bound_positions(self) -> None:
         """Rebase rows whose rotary position passed POSITION_LIMIT (re-rotate their window keys; outputs unchanged)."""
         far = (self.cache.pos >= POSITION_LIMIT).nonzero().flatten()
         if far.numel():
             shift = self.cache.filled()[far] - self.cache.pos[far]  # (R,) back to the smallest positions
-            self.model.dynamics.rotate_window(self.cache, far, shift)
+            self.dynamics.rotate_window(self.cache, far, shift)
 
     # ------------------------------------------------------------------ reset
     @torch.inference_mode()
@@ -216,19 +241,24 @@ class WorldModel:
             null[:, 0] = True  # the first frame's action is never known
         with self._autocast():
             flat = frames.to(self.device).flatten(0, 1)  # (R*F, H, W, 3)
-            latents = torch.cat([self.model.autoencoder.encode(flat[i : i + 1]) for i in range(R * F)]).float()
+            latents = torch.cat([self.autoencoder.encode(flat[i : i + 1]) for i in range(R * F)]).float()
         latents = latents.view(R, F, *latents.shape[1:])  # (R, F, N, C)
         saved = self.cache.get_rows(r)
         self.cache.reset_rows(r)
+        last = F - 1 if self.fused else F  # fused: the newest frame waits for the first step's pass
         try:
             with self._autocast():
                 # one row at a time: a row's fresh state never depends on which rows reset with it
                 for i in range(R):
-                    for f in range(F):
+                    for f in range(last):
                         self._commit(r[i : i + 1], latents[i : i + 1, f], acts[i : i + 1, f], null[i : i + 1, f])
         except Exception:
             self.cache.set_rows(r, saved)  # a failed reset leaves the rows as they were
             raise
+        p = self.pending
+        p["has"][r] = self.fused
+        if self.fused:
+            p["latents"][r], p["actions"][r], p["null"][r] = latents[:, -1], acts[:, -1], null[:, -1]
         if seeds is not None:
             for i, s in zip(r.tolist(), seeds):
                 self.generators[i].manual_seed(int(s))
@@ -249,34 +279,40 @@ class WorldModel:
             raise NotResetError(f"rows {missing} were never reset; call reset() before step()")
         a = to_tensor(self.config.action, actions, self.batch_size, self.device)  # (B, A)
         null = torch.zeros(self.batch_size, dtype=torch.bool, device=self.device)
-        dyn = self.model.dynamics
+        dyn = self.dynamics
         ae = self.config.autoencoder
         states = [g.get_state() for g in self.generators]
         try:
             with self._autocast():
                 # 1. the cache's buffers are the context every pass below attends to
                 self._bound_positions()
-                context = dyn.attention_context(self.cache)
-                position = self.cache.pos
-                # 2. denoise from per-row noise; the passes only read the cache
                 noise = draw_noise(self.generators, (ae.tokens, ae.latent_channels), self.device)  # (B, N, C)
+                if self.fused:
+                    x0, reward, term_logit, commit = self._denoise_fused(noise, a, null)
+                else:
+                    context = dyn.attention_context(self.cache)
+                    position = self.cache.pos
 
-                def denoise(x: torch.Tensor, t: float) -> torch.Tensor:
-                    tt = torch.full((self.batch_size,), t, device=self.device)
-                    return dyn.forward_cached(x, tt, a, null, context, position, commit=False).pred.float()
+                    # 2. denoise from per-row noise; the passes only read the cache
+                    def denoise(x: torch.Tensor, t: float) -> torch.Tensor:
+                        tt = torch.full((self.batch_size,), t, device=self.device)
+                        return dyn.forward_cached(x, tt, a, null, context, position, commit=False).pred.float()
 
-                x0 = sample(denoise, noise, self.schedule)  # (B, N, C)
+                    x0 = sample(denoise, noise, self.schedule)  # (B, N, C)
                 bad = ~torch.isfinite(x0).flatten(1).all(1)
                 if bool(bad.any()):
                     raise NumericsError(f"non-finite latents for rows {bad.nonzero().flatten().tolist()}; nothing was committed")
                 # 3. decode before committing, so a failure leaves the cache untouched
-                pixels = self.model.autoencoder.decode_float(x0) if decode else None  # (B, H, W, 3)
+                pixels = self.autoencoder.decode_float(x0) if decode else None  # (B, H, W, 3)
                 # a frame's sum is non-finite iff one of its pixels is (one reduction instead of a mask)
                 bad = ~torch.isfinite(pixels.float().sum(dim=(1, 2, 3))) if decode else torch.zeros(1, dtype=torch.bool)
                 if bool(bad.any()):
                     raise NumericsError(f"non-finite frames for rows {bad.nonzero().flatten().tolist()}; nothing was committed")
-                # 4. one commit pass writes the clean block
-                reward, term_logit = self._commit(None, x0, a, null, context)
+                # 4. commit: one pass writes the clean block (fused: the pass already ran; write the pending blocks)
+                if self.fused:
+                    commit()
+                else:
+                    reward, term_logit = self._commit(None, x0, a, null, context)
         except Exception:
             for g, s in zip(self.generators, states):
                 g.set_state(s)
@@ -286,11 +322,77 @@ class WorldModel:
         self.steps += 1
         return StepResult(frames, x0, reward.float().clamp(lo, hi), torch.sigmoid(term_logit.float()))
 
+    def _denoise_fused(self, noise: torch.Tensor, a: torch.Tensor, null: torch.Tensor):
+        """Sample the next block with the pending blocks' commit fused into the first denoise pass.
+
+        The first pass runs two blocks per row: the pending block (clean, committing) and the
+        new block (first noise level), which attends to the cache, the pending block and not
+        to the block the pending commit will evict. Later passes of a multi-step sampler read
+        the same context (the pending block's keys stay in their scratch slot). Nothing is
+        written to the cache until the returned ``commit`` is called.
+
+        Returns:
+            x0 (B, N, C), reward and termination logit (B,) from ``denoise_heads`` on the last
+            pass, and the function that commits the pending blocks and makes x0 pending.
+        """
+        dyn, p, B, N = self.dynamics, self.pending, self.batch_size, self.cache.tokens
+        pend = p["has"]
+        k, v, mask, start = dyn.attention_context(self.cache, None, blocks=2, pending=pend)
+        position = self.cache.pos + pend.long()  # (B,) of the new block
+        passes = len(self.schedule) - 1
+        done: list[Any] = []
+
+        def denoise(x: torch.Tensor, t: float) -> torch.Tensor:
+            tt = torch.full((B,), t, device=self.device)
+            last = len(done) == passes - 1
+            if not done:  # the fused pass: [pending block at the commit level | new block]
+                commit_t = torch.full((B,), self.sampler.commit_noise, device=self.device)
+                xs, ts = torch.cat([p["latents"], x], 1), torch.stack([commit_t, tt], 1)
+                acts, nulls = torch.stack([p["actions"], a], 1), torch.stack([p["null"], null], 1)
+                both = torch.stack([self.cache.pos, position], 1)
+                out = dyn.forward_cached(xs, ts, acts, nulls, (k, v, mask, start), both, commit=True, denoise_heads=last)
+                committed = ~pend | (torch.isfinite(out.reward) & torch.isfinite(out.term_logit))
+                if not bool(committed.all()):
+                    rows = (~committed).nonzero().flatten().tolist()
+                    raise NumericsError(f"non-finite keys/values or heads for rows {rows}; nothing was committed")
+                done.append(out)
+            else:  # the new block alone, against the same context (its scratch slot is the second one)
+                out = dyn.forward_cached(x, tt, a, null, (k, v, mask[:, :, N:], start + N), position, commit=False, denoise_heads=last)
+                done.append(out)
+            return out.pred.float()
+
+        x0 = sample(denoise, noise, self.schedule)  # (B, N, C)
+        final, first = done[-1], done[0]
+        bad = ~(torch.isfinite(final.denoise_reward) & torch.isfinite(final.denoise_term_logit))
+        if bool(bad.any()):
+            raise NumericsError(f"non-finite heads for rows {bad.nonzero().flatten().tolist()}; nothing was committed")
+
+        def commit() -> None:
+            rows = None if bool(pend.all()) else pend.nonzero().flatten()
+            if rows is None or rows.numel():
+                pick = (lambda t: t) if rows is None else (lambda t: t[:, rows])  # noqa: E731
+                scratch = self.cache.scratch
+                self.cache.append(
+                    pick(k[..., scratch, :]), pick(v[..., scratch, :]), pick(first.k),
+                    *((p[n] if rows is None else p[n][rows]) for n in ("latents", "actions", "null")), rows,
+                )  # fmt: skip
+            p["latents"].copy_(x0)
+            p["actions"].copy_(a)
+            p["null"].copy_(null)
+            p["has"].fill_(True)
+
+        return x0, final.denoise_reward, final.denoise_term_logit, commit
+
     # ------------------------------------------------------------------ cache operations
     @torch.inference_mode()
     def flush(self, rows: Sequence[int] | torch.Tensor | None = None) -> None:
-        """KV flush: keep the sink and the newest block of rows, drop the rest of their window."""
-        self.cache.keep_sink_and_last(self._rows(rows))
+        """KV flush: keep the sink and the newest block of rows, drop the rest of their window.
+
+        With a fused commit the rows' pending blocks are committed first (they are the newest).
+        """
+        r = self._rows(rows)
+        self._commit_pending(r)
+        self.cache.keep_sink_and_last(r)
 
     @torch.inference_mode()
     def recache(self, rows: Sequence[int] | torch.Tensor | None = None, actions: Any = None) -> None:
@@ -303,6 +405,7 @@ class WorldModel:
         """
         r = self._rows(rows)
         new = None if actions is None else to_tensor(self.config.action, actions, len(r), self.device)
+        self._commit_pending(r)  # fused commit: the newest block joins the blocks re-committed
         order = self.cache.order()
         for i, row in enumerate(r.tolist()):
             n = int(self.cache.filled()[row])
@@ -329,6 +432,7 @@ class WorldModel:
         r = self._rows(rows)
         return {
             "cache": self.cache.get_rows(r),
+            "pending": {n: t[r].clone() for n, t in self.pending.items()},
             "rng": [self.generators[i].get_state() for i in r.tolist()],
             "steps": self.steps[r.cpu()].clone(),
             "is_reset": self.is_reset[r.cpu()].clone(),
@@ -337,9 +441,13 @@ class WorldModel:
     def set_state(self, rows: Sequence[int] | torch.Tensor | None, state: dict[str, Any]) -> None:
         """Restore rows from `get_state` output (possibly taken from other rows of the same model)."""
         r = self._rows(rows)
-        if set(state) != {"cache", "rng", "steps", "is_reset"} or len(state["rng"]) != len(r):
+        if set(state) != {"cache", "pending", "rng", "steps", "is_reset"} or len(state["rng"]) != len(r):
             raise ValueError(f"state does not fit {len(r)} rows; pass the output of get_state() for as many rows")
+        if set(state["pending"]) != set(self.pending) or state["pending"]["latents"].shape[1:] != self.pending["latents"].shape[1:]:
+            raise ValueError("state's pending block does not fit this engine; snapshots only restore into an engine of the same model")
         self.cache.set_rows(r, state["cache"])
+        for n, t in self.pending.items():
+            t[r] = state["pending"][n].to(t)
         for i, s in zip(r.tolist(), state["rng"]):
             self.generators[i].set_state(s.clone())
         self.steps[r.cpu()] = state["steps"].clone()
