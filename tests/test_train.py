@@ -16,7 +16,7 @@ from worldgym.losses import AutoencoderLoss, DecoderLoss, SelfForcingLoss
 from worldgym.model import Model
 from worldgym.policies import StickyRandomPolicy
 from worldgym.record import record
-from worldgym.recipes import cartpole_config, cartpole_long_rollouts_config, tiny_config
+from worldgym.recipes import cartpole_config, cartpole_fused_config, cartpole_long_rollouts_config, tiny_config
 from worldgym.train import TrainConfig, dynamics_batch, Data, train
 from worldgym.twins import PixelTwin
 
@@ -35,6 +35,7 @@ def data(tmp_path_factory) -> Path:
 def test_configs_are_dumps_of_the_dataclasses():
     assert load_yaml(TrainConfig, CONFIGS / "cartpole.yaml") == cartpole_config()
     assert load_yaml(TrainConfig, CONFIGS / "cartpole_long_rollouts.yaml") == cartpole_long_rollouts_config()
+    assert load_yaml(TrainConfig, CONFIGS / "cartpole_fused.yaml") == cartpole_fused_config()
     assert load_yaml(TrainConfig, CONFIGS / "tiny.yaml") == tiny_config()
 
 
@@ -238,3 +239,32 @@ def test_energy_score_rolls_each_context_out_twice_and_scores_the_pair(data):
     assert (score(y1, y2, y1) + score(y1, y2, y2)) < (score(m, m, y1) + score(m, m, y2))
     with pytest.raises(ValueError, match="sf_loss must be"):
         SelfForcingLoss(model, dataclasses.replace(cfg, sf_loss="l1"))
+
+
+def test_fused_model_trains_and_heads_stage_fits_only_denoise_heads(data, tmp_path):
+    """A fused-commit model trains from scratch (both losses read denoise_heads), and the heads stage,
+    started from a model without them, fits denoise_heads alone (from copies of the commit heads)."""
+    import dataclasses
+
+    from worldgym.engine import WorldModel
+
+    cfg = tiny_config()
+    plain = checkpoint.load(train(cfg, data, tmp_path / "plain"))
+    fused_model = dataclasses.replace(cfg.model, dynamics=dataclasses.replace(cfg.model.dynamics, fused_commit=True))
+    fused_cfg = dataclasses.replace(cfg, model=fused_model, heads_steps=3, heads_batch=4)
+    scratch_run = checkpoint.load(train(fused_cfg, data, tmp_path / "scratch"))
+    assert scratch_run.config.dynamics.fused_commit
+    rows = [json.loads(line) for line in (tmp_path / "scratch" / "log.jsonl").read_text().splitlines()]
+    assert {"denoise_term_bce"} <= set(next(r for r in rows if r["stage"] == "dynamics")) and rows[-1]["stage"] == "heads"
+    heads_run = checkpoint.load(train(fused_cfg, data, tmp_path / "heads", init=tmp_path / "plain" / "model", init_stage="heads"))
+    before, after = state(plain), state(heads_run)
+    for name, value in before.items():
+        assert torch.equal(after[name], value), f"{name} changed in the heads stage"
+    changed = [n for n in after if n.startswith("dynamics.denoise_heads.") and not torch.equal(after[n], before[n.replace("denoise_heads", "heads")])]
+    assert changed, "the heads stage did not move denoise_heads away from the commit heads"
+    engine = WorldModel(heads_run, 2)
+    engine.reset(None, heads_run.start_frames[:2], seeds=[0, 1])
+    out = engine.step([0, 1])
+    assert out.termination.shape == (2,) and engine.fused
+    with pytest.raises(ValueError, match="fused_commit"):
+        train(dataclasses.replace(cfg, heads_steps=2), data, tmp_path / "bad")

@@ -71,17 +71,32 @@ class DynamicsLoss(nn.Module):
         x0, valid = batch["latents"], batch["valid"]  # (B, T, N, C), (B, T)
         clean = (1 - batch["t_clean"][..., None, None]) * x0 + batch["t_clean"][..., None, None] * batch["noise_clean"]
         noisy = (1 - batch["t_noisy"][..., None, None]) * x0 + batch["t_noisy"][..., None, None] * batch["noise"]
-        pred, reward, term = self.dyn.forward_sequence(clean, noisy, batch["t_clean"], batch["t_noisy"], batch["actions"], batch["null"])
+        fused = self.dyn.config.fused_commit
+        out = self.dyn.forward_sequence(clean, noisy, batch["t_clean"], batch["t_noisy"], batch["actions"], batch["null"], fused)
+        pred, reward, term = out[:3]
         target = valid.clone()
         target[:, 0] = False  # the first frame has no known action: it is given at reset, never generated
         w = target.float()
         mse = (((pred.float() - x0) ** 2).mean(dim=(2, 3)) * w).sum() / norm["frames"]
-        pos = torch.full_like(term, self.cfg.term_pos_weight)
-        bce = (F.binary_cross_entropy_with_logits(term, batch["terms"], pos_weight=pos[0, 0], reduction="none") * w).sum()
-        bce = bce / norm["frames"]
-        rmse = (((reward - batch["rewards"]) ** 2) * w).sum() / norm["frames"]
+        bce, rmse = head_losses(term, reward, batch["terms"], batch["rewards"], w, self.cfg.term_pos_weight)
+        bce, rmse = bce / norm["frames"], rmse / norm["frames"]
         loss = mse + self.cfg.term_weight * bce + self.cfg.reward_weight * rmse
-        return loss, {"latent_mse": mse.detach(), "term_bce": bce.detach(), "reward_mse": rmse.detach()}
+        parts = {"latent_mse": mse.detach(), "term_bce": bce.detach(), "reward_mse": rmse.detach()}
+        if fused:  # denoise_heads on the noisy copy, what a fused engine reads
+            d_bce, d_rmse = head_losses(out[4], out[3], batch["terms"], batch["rewards"], w, self.cfg.term_pos_weight)
+            d_bce, d_rmse = d_bce / norm["frames"], d_rmse / norm["frames"]
+            loss = loss + self.cfg.term_weight * d_bce + self.cfg.reward_weight * d_rmse
+            parts |= {"denoise_term_bce": d_bce.detach(), "denoise_reward_mse": d_rmse.detach()}
+        return loss, parts
+
+
+def head_losses(
+    term: torch.Tensor, reward: torch.Tensor, terms: torch.Tensor, rewards: torch.Tensor, w: torch.Tensor, pos_weight: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Summed termination BCE and reward squared error of heads' logits/values against targets, all (B, T) or (B,), weighted by w."""
+    pw = torch.tensor(pos_weight, device=term.device)
+    bce = (F.binary_cross_entropy_with_logits(term, terms, pos_weight=pw, reduction="none") * w).sum()
+    return bce, (((reward - rewards) ** 2) * w).sum()
 
 
 def scratch(k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor], torch.Tensor]:
@@ -159,7 +174,8 @@ class SelfForcingLoss(nn.Module):
         schedule = flow_schedule(mc.sampler.steps, mc.sampler.shift)
         commit_t = torch.full((B,), mc.sampler.commit_noise, device=x0.device)
         no_null = torch.zeros(B, dtype=torch.bool, device=x0.device)
-        mse = bce = rmse = score = x0.new_zeros(())
+        fused = dyn.config.fused_commit  # also train denoise_heads on the last denoise pass, as a fused engine reads them
+        mse = bce = rmse = score = d_bce = d_rmse = x0.new_zeros(())
         half = B // 2 if energy else B  # the rows that hold the original contexts
         generated = []
         # 1. reset: commit the real start frame (action unknown), exactly as WorldModel.reset does
@@ -181,8 +197,12 @@ class SelfForcingLoss(nn.Module):
                 last = j == len(schedule) - 2
                 with contextlib.nullcontext() if last else torch.no_grad():
                     tt = torch.full((B,), t, device=x0.device)
-                    pred = dyn.forward_cached(x, tt, acts[:, i], no_null, scratch(k, v, mask), view.filled, commit=False).pred.float()
+                    out = dyn.forward_cached(x, tt, acts[:, i], no_null, scratch(k, v, mask), view.filled, False, fused and last)
+                    pred = out.pred.float()
                 x = pred if t_next == 0.0 else (x + (t_next - t) * (x - pred) / t).detach()
+            if fused:
+                b, r = head_losses(out.denoise_term_logit, out.denoise_reward, batch["terms"][:, i], batch["rewards"][:, i], w, self.cfg.term_pos_weight)
+                d_bce, d_rmse = d_bce + b, d_rmse + r
             gen = w * (~real).float()  # (B,) rows that generated this block
             mse = mse + (((pred[:half] - x0[:half, i]) ** 2).mean(dim=(1, 2)) * gen[:half]).sum()
             if energy:
@@ -192,9 +212,8 @@ class SelfForcingLoss(nn.Module):
             #    detached unless bptt
             block = torch.where(real[:, None, None], x0[:, i], pred)
             out = dyn.forward_cached(detach(block), commit_t, acts[:, i], no_null, scratch(k, v, mask), view.filled, commit=True)
-            pw = torch.tensor(self.cfg.term_pos_weight, device=x0.device)
-            bce = bce + (F.binary_cross_entropy_with_logits(out.term_logit, batch["terms"][:, i], pos_weight=pw, reduction="none") * w).sum()
-            rmse = rmse + (((out.reward - batch["rewards"][:, i]) ** 2) * w).sum()
+            b, r = head_losses(out.term_logit, out.reward, batch["terms"][:, i], batch["rewards"][:, i], w, self.cfg.term_pos_weight)
+            bce, rmse = bce + b, rmse + r
             cache.append(detach(out.k), detach(out.v), block.detach(), acts[:, i], no_null)
             generated.append(block.detach())
         self.last_rollout = torch.stack(generated, 1)  # (B, T-1, N, C): the self-generated blocks (for tests; 2B rows with "energy")
@@ -203,6 +222,10 @@ class SelfForcingLoss(nn.Module):
         fit = score / norm["frames"] if energy else mse
         loss = fit + self.cfg.term_weight * bce + self.cfg.reward_weight * rmse
         parts = {"latent_mse": mse.detach(), "term_bce": bce.detach(), "reward_mse": rmse.detach()}
+        if fused:
+            d_bce, d_rmse = d_bce / norm["frames"] / copies, d_rmse / norm["frames"] / copies
+            loss = loss + self.cfg.term_weight * d_bce + self.cfg.reward_weight * d_rmse
+            parts |= {"denoise_term_bce": d_bce.detach(), "denoise_reward_mse": d_rmse.detach()}
         return loss, parts | ({"energy_score": fit.detach()} if energy else {})
 
 

@@ -79,6 +79,18 @@ def cartpole_long_rollouts_config() -> TrainConfig:
     )
 
 
+def cartpole_fused_config() -> TrainConfig:
+    """Third run of the shipped recipe (dumped to configs/cartpole_fused.yaml): the fused-commit engine.
+
+    ``worldgym train configs/cartpole_fused.yaml --init <second run>/model --init-stage heads``:
+    the same model with ``fused_commit``; only its ``denoise_heads`` are fitted (started from the
+    commit heads), on detached self-forcing rollouts of 32 blocks, half from episode starts.
+    """
+    base = cartpole_long_rollouts_config()
+    model = dataclasses.replace(base.model, dynamics=dataclasses.replace(base.model.dynamics, fused_commit=True))
+    return dataclasses.replace(base, model=model, heads_steps=300, heads_batch=16, heads_lr=1e-3)
+
+
 def tiny_config() -> TrainConfig:
     """A few-second config for tests (32x32 frames so the state probe can still see the pole, 2 layers, 32 dims).
 
@@ -111,6 +123,11 @@ def tiny_config() -> TrainConfig:
 
 
 if __name__ == "__main__":
-    configs = {"cartpole": cartpole_config(), "cartpole_long_rollouts": cartpole_long_rollouts_config(), "tiny": tiny_config()}
+    configs = {
+        "cartpole": cartpole_config(),
+        "cartpole_long_rollouts": cartpole_long_rollouts_config(),
+        "cartpole_fused": cartpole_fused_config(),
+        "tiny": tiny_config(),
+    }
     for name, cfg in configs.items():
         dump_yaml(cfg, Path(__file__).resolve().parent.parent / "configs" / f"{name}.yaml")

@@ -24,7 +24,11 @@ command resumes from the last checkpoint (weights, optimizer state, stage and st
    unless ``sf_bptt``; rollouts may start from a prefix of real frames (``sf_context_max``);
 4. **decoder** (optional, ``dec_steps``): the decoder alone fine-tuned on the blocks of
    detached rollouts against the true frames, so it draws clean frames from the latents a
-   rollout actually produces (`DecoderLoss`).
+   rollout actually produces (`DecoderLoss`);
+5. **heads** (optional, ``heads_steps``; models with ``dynamics.fused_commit``): the
+   ``denoise_heads`` alone fitted on detached self-forcing rollouts (everything else
+   frozen), reading the last denoise pass as a fused engine does. ``--init`` from a model
+   without them (the same config but ``fused_commit``) starts them from its commit heads.
 
 Multi-process: under ``torchrun`` every process draws the same global batch from a
 step-seeded generator and trains on its slice of it; gradients are averaged by
@@ -41,6 +45,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import logging
 import math
@@ -64,7 +69,7 @@ from worldgym.losses import AutoencoderLoss, DecoderLoss, DynamicsLoss, SelfForc
 from worldgym.model import Model, WorldModelConfig
 
 log = logging.getLogger("worldgym.train")
-STAGES = ("autoencoder", "dynamics", "selfforce", "decoder")
+STAGES = ("autoencoder", "dynamics", "selfforce", "decoder", "heads")
 
 
 @dataclass
@@ -108,6 +113,8 @@ class TrainConfig:
             distribution, so the 1-step sampler learns to draw a future rather than average them.
         dec_steps, dec_batch, dec_lr: decoder fine-tune (rollouts per batch; 0 steps skips the stage).
         dec_blocks: blocks per decoder fine-tune rollout (prefix and start share as in self-forcing).
+        heads_steps, heads_batch, heads_lr: denoise-heads fit (rollouts per batch of ``sf_blocks``
+            blocks, prefix and start share as in self-forcing; 0 steps skips the stage).
         warmup: linear warm-up steps of every stage (then cosine to 10 %).
         log_every, ckpt_every: steps between log lines / checkpoints.
         start_bank_from: episodes whose first frames fill the start-frame bank.
@@ -144,6 +151,9 @@ class TrainConfig:
     dec_batch: int = 8
     dec_lr: float = 3e-4
     dec_blocks: int = 6
+    heads_steps: int = 0
+    heads_batch: int = 16
+    heads_lr: float = 1e-3
     warmup: int = 100
     log_every: int = 50
     ckpt_every: int = 500
@@ -401,10 +411,7 @@ def train(
         if run.rank == 0:
             log.info("resuming %s at step %d from %s", stage, start, ckpt)
     elif init is not None:
-        model = checkpoint.load(init)
-        if to_dict(model.config) != to_dict(mc):
-            raise ValueError(f"--init model {init} has a different model config than {cfg.model.name!r} in the training config; "
-                             f"initialise from a model built with the same config")  # fmt: skip
+        model = init_model(init, mc)
         stage, start = init_stage, 0
         if run.rank == 0:
             log.info("starting %s from the weights of %s", stage, init)
@@ -416,8 +423,13 @@ def train(
     latents = None
     for si in range(STAGES.index(stage) if stage != "done" else len(STAGES), len(STAGES)):
         name = STAGES[si]
-        total = {"autoencoder": cfg.ae_steps, "dynamics": cfg.dyn_steps, "selfforce": cfg.sf_steps, "decoder": cfg.dec_steps}[name]
-        base_lr = {"autoencoder": cfg.ae_lr, "dynamics": cfg.dyn_lr, "selfforce": cfg.sf_lr, "decoder": cfg.dec_lr}[name]
+        total = {"autoencoder": cfg.ae_steps, "dynamics": cfg.dyn_steps, "selfforce": cfg.sf_steps, "decoder": cfg.dec_steps,
+                 "heads": cfg.heads_steps}[name]  # fmt: skip
+        base_lr = {"autoencoder": cfg.ae_lr, "dynamics": cfg.dyn_lr, "selfforce": cfg.sf_lr, "decoder": cfg.dec_lr, "heads": cfg.heads_lr}[name]
+        if name == "heads" and not total:
+            continue  # nothing to fit (the stage is optional)
+        if name == "heads" and not mc.dynamics.fused_commit:
+            raise ValueError("heads_steps > 0 fits denoise_heads, which only models with dynamics.fused_commit: true have")
         first = start if name == stage else 0
         if name == "autoencoder":
             params = list(model.autoencoder.parameters())
@@ -428,6 +440,9 @@ def train(
             if name == "decoder":
                 params = list(model.autoencoder.decoder.parameters())
                 module = DecoderLoss(model, cfg)
+            elif name == "heads":
+                params = list(model.dynamics.denoise_heads.parameters())
+                module = SelfForcingLoss(model, dataclasses.replace(cfg, sf_bptt=False, sf_loss="mse"))
             else:
                 params = list(model.dynamics.parameters())
                 module = DynamicsLoss(model, cfg) if name == "dynamics" else SelfForcingLoss(model, cfg)
@@ -460,9 +475,9 @@ def train(
                 loss = wrapped(batch, frames[run.part(cfg.dec_batch)], norm)
                 parts = {"recon": loss.detach() * run.world}
             else:
-                B = cfg.dyn_batch if name == "dynamics" else cfg.sf_batch
+                B = {"dynamics": cfg.dyn_batch, "selfforce": cfg.sf_batch, "heads": cfg.heads_batch}[name]
                 T = cfg.seq_frames if name == "dynamics" else cfg.sf_blocks + 1
-                full = dynamics_batch(data, latents, g, B, T, cfg, selfforce=name == "selfforce")
+                full = dynamics_batch(data, latents, g, B, T, cfg, selfforce=name != "dynamics")
                 # 2. normalise by the *global* count of target frames so that averaging over processes is exact
                 targets = full["valid"] & (torch.arange(T)[None] >= full["prefix"][:, None])  # generated frames
                 norm = {"frames": max(float(targets.sum()), 1.0) / run.world}
@@ -514,6 +529,27 @@ def train(
     if logf:
         logf.close()
     return final
+
+
+def init_model(init: str | Path, mc: WorldModelConfig) -> Model:
+    """The model of ``--init`` for a run of config ``mc``: the same config, or the same but ``fused_commit``.
+
+    A model without ``denoise_heads`` gains them, started as copies of its commit heads.
+    """
+    model = checkpoint.load(init)
+    want, got = to_dict(mc), to_dict(model.config)
+    if got == want:
+        return model
+    got["dynamics"]["fused_commit"] = True
+    if got != want or model.config.dynamics.fused_commit:
+        raise ValueError(f"--init model {init} has a different model config than {mc.name!r} in the training config; "
+                         f"initialise from a model built with the same config (or the same without fused_commit)")  # fmt: skip
+    fused = Model(mc)
+    result = fused.load_state_dict(model.state_dict(), strict=False)
+    assert not result.unexpected_keys and all(k.startswith("dynamics.denoise_heads.") for k in result.missing_keys), result
+    fused.dynamics.denoise_heads.load_state_dict(model.dynamics.heads.state_dict())
+    fused.extra = dict(model.extra)
+    return fused
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
