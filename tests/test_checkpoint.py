@@ -156,3 +156,23 @@ def test_saved_checkpoint_has_ordinary_permissions(saved):
     os.umask(umask)
     assert (path.stat().st_mode & 0o777) == 0o777 & ~umask
     assert ((path / "model.safetensors").stat().st_mode & 0o777) == 0o666 & ~umask
+
+
+def test_safetensors_header_length_starting_like_a_pickle_loads(tmp_path):
+    """A safetensors header length whose low byte is 0x80 (a pickle's first byte) is not mistaken for a pickle."""
+    from safetensors.torch import save_file
+
+    from worldgym.checkpoint import _refuse_pickle
+
+    for pad in range(0, 512):
+        path = tmp_path / "w.safetensors"
+        save_file({"x": torch.zeros(3)}, str(path), metadata={"pad": "p" * pad})
+        if path.read_bytes()[0] == 0x80:
+            break
+    else:
+        pytest.fail("no header length with low byte 0x80 found")
+    _refuse_pickle(path)  # no error
+    with pytest.raises(CheckpointError, match="pickle"):
+        bad = tmp_path / "bad.safetensors"
+        bad.write_bytes(b"\x80\x04" + b"\x00" * 64)
+        _refuse_pickle(bad)

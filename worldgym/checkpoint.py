@@ -110,7 +110,12 @@ def resolve(name_or_path: str | Path) -> Path:
 
 def _refuse_pickle(path: Path) -> None:
     with open(path, "rb") as f:
-        head = f.read(4)
+        head = f.read(9)
+    size = path.stat().st_size
+    # a safetensors file: an 8-byte little-endian header length, then the JSON header (its first
+    # byte may be 0x80, a pickle's first byte, so this is checked first)
+    if len(head) == 9 and head[8:9] == b"{" and 0 < int.from_bytes(head[:8], "little") <= size - 8:
+        return
     if head[:1] == b"\x80" or head[:4] == b"PK\x03\x04":
         raise CheckpointError(
             f"{path} is a pickle / torch.save file; worldgym never unpickles checkpoints. "
