@@ -170,11 +170,12 @@ def test_bounded_positions_and_constant_memory():
         assert (other.frames.int() - outputs[0].frames.int()).abs().max() <= 1
 
 
-def test_positions_rebase_automatically(monkeypatch):
+@pytest.mark.parametrize("fused", [False, True])
+def test_positions_rebase_automatically(monkeypatch, fused):
     """Past POSITION_LIMIT the engine moves a row back to its smallest positions; the rollout does not notice."""
     import worldgym.engine as engine_module
 
-    model = tiny_model(steps=1)
+    model = tiny_model(steps=1, fused=fused)
     S, W = model.config.dynamics.sink, model.config.dynamics.window
     plain, rebased = WorldModel(model, 2), WorldModel(model, 2)
     for e in (plain, rebased):
@@ -186,7 +187,7 @@ def test_positions_rebase_automatically(monkeypatch):
         monkeypatch.setattr(engine_module, "POSITION_LIMIT", 2**20)
         assert int(rebased.cache.pos.max()) <= 12
         assert (a.latents - b.latents).abs().max() <= 1e-4
-    assert int(plain.cache.pos[0]) == 21 and int(rebased.cache.pos[0]) < 13
+    assert int(plain.cache.pos[0]) == 21 - fused and int(rebased.cache.pos[0]) < 13
 
 
 def test_reset_row_restores_fresh_state_and_isolates_other_rows():
