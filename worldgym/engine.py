@@ -80,7 +80,13 @@ class StepResult:
 
 
 class WorldModel:
-    """A batch of ``batch_size`` independent rollouts of one model, each with its own cache rows and RNG."""
+    """A batch of ``batch_size`` independent rollouts of one model, each with its own cache rows and RNG.
+
+    ``dtype="bfloat16"`` runs the passes under bf16 autocast with a bf16 cache: deterministic
+    like float32, and one step from the same state within 5 % (of the largest latent) of the
+    float32 step (tests/test_engine.py); rollouts then drift apart, so a bf16 model's fidelity
+    is its own `worldgym eval`.
+    """
 
     def __init__(
         self,
