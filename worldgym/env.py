@@ -146,8 +146,10 @@ class WorldModelEnv(gym.Env):
     generation: the action conditions a few-step sampler that denoises the next block
     of latents against a KV cache of the episode so far; the clean block is committed to
     the cache and decoded to the RGB frame you observe. Small heads on the committed
-    block predict the reward and the probability that the episode ended. Memory and
-    time per step are constant for any episode length (sink + rolling window cache).
+    block predict the reward and the probability that the episode ended. Models with a
+    fused commit (the shipped CartPole) commit each block in the pass that denoises the
+    next one and read those heads on the denoise pass: one transformer pass per step.
+    Memory and time per step are constant for any episode length (sink + rolling window cache).
 
     ## Action Space
     The model's own action space (``model.config.action.space()``): ``Discrete(n)``,
