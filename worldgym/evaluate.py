@@ -332,8 +332,9 @@ def evaluate(
     stability_steps: int = 10_000,
     strip: str | Path | None = None,
     threads: int = 1,
+    dtype: str = "float32",
 ) -> dict[str, Any]:
-    """All metrics of the module docstring as a JSON-ready dict."""
+    """All metrics of the module docstring as a JSON-ready dict; the neural env runs in ``dtype`` ("float32" or "bfloat16")."""
     torch.set_num_threads(threads)
     t0 = time.time()
     model = checkpoint.load(model_path)
@@ -343,7 +344,7 @@ def evaluate(
     size = (cfg.autoencoder.frame_height, cfg.autoencoder.frame_width)
     real = record_real(cfg.real_twin, size, episodes, seed, policy, max_steps)
     probe = fit_probe(real)
-    wm = WorldModel(model, batch_size=len(real))
+    wm = WorldModel(model, batch_size=len(real), dtype=dtype)
     neural, term, branches = replay(wm, real, extra=10, branch_every=branch_every, branch_steps=branch_steps, probe=probe)
     report: dict[str, Any] = {"model": str(model_path), "episodes": episodes, "seed": seed, "policy": policy}
     report["episode_lengths"] = [int(len(e["actions"])) for e in real]
@@ -415,8 +416,9 @@ def evaluate(
             for i in range(0, len(real_frames), 256)
         ])  # fmt: skip
     report["autoencoder"] = autoencoder_floor(real_frames, decoded, np.concatenate([e["states"] for e in real]), probe)
-    wm1 = WorldModel(model, batch_size=1)
+    wm1 = WorldModel(model, batch_size=1, dtype=dtype)
     report["stability"] = stability(wm1, real[0]["frames"][0], stability_steps, probe, frame_stats(real_frames), frame_stats(decoded), seed)
+    report["dtype"] = dtype
     report["seconds"] = time.time() - t0
     if strip is not None:
         write_strip(Path(strip), real, neural)
@@ -434,6 +436,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--branch-steps", type=int, default=10, help="steps each controllability branch holds its push")
     parser.add_argument("--stability-steps", type=int, default=10_000, help="length of the no-reset stability rollout")
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
+    parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"), help="the neural env's precision (bfloat16: autocast)")
     parser.add_argument("--out", default=None, help="JSON report path (default: print only)")
     parser.add_argument("--strip", default=None, help="PNG strip of real vs neural frames")
 
@@ -442,7 +445,7 @@ def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, stream=sys.stderr)
     report = evaluate(
         args.model, args.episodes, args.seed, args.policy, args.max_steps, args.branch_every, args.branch_steps,
-        args.stability_steps, args.strip, args.threads,
+        args.stability_steps, args.strip, args.threads, args.dtype,
     )  # fmt: skip
     report["command"] = "worldgym eval " + " ".join(sys.argv[2:] if len(sys.argv) > 2 else [])
     text = json.dumps(report, indent=1)
