@@ -25,8 +25,8 @@ def record_passes(engine: WorldModel) -> list[tuple[torch.Tensor, torch.Tensor, 
     log = []
     original = dyn.forward_cached
 
-    def wrapped(x, t, actions, null, context, position, commit):
-        out = original(x, t, actions, null, context, position, commit)
+    def wrapped(x, t, actions, null, context, position, commit, *args, **kwargs):
+        out = original(x, t, actions, null, context, position, commit, *args, **kwargs)
         log.append((x.clone(), t.clone(), out.pred.clone(), commit))
         return out
 

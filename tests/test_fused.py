@@ -62,9 +62,9 @@ def test_fused_heads_read_the_denoise_pass_as_training_does():
     noises = []
     original = dyn.forward_cached
 
-    def recorded(x, t, actions, null, context, position, commit, denoise_heads=False):
+    def recorded(x, t, actions, null, context, position, commit, *args, **kwargs):
         noises.append(x[:, -model.config.autoencoder.tokens :].clone())
-        return original(x, t, actions, null, context, position, commit, denoise_heads)
+        return original(x, t, actions, null, context, position, commit, *args, **kwargs)
 
     dyn.forward_cached = recorded
     lat, terms, rewards = [engine.pending["latents"].clone()], [], []

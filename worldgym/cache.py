@@ -105,13 +105,8 @@ class KVCache:
         return sum(getattr(self, n).numel() * getattr(self, n).element_size() for n in STATE_KEYS)
 
     def tokens_of(self, slot: int) -> slice:
-        """Token range of a slot in the (L, B, H, T, Dh) buffers; slot ``S+W`` is the scratch slot."""
+        """Token range of a slot in the (L, B, H, T, Dh) buffers; slots from ``S+W`` on are workspace."""
         return slice(slot * self.tokens, (slot + 1) * self.tokens)
-
-    @property
-    def scratch(self) -> slice:
-        """Token range of the first workspace slot, where a pass writes the first block it computes."""
-        return self.tokens_of(self.slots)
 
     def filled(self) -> torch.Tensor:
         """(B,) number of blocks a row can attend to."""
@@ -151,7 +146,8 @@ class KVCache:
         Args:
             k: keys rotated by each row's ``pos`` (L, R, H, N, Dh) (the commit pass's scratch slot).
             v: values (L, R, H, N, Dh).
-            raw_k: the same keys un-rotated (L, R, N, H, Dh), stored for rows whose block goes to the sink.
+            raw_k: the same keys un-rotated (L, R, N, H, Dh), read only for rows whose block goes to
+                the sink (None when no row's does).
             latents, actions, null: the block's clean latents (R, N, C), action (R, A) and null flag (R,).
             rows: (R,) rows written (default all); other rows are untouched.
         """
@@ -211,12 +207,11 @@ class KVCache:
         ``k_window`` is (L, B, H, W, N, Dh), the window slots' rotated keys; ``v`` is
         (L, B, H, S+W, N, Dh) per slot; the sink's keys are ``sink_k``.
         """
-        L, B, H, _, Dh = self.k.shape
-        S, N = self.sink, self.tokens
-        per_slot = lambda t: t[:, :, :, : self.slots * N].unflatten(3, (self.slots, N))  # noqa: E731
+        regions = self._regions()
+        per_slot = lambda n: regions[n][0][:, :, :, regions[n][1]].unflatten(3, (-1, self.tokens))  # noqa: E731
         return {
-            "k_window": per_slot(self.k)[:, :, :, S:],
-            "v": per_slot(self.v),
+            "k_window": per_slot("k"),
+            "v": per_slot("v"),
             "sink_k": self.sink_k,
             **{n: getattr(self, n) for n in ("latents", "actions", "null", "count", "pos")},
         }

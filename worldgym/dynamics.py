@@ -313,7 +313,8 @@ class Dynamics(nn.Module):
         Window keys were rotated once, at commit, by their rotary position (cache.py). The
         sink's keys are the only ones whose rotation changes from step to step: this rotates
         them into their slots at the distance they have in the training layout (the
-        number of blocks the row can attend to), writing only workspace slots.
+        number of blocks the row can attend to), writing only workspace slots (of the cache,
+        or of the rows' copy when ``rows`` is given).
 
         Args:
             cache: the engine's cache.
@@ -333,15 +334,12 @@ class Dynamics(nn.Module):
         filled = cache.filled() if rows is None else cache.filled()[rows]
         R = pos.shape[0]
 
-        def put_sink(first_slot: int, sink_pos: torch.Tensor) -> None:
+        k, v = (cache.k, cache.v) if rows is None else (cache.k[:, rows], cache.v[:, rows])
+        raw = cache.sink_k if rows is None else cache.sink_k[:, rows]  # (L, R, H, S*N, Dh)
+
+        def put_sink(first_slot: int, sink_pos: torch.Tensor) -> None:  # into k: the cache's workspace or the rows' copy
             cos, sin = self.rotary.at(sink_pos[:, None] + torch.arange(S, device=pos.device))  # (R, S*N, 1, Dh/2)
-            raw = cache.sink_k if rows is None else cache.sink_k[:, rows]  # (L, R, H, S*N, Dh)
-            rotated = rotate(raw, cos.transpose(1, 2)[None], sin.transpose(1, 2)[None])  # (L, R, H, S*N, Dh)
-            tok = slice(first_slot * N, (first_slot + S) * N)
-            if rows is None:
-                cache.k[:, :, :, tok] = rotated
-            else:
-                cache.k[:, rows, :, tok] = rotated
+            k[:, :, :, first_slot * N : (first_slot + S) * N] = rotate(raw, cos.transpose(1, 2)[None], sin.transpose(1, 2)[None])
 
         if S:
             put_sink(0, pos - filled)
@@ -349,7 +347,6 @@ class Dynamics(nn.Module):
         extra = cache.workspace
         if blocks == 1:
             if extra == 1 and bool(valid.all()):
-                k, v = (cache.k, cache.v) if rows is None else (cache.k[:, rows], cache.v[:, rows])
                 return k, v, None, P * N  # every slot is valid: attention takes its fast path
             work = torch.zeros(R, extra, dtype=torch.bool, device=valid.device)
             work[:, 0] = True  # the block's own scratch slot
@@ -362,11 +359,7 @@ class Dynamics(nn.Module):
             next_filled = (filled + pend).clamp(max=P)  # what the next block attends to once the pending one is in
             if S:  # the sink as the next block sees it: keys rotated to its distance, the same values
                 put_sink(P + 2, pos + pend - next_filled)
-                copy_tok = slice((P + 2) * N, (P + 2 + S) * N)
-                if rows is None:
-                    cache.v[:, :, :, copy_tok] = cache.v[:, :, :, : S * N]
-                else:
-                    cache.v[:, rows, :, copy_tok] = cache.v[:, rows, :, : S * N]
+                v[:, :, :, (P + 2) * N : (P + 2 + S) * N] = v[:, :, :, : S * N]  # v is the cache's or the rows' copy
             first = torch.cat([valid, torch.ones(R, 1, dtype=torch.bool, device=valid.device), valid.new_zeros(R, extra - 1)], 1)
             evicted = (count >= P) & pending.bool()  # committing the pending block drops the oldest window block
             slot = (S + (count - S) % cache.window)[:, None]  # (R, 1)
@@ -375,7 +368,6 @@ class Dynamics(nn.Module):
             second = torch.cat([second_valid, pending.bool()[:, None], torch.ones_like(pending.bool())[:, None], valid[:, :S]], 1)
             slot_mask = torch.stack([first, second], dim=1)  # (R, 2, slots)
         mask = slot_mask.repeat_interleave(N, dim=1).repeat_interleave(N, dim=2)[:, None]  # (R, 1, blocks*N, T)
-        k, v = (cache.k, cache.v) if rows is None else (cache.k[:, rows], cache.v[:, rows])
         return k, v, mask, P * N
 
     def rotate_window(self, cache: KVCache, rows: torch.Tensor, delta: torch.Tensor) -> None:
@@ -385,10 +377,9 @@ class Dynamics(nn.Module):
         rounding); the engine uses this to keep positions small in endless rollouts.
         """
         S, N, W = cache.sink, cache.tokens, cache.window
-        if W:
-            cos, sin = self.rotary.at(delta[:, None].expand(-1, W), grid=False)  # (R, W*N, 1, Dh/2)
-            ring = slice(S * N, (S + W) * N)
-            cache.k[:, rows, :, ring] = rotate(cache.k[:, rows, :, ring], cos.transpose(1, 2)[None], sin.transpose(1, 2)[None])
+        cos, sin = self.rotary.at(delta[:, None].expand(-1, W), grid=False)  # (R, W*N, 1, Dh/2)
+        ring = slice(S * N, (S + W) * N)
+        cache.k[:, rows, :, ring] = rotate(cache.k[:, rows, :, ring], cos.transpose(1, 2)[None], sin.transpose(1, 2)[None])
         cache.pos[rows] += delta
 
     def forward_cached(
@@ -401,6 +392,7 @@ class Dynamics(nn.Module):
         position: torch.Tensor,
         commit: bool,
         denoise_heads: bool = False,
+        keys: bool = True,
     ) -> DynamicsOutput:
         """F consecutive blocks x (B, F*N, C) (usually F = 1) against a rotated context.
 
@@ -414,10 +406,13 @@ class Dynamics(nn.Module):
                 (inference) or `rotate_context` (training).
             position: (B, F) or (B,) rotary position of each block (the cache's ``pos``, or the
                 number of blocks in the context for `rotate_context`).
-            commit: also return the first block's keys/values and the heads' reward and
-                termination on it (a commit pass); its rotated keys and its values are then
-                in the context's scratch slots.
+            commit: also return the heads' reward and termination on the first block (a
+                commit pass); its rotated keys and its values are then in the context's
+                scratch slots.
             denoise_heads: also return ``denoise_heads`` on the last block.
+            keys: with ``commit``, also return the first block's un-rotated keys and values
+                stacked over layers (training's list cache keeps them; the engine only needs
+                the raw keys of blocks that go to the sink).
 
         Returns:
             the predicted clean latents of the last block (B, N, C), and what was asked.
@@ -435,14 +430,16 @@ class Dynamics(nn.Module):
         ks, vs = [], []
         for i, block in enumerate(self.blocks):
             h, k, v = block.forward_cached(h, cond, cos, sin, ctx_k[i], ctx_v[i], mask, start)
-            if commit:
+            if commit and keys:
                 ks.append(k[:, :N])
                 vs.append(v[:, :N])
         pred, features = self.readout(h, cond, F_)  # (B, F*N, C), (B, F, D)
         out = DynamicsOutput(pred=pred[:, -N:])
         if commit:
             heads = self.heads(features[:, 0]).float()  # (B, 2)
-            out.reward, out.term_logit, out.k, out.v = heads[:, 0], heads[:, 1], torch.stack(ks), torch.stack(vs)
+            out.reward, out.term_logit = heads[:, 0], heads[:, 1]
+            if keys:
+                out.k, out.v = torch.stack(ks), torch.stack(vs)
         if denoise_heads:
             heads = self.denoise_heads(features[:, -1]).float()  # (B, 2)
             out.denoise_reward, out.denoise_term_logit = heads[:, 0], heads[:, 1]

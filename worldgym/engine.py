@@ -48,10 +48,9 @@ POSITION_LIMIT = 2**20  # rotary positions are rebased before they pass this (ab
 
 
 def to_uint8(pixels: torch.Tensor) -> torch.Tensor:
-    """Pixels (B, H, W, 3) float in about [-1, 1] -> uint8 frames, contiguous, in as few passes as possible."""
-    out = pixels.float().contiguous() if pixels.dtype != torch.float32 else pixels.contiguous()
-    out = out.mul(127.5) if out.data_ptr() == pixels.data_ptr() else out.mul_(127.5)  # never scale the caller's tensor
-    return out.add_(127.5).round_().clamp_(0, 255).to(torch.uint8)  # ((x + 1) * 127.5).round().clamp(0, 255)
+    """Pixels (B, H, W, 3) float in about [-1, 1] -> contiguous uint8 frames: one copy, then in place."""
+    out = pixels.to(torch.float32, memory_format=torch.contiguous_format, copy=True)
+    return out.add_(1.0).mul_(127.5).round_().clamp_(0, 255).to(torch.uint8)  # exactly ((x + 1) * 127.5).round().clamp(0, 255)
 
 
 class NumericsError(FloatingPointError):
@@ -175,14 +174,16 @@ class WorldModel:
         if context is None:
             context = dyn.attention_context(self.cache, rows)
         position = self.cache.pos if rows is None else self.cache.pos[rows]
+        count = self.cache.count if rows is None else self.cache.count[rows]
         t = torch.full((x0.shape[0],), self.sampler.commit_noise, device=self.device)
-        out = dyn.forward_cached(x0, t, actions, null, context, position, commit=True)
+        to_sink = bool((count < self.cache.sink).any())  # only blocks going to the sink need their raw keys
+        out = dyn.forward_cached(x0, t, actions, null, context, position, commit=True, keys=to_sink)
         # every layer's keys/values feed the hidden state the heads read: finite heads mean finite k/v
         bad = ~(torch.isfinite(out.reward) & torch.isfinite(out.term_logit))
         if bool(bad.any()):
             named = (self._all if rows is None else rows)[bad].tolist()
             raise NumericsError(f"non-finite keys/values or heads for rows {named}; nothing was committed")
-        scratch = self.cache.scratch  # the commit pass left the block's rotated keys and values there
+        scratch = slice(context[3], context[3] + self.cache.tokens)  # the commit pass left the block's rotated keys and values there
         self.cache.append(context[0][..., scratch, :], context[1][..., scratch, :], out.k, x0, actions, null, rows)
         return out.reward, out.term_logit
 
@@ -356,7 +357,8 @@ class WorldModel:
                 xs, ts = torch.cat([p["latents"], x], 1), torch.stack([commit_t, tt], 1)
                 acts, nulls = torch.stack([p["actions"], a], 1), torch.stack([p["null"], null], 1)
                 both = torch.stack([self.cache.pos, position], 1)
-                out = dyn.forward_cached(xs, ts, acts, nulls, (k, v, mask, start), both, commit=True, denoise_heads=last)
+                to_sink = bool((pend & (self.cache.count < self.cache.sink)).any())  # raw keys only for blocks going to the sink
+                out = dyn.forward_cached(xs, ts, acts, nulls, (k, v, mask, start), both, True, last, keys=to_sink)
                 committed = ~pend | (torch.isfinite(out.reward) & torch.isfinite(out.term_logit))
                 if not bool(committed.all()):
                     rows = (~committed).nonzero().flatten().tolist()
@@ -376,8 +378,8 @@ class WorldModel:
         def commit() -> None:
             rows = None if bool(pend.all()) else pend.nonzero().flatten()
             if rows is None or rows.numel():
-                pick = (lambda t: t) if rows is None else (lambda t: t[:, rows])  # noqa: E731
-                scratch = self.cache.scratch
+                pick = (lambda t: t) if rows is None else (lambda t: None if t is None else t[:, rows])  # noqa: E731
+                scratch = slice(start, start + N)  # the pending blocks' rotated keys and values
                 self.cache.append(
                     pick(k[..., scratch, :]), pick(v[..., scratch, :]), pick(first.k),
                     *((p[n] if rows is None else p[n][rows]) for n in ("latents", "actions", "null")), rows,
