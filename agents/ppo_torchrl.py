@@ -11,7 +11,10 @@ Training envs:
   with ``--dream-starts DATASET`` imagined episodes start from real contexts cut from
   recorded episodes (`worldgym.starts.StartBank`) and ``--dream-horizon H`` cuts them
   after H steps, the critic bootstrapping the rest (imagination from real states, as
-  Dreamer and DIAMOND train their agents);
+  Dreamer and DIAMOND train their agents); with ``--dream-obs reencode`` the agent does
+  not read the generated latents but the decoded frames (``obs_type="rgb"``), encoded by
+  the saved policy's `FrameEncoder` (`EncodePixels`): the pipeline real frames go through
+  at evaluation;
 * a real twin (``worldgym/<Name>Real-v0``): Gymnasium envs whose frames go through the
   world model's encoder (`worldgym.wrappers.EncodeFrames`), so the same PPO can be
   trained on reality with the same budget, for comparison.
@@ -43,7 +46,8 @@ import torch
 from tensordict.nn import TensorDictModule
 from torch import nn
 from torchrl.collectors import Collector
-from torchrl.envs import CatFrames, Compose, FlattenObservation, GymWrapper, RewardSum, TransformedEnv
+from torchrl.data import Composite, Unbounded
+from torchrl.envs import CatFrames, Compose, ExcludeTransform, FlattenObservation, GymWrapper, ObservationTransform, RewardSum, TransformedEnv
 
 import worldgym
 from worldgym.checkpoint import load as load_checkpoint
@@ -106,6 +110,8 @@ class Args:
     """start contexts cut from --dream-starts"""
     dream_horizon: int = 0
     """time limit of imagined episodes, bootstrapped by the critic at the cut (0 = the neural env's own limit)"""
+    dream_obs: str = "latent"
+    """what the agent observes in a neural train env: 'latent' (the generated latents) or 'reencode' (the decoded frames through the policy's encoder, as at evaluation)"""
     eval_every: int = 25_000
     """evaluate in the eval env every this many training steps (0 = only at the end)"""
     eval_episodes_during: int = 5
@@ -169,6 +175,30 @@ def evaluate(policy, env: gym.Env, episodes: int, seed: int) -> tuple[list[float
     return returns, last_states
 
 
+class EncodePixels(ObservationTransform):
+    """Decoded frames ``"pixels"`` (*B, H, W, 3) uint8 -> ``"observation"`` (*B, N, C) float32 through a `FrameEncoder`.
+
+    With the saved policy's encoder this is what `LatentPolicy` does to a real frame, so
+    the agent trains on what it will see at evaluation.
+    """
+
+    def __init__(self, encoder: FrameEncoder) -> None:
+        super().__init__(in_keys=["pixels"], out_keys=["observation"])
+        self.encoder = encoder
+
+    def _apply_transform(self, pixels: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return self.encoder(pixels.reshape(-1, *pixels.shape[-3:])).reshape(*pixels.shape[:-3], -1, self.encoder.config.latent_channels)
+
+    def _reset(self, tensordict, tensordict_reset):  # reset observations are encoded too
+        return self._call(tensordict_reset)
+
+    def transform_observation_spec(self, observation_spec: Composite) -> Composite:
+        pixels, ae = observation_spec["pixels"], self.encoder.config
+        observation_spec["observation"] = Unbounded(shape=(*pixels.shape[:-3], ae.tokens, ae.latent_channels), dtype=torch.float32, device=pixels.device)
+        return observation_spec
+
+
 class Actor(nn.Module):
     """Samples an action from the actor's logits; returns it with its log-probability (the collector's policy)."""
 
@@ -191,6 +221,9 @@ if __name__ == "__main__":
     run_dir.mkdir(parents=True, exist_ok=True)
     command = "python " + " ".join(shlex.quote(a) for a in sys.argv)
     print(command)
+    if args.dream_obs not in ("latent", "reencode"):
+        sys.exit(f"--dream-obs must be 'latent' or 'reencode', got {args.dream_obs!r}")
+    reencode = is_neural(args.train_env) and args.dream_obs == "reencode"
 
     # ENV: the training env, batched, observing latents; the same frame stack for neural and real
     if is_neural(args.train_env):
@@ -205,8 +238,8 @@ if __name__ == "__main__":
             starts = StartBank.from_datasets(paths, args.dream_context, args.dream_bank, args.seed, (ae.frame_height, ae.frame_width))
             checkpoint = model
         base = TorchRLWorldModelEnv(
-            checkpoint, batch_size=[args.num_envs], obs_type="latent", max_episode_steps=args.dream_horizon or max_steps,
-            sampler_steps=args.sampler_steps or None, starts=starts,
+            checkpoint, batch_size=[args.num_envs], obs_type="rgb" if reencode else "latent",
+            max_episode_steps=args.dream_horizon or max_steps, sampler_steps=args.sampler_steps or None, starts=starts,
         )  # fmt: skip
         world_model = base.model
     else:
@@ -220,16 +253,18 @@ if __name__ == "__main__":
 
         vec = gym.vector.SyncVectorEnv([make_real] * args.num_envs, autoreset_mode=gym.vector.AutoresetMode.DISABLED)
         base = GymWrapper(vec, categorical_action_encoding=True)  # integer actions; TorchRL resets done rows itself
+    encoder = FrameEncoder.from_model(world_model)  # the saved policy's encoder
     env = TransformedEnv(
         base,
         Compose(
+            # --dream-obs reencode: decoded frames (B, H, W, 3) -> latents (B, N, C), as the saved policy encodes real frames
+            *([EncodePixels(encoder), ExcludeTransform("pixels")] if reencode else []),
             FlattenObservation(-2, -1, in_keys=["observation"]),  # (B, N*C)
             CatFrames(N=args.frame_stack, dim=-1, in_keys=["observation"], out_keys=["stack"]),  # (B, K*N*C), reset rows repeat their first frame
             RewardSum(in_keys=["reward"], out_keys=["episode_reward"]),
         ),
     )
     env.set_seed(args.seed)
-    encoder = FrameEncoder.from_model(world_model)
     obs_shape = (world_model.config.autoencoder.tokens, world_model.config.autoencoder.latent_channels)
     n_actions = int(world_model.config.action.n)
     frame_size = (world_model.config.autoencoder.frame_height, world_model.config.autoencoder.frame_width)
@@ -351,12 +386,13 @@ if __name__ == "__main__":
         print(f"eval {args.eval_env}: mean return {np.mean(returns):.1f} +- {np.std(returns):.1f} over {len(returns)} episodes")
         eval_env.close()
     if is_neural(args.train_env) and args.dream_eval_episodes:
+        dream_obs_type = "rgb" if reencode else "latent"  # what the agent trained on: decoded frames (encoded by the policy) or latents
         if Path(args.train_env).is_dir():
-            dream = gym.make("worldgym/WorldModel-v0", checkpoint=args.train_env, obs_type="latent", max_episode_steps=args.max_episode_steps)
+            dream = gym.make("worldgym/WorldModel-v0", checkpoint=args.train_env, obs_type=dream_obs_type, max_episode_steps=args.max_episode_steps)
         else:
-            dream = gym.make(args.train_env, obs_type="latent")
+            dream = gym.make(args.train_env, obs_type=dream_obs_type)
         dream_returns, _ = evaluate(load_policy(saved), dream, args.dream_eval_episodes, seed=args.eval_seed)
-        result |= {"dream_return_mean": float(np.mean(dream_returns)), "dream_returns": dream_returns}
+        result |= {"dream_obs": args.dream_obs, "dream_return_mean": float(np.mean(dream_returns)), "dream_returns": dream_returns}
         print(f"dream {args.train_env}: mean return {np.mean(dream_returns):.1f} over {len(dream_returns)} episodes")
         dream.close()
     (run_dir / "result.json").write_text(json.dumps(result, indent=2) + "\n")

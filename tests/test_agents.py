@@ -22,7 +22,7 @@ import worldgym  # noqa: F401  (registers the ids)
 from conftest import tiny_model
 from worldgym import checkpoint
 from worldgym.actions import ActionConfig
-from worldgym.policy_io import FrameEncoder, ObsNorm, PolicyError, load_policy, policy_net, save_policy
+from worldgym.policy_io import FrameEncoder, LatentPolicy, ObsNorm, PolicyError, load_policy, policy_net, save_policy
 from worldgym.wrappers import EncodeFrames
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -78,6 +78,44 @@ def test_ppo_dreams_from_real_start_contexts_with_a_horizon(tiny_ckpt, tmp_path)
     header, first = rows[0].split(","), rows[1].split(",")
     # every imagined episode is cut after at most 8 steps: 4 envs x 32 steps end at least 16 episodes
     assert int(first[header.index("train_episodes")]) >= 16
+
+
+def test_ppo_dream_obs_reencode_trains_on_encoded_decoded_frames(tiny_ckpt, tmp_path):
+    stdout = run(
+        "agents/ppo_torchrl.py", "--train-env", str(tiny_ckpt), "--eval-env", "worldgym/CartPoleReal-v0", "--dream-obs", "reencode",
+        "--total-steps", "128", "--num-envs", "4", "--num-steps", "32", "--update-epochs", "1", "--eval-every", "0",
+        "--eval-episodes", "2", "--dream-eval-episodes", "2", "--max-episode-steps", "20", "--run-dir", str(tmp_path),
+    )  # fmt: skip
+    result = json.loads((tmp_path / "result.json").read_text())
+    assert result["env_steps"] == 128 and result["dream_obs"] == "reencode" and len(result["dream_returns"]) == 2
+    assert all(np.isfinite(result["dream_returns"])) and all(r >= 1 for r in result["eval_returns"])
+    assert "dream " in stdout
+    policy = load_policy(tmp_path / "policy")
+    assert policy.config["args"]["dream_obs"] == "reencode" and policy.frame_stack == 4
+    norm = policy.actor[0]  # the observation statistics of the 128 encoded frames travel with the weights
+    assert norm.count >= 128 and torch.isfinite(norm.mean).all() and norm.var.max() > 0
+
+
+def test_encode_pixels_gives_the_saved_policys_latents_of_the_decoded_frames(tiny_ckpt, monkeypatch):
+    import importlib
+
+    from torchrl.envs import TransformedEnv
+
+    from worldgym.torchrl_env import TorchRLWorldModelEnv
+
+    monkeypatch.syspath_prepend(str(ROOT / "agents"))
+    ppo = importlib.import_module("ppo_torchrl")  # the agent script (its training runs under __main__ only)
+    base = TorchRLWorldModelEnv(str(tiny_ckpt), batch_size=[3], obs_type="rgb")
+    encoder = FrameEncoder.from_model(base.model)
+    env = TransformedEnv(base, ppo.EncodePixels(encoder))
+    env.set_seed(0)
+    td = env.rollout(4, break_when_any_done=False)  # (3, 4): reset frames and 4 steps of decoded frames
+    assert env.observation_spec["observation"].shape == (3, 16, 4) and td["observation"].dtype == torch.float32
+    policy = LatentPolicy(torch.nn.Identity(), encoder, (16, 4), 1)  # what a saved policy does to a real frame
+    for pixels, latents in ((td["pixels"], td["observation"]), (td["next", "pixels"], td["next", "observation"])):
+        want = torch.stack([policy.latents(f.numpy()) for f in pixels.reshape(-1, 16, 16, 3)]).reshape(latents.shape)
+        assert torch.allclose(latents, want, atol=1e-5)  # reset frames and decoded frames alike, frame by frame
+    assert not torch.equal(td["next", "observation"][:, 0], td["next", "observation"][:, 1])  # the frames move
 
 
 def test_ppo_trains_on_real_twin_through_the_encoder(tiny_ckpt, tmp_path):
