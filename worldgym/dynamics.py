@@ -73,19 +73,22 @@ class Attention(nn.Module):
         ctx_v: torch.Tensor,
         mask: torch.Tensor | None,
         start: int,
+        skip: int = 0,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """x (B, F*N, D) of F blocks against context buffers (B, H, T, Dh); returns (out, raw k, v).
 
         The context keys are already rotated; tokens ``start .. start + F*N`` of both buffers
         are scratch space this pass fills with its own keys and values (no concatenation).
+        The first ``skip`` tokens only give keys and values: ``out`` is (B, F*N - skip, D).
         """
         B, N, D = x.shape  # N = F*N tokens here
         qk, v = self.qkv_heads(x)  # (B, N, 2, H, Dh), (B, N, H, Dh)
         qkr = rotate(qk, cos[:, :, None], sin[:, :, None])  # (B, N, 2, H, Dh)
         ctx_k[:, :, start : start + N] = qkr[:, :, 1].transpose(1, 2)
         ctx_v[:, :, start : start + N] = v.transpose(1, 2)
-        out = F.scaled_dot_product_attention(qkr[:, :, 0].transpose(1, 2), ctx_k, ctx_v, attn_mask=mask)  # (B, H, N, Dh)
-        return self.proj(out.transpose(1, 2).reshape(B, N, D)), qk[:, :, 1], v  # (B, N, D), (B, N, H, Dh) x2
+        q = qkr[:, skip:, 0].transpose(1, 2)  # (B, H, N - skip, Dh)
+        out = F.scaled_dot_product_attention(q, ctx_k, ctx_v, attn_mask=None if mask is None else mask[:, :, skip:])
+        return self.proj(out.transpose(1, 2).reshape(B, N - skip, D)), qk[:, :, 1], v  # (B, N-skip, D), (B, N, H, Dh) x2
 
     def forward_sequence(
         self,
@@ -160,10 +163,14 @@ class Block(nn.Module):
     def mods(self, cond: torch.Tensor) -> list[torch.Tensor]:
         return list(self.ada(cond).chunk(6, dim=-1))  # 6 x (B, F, D)
 
-    def forward_cached(self, x, cond, cos, sin, ctx_k, ctx_v, mask, start):
+    def forward_cached(self, x, cond, cos, sin, ctx_k, ctx_v, mask, start, skip: int = 0):
+        """Blocks x (B, F*N, D); the first ``skip`` blocks only give keys and values (x out: (B, (F-skip)*N, D))."""
         frames = cond.shape[1]
         s1, c1, g1, s2, c2, g2 = self.mods(cond)
-        a, k, v = self.attn.forward_cached(modulate(self.norm1(x), s1, c1, frames), cos, sin, ctx_k, ctx_v, mask, start)
+        tokens = skip * (x.shape[1] // frames)
+        a, k, v = self.attn.forward_cached(modulate(self.norm1(x), s1, c1, frames), cos, sin, ctx_k, ctx_v, mask, start, tokens)
+        if skip:
+            x, frames, g1, s2, c2, g2 = x[:, tokens:], frames - skip, g1[:, skip:], s2[:, skip:], c2[:, skip:], g2[:, skip:]
         x = gated_add(x, a, g1, frames)
         x = gated_add(x, self.mlp(modulate(self.norm2(x), s2, c2, frames)), g2, frames)
         return x, k, v
@@ -393,6 +400,7 @@ class Dynamics(nn.Module):
         commit: bool,
         denoise_heads: bool = False,
         keys: bool = True,
+        keys_only: bool = False,
     ) -> DynamicsOutput:
         """F consecutive blocks x (B, F*N, C) (usually F = 1) against a rotated context.
 
@@ -413,6 +421,9 @@ class Dynamics(nn.Module):
             keys: with ``commit``, also return the first block's un-rotated keys and values
                 stacked over layers (training's list cache keeps them; the engine only needs
                 the raw keys of blocks that go to the sink).
+            keys_only: with ``commit`` and F > 1, the first block only gives keys and values
+                (a fused pass: the last layer computes its keys and values, not its outputs,
+                and its heads are not read; ``reward`` and ``term_logit`` stay None).
 
         Returns:
             the predicted clean latents of the last block (B, N, C), and what was asked.
@@ -424,22 +435,27 @@ class Dynamics(nn.Module):
         start = context[3] if len(context) > 3 else ctx_k[0].shape[-2] - F_ * N
         cond = self.condition(t, actions, null)  # (B, F, D)
         cos, sin = self.rotary.at(position)  # (B, F*N, 1, Dh/2)
-        if mask is not None and bool(mask.all()):
-            mask = None  # every slot is valid: let attention take its fast path
+        if mask is not None and mask.dtype == torch.bool:
+            if bool(mask.all()):
+                mask = None  # every slot is valid: let attention take its fast path
+            else:  # additive, built once for every layer: a float mask costs attention less than a bool one
+                mask = torch.zeros(mask.shape, dtype=ctx_k.dtype, device=mask.device).masked_fill_(~mask, float("-inf"))
+        skip = int(keys_only and commit and F_ > 1)
         h = self.inp(x)  # (B, F*N, D)
         ks, vs = [], []
+        last = len(self.blocks) - 1
         for i, block in enumerate(self.blocks):
-            h, k, v = block.forward_cached(h, cond, cos, sin, ctx_k[i], ctx_v[i], mask, start)
+            h, k, v = block.forward_cached(h, cond, cos, sin, ctx_k[i], ctx_v[i], mask, start, skip if i == last else 0)
             if commit and keys:
                 ks.append(k[:, :N])
                 vs.append(v[:, :N])
-        pred, features = self.readout(h, cond, F_)  # (B, F*N, C), (B, F, D)
+        pred, features = self.readout(h, cond[:, skip:], F_ - skip)  # (B, (F-skip)*N, C), (B, F-skip, D)
         out = DynamicsOutput(pred=pred[:, -N:])
-        if commit:
+        if commit and not skip:
             heads = self.heads(features[:, 0]).float()  # (B, 2)
             out.reward, out.term_logit = heads[:, 0], heads[:, 1]
-            if keys:
-                out.k, out.v = torch.stack(ks), torch.stack(vs)
+        if commit and keys:
+            out.k, out.v = torch.stack(ks), torch.stack(vs)
         if denoise_heads:
             heads = self.denoise_heads(features[:, -1]).float()  # (B, 2)
             out.denoise_reward, out.denoise_term_logit = heads[:, 0], heads[:, 1]

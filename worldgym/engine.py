@@ -358,11 +358,13 @@ class WorldModel:
                 acts, nulls = torch.stack([p["actions"], a], 1), torch.stack([p["null"], null], 1)
                 both = torch.stack([self.cache.pos, position], 1)
                 to_sink = bool((pend & (self.cache.count < self.cache.sink)).any())  # raw keys only for blocks going to the sink
-                out = dyn.forward_cached(xs, ts, acts, nulls, (k, v, mask, start), both, True, last, keys=to_sink)
-                committed = ~pend | (torch.isfinite(out.reward) & torch.isfinite(out.term_logit))
+                out = dyn.forward_cached(xs, ts, acts, nulls, (k, v, mask, start), both, True, last, keys=to_sink, keys_only=True)
+                # the pending blocks' keys and values in their scratch slots, every layer (one reduction per buffer)
+                finite = torch.isfinite(k[..., start : start + N, :].sum((0, 2, 3, 4)) + v[..., start : start + N, :].sum((0, 2, 3, 4)))
+                committed = ~pend | finite
                 if not bool(committed.all()):
                     rows = (~committed).nonzero().flatten().tolist()
-                    raise NumericsError(f"non-finite keys/values or heads for rows {rows}; nothing was committed")
+                    raise NumericsError(f"non-finite keys/values for rows {rows}; nothing was committed")
                 done.append(out)
             else:  # the new block alone, against the same context (its scratch slot is the second one)
                 out = dyn.forward_cached(x, tt, a, null, (k, v, mask[:, :, N:], start + N), position, commit=False, denoise_heads=last)
