@@ -26,7 +26,7 @@ from worldgym.model import Model
 from worldgym.sampler import flow_schedule
 
 if TYPE_CHECKING:
-    from worldgym.train import TrainConfig
+    from worldgym.train_data import TrainConfig
 
 
 def weighted_recon_error(recon: torch.Tensor, frames: torch.Tensor, foreground_weight: float, both: bool) -> torch.Tensor:

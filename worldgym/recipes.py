@@ -16,7 +16,7 @@ from worldgym.config_io import dump_yaml
 from worldgym.dynamics import DynamicsConfig
 from worldgym.model import WorldModelConfig
 from worldgym.sampler import SamplerConfig
-from worldgym.train import TrainConfig
+from worldgym.train_data import TrainConfig
 
 
 def cartpole_config() -> TrainConfig:
