@@ -47,12 +47,6 @@ DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 POSITION_LIMIT = 2**20  # rotary positions are rebased before they pass this (about 20 hours at 15 blocks/s)
 
 
-def to_uint8(pixels: torch.Tensor) -> torch.Tensor:
-    """Pixels (B, H, W, 3) float in about [-1, 1] -> contiguous uint8 frames: one copy, then in place."""
-    out = pixels.to(torch.float32, memory_format=torch.contiguous_format, copy=True)
-    return out.add_(1.0).mul_(127.5).round_().clamp_(0, 255).to(torch.uint8)  # exactly ((x + 1) * 127.5).round().clamp(0, 255)
-
-
 class NumericsError(FloatingPointError):
     """The model produced NaN or inf for some rows; nothing was committed. Picklable (one str)."""
 
@@ -310,9 +304,8 @@ class WorldModel:
                 if bool(bad.any()):
                     raise NumericsError(f"non-finite latents for rows {bad.nonzero().flatten().tolist()}; nothing was committed")
                 # 3. decode before committing, so a failure leaves the cache untouched
-                pixels = self.autoencoder.decode_float(x0) if decode else None  # (B, H, W, 3)
-                # a frame's sum is non-finite iff one of its pixels is (one reduction instead of a mask)
-                bad = ~torch.isfinite(pixels.float().sum(dim=(1, 2, 3))) if decode else torch.zeros(1, dtype=torch.bool)
+                frames, finite = self.autoencoder.decode_frames(x0) if decode else (None, None)  # (B, H, W, 3) uint8
+                bad = ~finite if decode else torch.zeros(1, dtype=torch.bool)
                 if bool(bad.any()):
                     raise NumericsError(f"non-finite frames for rows {bad.nonzero().flatten().tolist()}; nothing was committed")
                 # 4. commit: one pass writes the clean block (fused: the pass already ran; write the pending blocks)
@@ -324,7 +317,6 @@ class WorldModel:
             for g, s in zip(self.generators, states):
                 g.set_state(s)
             raise
-        frames = None if pixels is None else to_uint8(pixels)
         lo, hi = self.config.reward_range
         self.steps += 1
         return StepResult(frames, x0, reward.float().clamp(lo, hi), torch.sigmoid(term_logit.float()))

@@ -1,0 +1,35 @@
+"""The inference decoder (`Autoencoder.decode_frames`) computes what the training decoder computes."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from worldgym.autoencoder import Autoencoder, AutoencoderConfig
+
+
+@pytest.mark.parametrize("shuffle", [0, 1, 2, 3])
+def test_decode_frames_equals_decode_float_then_rounding(shuffle: int) -> None:
+    torch.manual_seed(shuffle)
+    ae = Autoencoder(AutoencoderConfig(frame_height=32, frame_width=32, latent_channels=4, widths=[8, 8, 8], decoder_shuffle=shuffle))
+    for p in ae.parameters():  # spread the outputs over the whole pixel range
+        p.data.normal_(0, 0.5)
+    latents = torch.randn(5, ae.config.tokens, 4)
+    with torch.no_grad():
+        reference = ((ae.decode_float(latents).float() + 1.0) * 127.5).round().clamp(0, 255).to(torch.uint8)
+    frames, finite = ae.decode_frames(latents)
+    assert frames.shape == (5, 32, 32, 3) and frames.dtype == torch.uint8 and frames.is_contiguous()
+    assert bool(finite.all())
+    diff = (frames.int() - reference.int()).abs()
+    # the 1x1 convolution as a matmul sums in another order: at most one level, on rounding ties only
+    assert int(diff.max()) <= 1
+    assert float((diff > 0).float().mean()) < 1e-3
+    assert torch.equal(ae.decode(latents), frames)
+
+
+def test_decode_frames_flags_non_finite_frames() -> None:
+    ae = Autoencoder(AutoencoderConfig(frame_height=16, frame_width=16, latent_channels=4, widths=[8, 8], decoder_shuffle=2))
+    latents = torch.randn(3, ae.config.tokens, 4)
+    latents[1, 0, 0] = float("nan")
+    _, finite = ae.decode_frames(latents)
+    assert finite.tolist() == [True, False, True]
