@@ -271,9 +271,10 @@ def load_policy(path: str | Path, deterministic: bool = True) -> LatentPolicy:
 class CartPolePPO(LatentPolicy):
     """The shipped PPO policy for CartPole (``assets/policies/cartpole_ppo``), trained only inside the neural CartPole.
 
-    Trained in imagination from real start contexts (``--dream-starts``, horizon 20). With
-    today's shipped model it does not balance the real pole (mean real return 42.8 over 100
-    episodes, 499 in the dream; BENCHMARKS.md says why); it ships as the reproducible
+    Trained in imagination from real start contexts (``--dream-starts``, horizon 20), on the
+    neural env's decoded frames through its own encoder (``--dream-obs reencode``, what it
+    sees at evaluation). It does not yet balance the real pole (mean real return 74.4 over
+    100 episodes, 497.6 in the dream; BENCHMARKS.md says why); it ships as the reproducible
     headline artifact.
 
     ``worldgym play --agent worldgym.policy_io:CartPolePPO`` (Tab hands it control) or
