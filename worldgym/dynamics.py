@@ -294,9 +294,7 @@ class Dynamics(nn.Module):
         ks, vs = [], []
         last = len(self.blocks) - 1
         for i, block in enumerate(self.blocks):
-            h, k, v = block.forward_cached(
-                h, cond, cos, sin, ctx_k[i], ctx_v[i], mask, start, skip if i == last else 0, raw_keys=commit and keys
-            )
+            h, k, v = block.forward_cached(h, cond, cos, sin, ctx_k[i], ctx_v[i], mask, start, skip if i == last else 0)
             if commit and keys:
                 ks.append(k[:, :N])
                 vs.append(v[:, :N])

@@ -56,58 +56,21 @@ class Attention(nn.Module):
         mask: torch.Tensor | None,
         start: int,
         skip: int = 0,
-        raw_keys: bool = True,
-    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """x (B, F*N, D) of F blocks against context buffers (B, H, T, Dh); returns (out, raw k, v).
 
         The context keys are already rotated; tokens ``start .. start + F*N`` of both buffers
         are scratch space this pass fills with its own keys and values (no concatenation).
         The first ``skip`` tokens only give keys and values: ``out`` is (B, F*N - skip, D).
-        Without grad and ``raw_keys`` the un-rotated keys are not made (None).
         """
         B, N, D = x.shape  # N = F*N tokens here
-        k_slot, v_slot = ctx_k[:, :, start : start + N].transpose(1, 2), ctx_v[:, :, start : start + N].transpose(1, 2)
-        if torch.is_grad_enabled():  # training through the cache (self-forcing): out-of-place ops only
-            qk, v = self.qkv_heads(x)  # (B, N, 2, H, Dh), (B, N, H, Dh)
-            qkr = rotate(qk, cos[:, :, None], sin[:, :, None])  # (B, N, 2, H, Dh)
-            k_slot.copy_(qkr[:, :, 1])
-            v_slot.copy_(v)
-            q, k = qkr[:, :, 0], qk[:, :, 1]
-        else:
-            q, k, v = self.rotated_qkv(x, cos, sin, k_slot, v_slot, raw_keys)
-        q = q[:, skip:].transpose(1, 2)  # (B, H, N - skip, Dh)
+        qk, v = self.qkv_heads(x)  # (B, N, 2, H, Dh), (B, N, H, Dh)
+        qkr = rotate(qk, cos[:, :, None], sin[:, :, None])  # (B, N, 2, H, Dh)
+        ctx_k[:, :, start : start + N] = qkr[:, :, 1].transpose(1, 2)
+        ctx_v[:, :, start : start + N] = v.transpose(1, 2)
+        q = qkr[:, skip:, 0].transpose(1, 2)  # (B, H, N - skip, Dh)
         out = F.scaled_dot_product_attention(q, ctx_k, ctx_v, attn_mask=None if mask is None else mask[:, :, skip:])
-        return self.proj(out.transpose(1, 2).reshape(B, N - skip, D)), k, v  # (B, N-skip, D), (B, N, H, Dh) x2
-
-    def rotated_qkv(
-        self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, k_out: torch.Tensor, v_out: torch.Tensor, raw_keys: bool
-    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
-        """Inference's `qkv_heads` + `rotate` in fewer passes over memory; the same function.
-
-        The RMS of each head is one reduction; the norms' weights are folded into the rotary
-        tables (the rotation is linear per pair); each half of a rotated head is written
-        straight to its destination: keys into ``k_out`` (B, L, H, Dh), the context's
-        scratch slots, values into ``v_out``.
-
-        Returns:
-            rotated queries (B, L, H, Dh), the normalised un-rotated keys (B, L, H, Dh) when
-            ``raw_keys`` (else None), and the values (B, L, H, Dh).
-        """
-        B, L, _ = x.shape
-        H, Dh, h = self.heads, self.head_dim, self.head_dim // 2
-        qkv = self.qkv(x).view(B, L, 3, H, Dh)  # (B, L, 3, H, Dh)
-        inv = torch.linalg.vector_norm(qkv[:, :, :2], dim=-1, keepdim=True, dtype=torch.float32)  # (B, L, 2, H, 1)
-        inv = inv.square_().div_(Dh).add_(1e-6).rsqrt_()  # 1 / RMS, as F.rms_norm
-        unit = qkv[:, :, :2] * inv.to(qkv.dtype)  # (B, L, 2, H, Dh), weights not yet applied
-        weight = torch.stack([self.q_norm.weight, self.k_norm.weight]).to(qkv.dtype)  # (2, Dh)
-        cos, sin = cos.to(qkv.dtype), sin.to(qkv.dtype)  # (B, L, 1, Dh/2)
-        q = torch.empty(B, L, H, Dh, dtype=qkv.dtype, device=x.device)
-        for i, out in ((0, q), (1, k_out)):  # out = (x1 cos - x2 sin, x2 cos + x1 sin) of x = weight * unit
-            x1, x2, w1, w2 = unit[:, :, i, :, :h], unit[:, :, i, :, h:], weight[i, :h], weight[i, h:]
-            torch.mul(x1, cos * w1, out=out[..., :h]).addcmul_(x2, sin * w2, value=-1)
-            torch.mul(x2, cos * w2, out=out[..., h:]).addcmul_(x1, sin * w1)
-        v_out.copy_(qkv[:, :, 2])
-        return q, (unit[:, :, 1] * weight[1] if raw_keys else None), qkv[:, :, 2]
+        return self.proj(out.transpose(1, 2).reshape(B, N - skip, D)), qk[:, :, 1], v  # (B, N-skip, D), (B, N, H, Dh) x2
 
     def forward_sequence(
         self,
@@ -182,12 +145,12 @@ class Block(nn.Module):
     def mods(self, cond: torch.Tensor) -> list[torch.Tensor]:
         return list(self.ada(cond).chunk(6, dim=-1))  # 6 x (B, F, D)
 
-    def forward_cached(self, x, cond, cos, sin, ctx_k, ctx_v, mask, start, skip: int = 0, raw_keys: bool = True):
+    def forward_cached(self, x, cond, cos, sin, ctx_k, ctx_v, mask, start, skip: int = 0):
         """Blocks x (B, F*N, D); the first ``skip`` blocks only give keys and values (x out: (B, (F-skip)*N, D))."""
         frames = cond.shape[1]
         s1, c1, g1, s2, c2, g2 = self.mods(cond)
         tokens = skip * (x.shape[1] // frames)
-        a, k, v = self.attn.forward_cached(modulate(self.norm1(x), s1, c1, frames), cos, sin, ctx_k, ctx_v, mask, start, tokens, raw_keys)
+        a, k, v = self.attn.forward_cached(modulate(self.norm1(x), s1, c1, frames), cos, sin, ctx_k, ctx_v, mask, start, tokens)
         if skip:
             x, frames, g1, s2, c2, g2 = x[:, tokens:], frames - skip, g1[:, skip:], s2[:, skip:], c2[:, skip:], g2[:, skip:]
         x = gated_add(x, a, g1, frames)
