@@ -112,6 +112,8 @@ class Args:
     """time limit of imagined episodes, bootstrapped by the critic at the cut (0 = the neural env's own limit)"""
     dream_obs: str = "latent"
     """what the agent observes in a neural train env: 'latent' (the generated latents) or 'reencode' (the decoded frames through the policy's encoder, as at evaluation)"""
+    obs_noise: float = 0.0
+    """std of Gaussian noise added to every training observation (latent units; 0 = none); evaluation observations stay clean"""
     eval_every: int = 25_000
     """evaluate in the eval env every this many training steps (0 = only at the end)"""
     eval_episodes_during: int = 5
@@ -199,6 +201,25 @@ class EncodePixels(ObservationTransform):
         return observation_spec
 
 
+class ObservationNoise(ObservationTransform):
+    """Adds N(0, std^2) to ``"observation"`` (training only): a policy that must ignore small latent differences.
+
+    The noisy observation is what the collector stores, so PPO's ratios are computed on the
+    inputs the actions were sampled from. Noise comes from its own seeded generator.
+    """
+
+    def __init__(self, std: float, seed: int) -> None:
+        super().__init__(in_keys=["observation"], out_keys=["observation"])
+        self.std = std
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def _apply_transform(self, obs: torch.Tensor) -> torch.Tensor:
+        return obs + self.std * torch.randn(obs.shape, generator=self.generator, dtype=obs.dtype)
+
+    def _reset(self, tensordict, tensordict_reset):  # reset observations are noised too
+        return self._call(tensordict_reset)
+
+
 class Actor(nn.Module):
     """Samples an action from the actor's logits; returns it with its log-probability (the collector's policy)."""
 
@@ -223,6 +244,8 @@ if __name__ == "__main__":
     print(command)
     if args.dream_obs not in ("latent", "reencode"):
         sys.exit(f"--dream-obs must be 'latent' or 'reencode', got {args.dream_obs!r}")
+    if not args.obs_noise >= 0:
+        sys.exit(f"--obs-noise must be >= 0 (a standard deviation), got {args.obs_noise}")
     reencode = is_neural(args.train_env) and args.dream_obs == "reencode"
 
     # ENV: the training env, batched, observing latents; the same frame stack for neural and real
@@ -259,6 +282,7 @@ if __name__ == "__main__":
         Compose(
             # --dream-obs reencode: decoded frames (B, H, W, 3) -> latents (B, N, C), as the saved policy encodes real frames
             *([EncodePixels(encoder), ExcludeTransform("pixels")] if reencode else []),
+            *([ObservationNoise(args.obs_noise, args.seed + 7)] if args.obs_noise > 0 else []),
             FlattenObservation(-2, -1, in_keys=["observation"]),  # (B, N*C)
             CatFrames(N=args.frame_stack, dim=-1, in_keys=["observation"], out_keys=["stack"]),  # (B, K*N*C), reset rows repeat their first frame
             RewardSum(in_keys=["reward"], out_keys=["episode_reward"]),

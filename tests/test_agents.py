@@ -221,3 +221,27 @@ def test_player_and_recorder_load_a_saved_policy(tmp_path, monkeypatch):
     assert direct(obs) == agent(obs) == make_policy(f"policy:{path}", env.action_space)(obs, info)
     with pytest.raises(ValueError, match="cannot load policy folder"):
         make_policy(f"policy:{tmp_path / 'missing'}", env.action_space)
+
+
+def test_observation_noise_noises_training_observations_reproducibly(tiny_ckpt, monkeypatch):
+    import importlib
+
+    from torchrl.envs import TransformedEnv
+
+    from worldgym.torchrl_env import TorchRLWorldModelEnv
+
+    monkeypatch.syspath_prepend(str(ROOT / "agents"))
+    ppo = importlib.import_module("ppo_torchrl")
+
+    def rollout(std: float | None, seed: int = 5):
+        base = TorchRLWorldModelEnv(str(tiny_ckpt), batch_size=[3], obs_type="latent")
+        env = base if std is None else TransformedEnv(base, ppo.ObservationNoise(std, seed))
+        env.set_seed(0)
+        zero = env.full_action_spec["action"].zero()  # the same actions in every rollout
+        return env.rollout(6, policy=lambda td: td.set("action", zero), break_when_any_done=False)
+
+    clean, noisy, again, other = rollout(None), rollout(0.5), rollout(0.5), rollout(0.5, seed=6)
+    for key in (("observation",), ("next", "observation")):  # reset observations and stepped ones
+        diff = noisy[key] - clean[key]  # the env itself is deterministic: the difference is the noise
+        assert 0.4 < float(diff.std()) < 0.6 and abs(float(diff.mean())) < 0.05
+        assert torch.equal(noisy[key], again[key]) and not torch.equal(noisy[key], other[key])
