@@ -90,10 +90,38 @@ class Decoder(nn.Module):
         else:
             layers.append(nn.Conv2d(cin, 3, 3, padding=1))
         self.net = nn.Sequential(*layers)
+        self.shuffle = config.decoder_shuffle
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         return self.net(z)  # (B, 3, H, W)
 
+    @torch.no_grad()
+    def frames(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Inference: latents z (B, C, h, w) -> frames (B, H, W, 3) uint8 and finiteness (B,) bool.
+
+        The same function as ``forward`` then rounding. With a pixel-shuffle head the last
+        1x1 convolution runs as one matmul over channels-last features whose outputs are
+        ordered (row offset, column offset, RGB), so the frame is laid out by one copy with
+        contiguous runs of a whole upscaled row segment (the shuffle and the channel permute
+        cost more than the convolutions at large batches); its sums run in another order, so
+        a pixel can round one level apart on a tie. ``finite[b]`` is False iff frame b had a
+        NaN or inf before rounding (whose uint8 value is undefined).
+        """
+        if not self.shuffle:
+            x = self.net(z).permute(0, 2, 3, 1)  # (B, H, W, 3)
+            return to_uint8(x), torch.isfinite(x.sum(dim=(1, 2, 3), dtype=torch.float32))
+        f = 2**self.shuffle
+        features = z
+        for layer in list(self.net)[:-2]:  # everything before the 1x1 convolution and the shuffle
+            features = layer(features)
+        B, K, h, w = features.shape
+        conv = self.net[-2]
+        weight = conv.weight.view(3, f, f, K).permute(1, 2, 0, 3).reshape(f * f * 3, K)  # rows (fy, fx, c)
+        bias = conv.bias.view(3, f, f).permute(1, 2, 0).reshape(-1)
+        y = torch.nn.functional.linear(features.permute(0, 2, 3, 1).contiguous(), weight, bias)  # (B, h, w, f*f*3)
+        finite = torch.isfinite(y.sum(dim=(1, 2, 3), dtype=torch.float32))
+        rows = y.view(B, h, w, f, f * 3).transpose(2, 3)  # (B, h, f, w, f*3): frame rows in order
+        return to_uint8(rows).view(B, h * f, w * f, 3), finite
 
 class Autoencoder(nn.Module):
     """Frames (B, H, W, 3) uint8 <-> latents (B, N, C) float."""
@@ -136,33 +164,11 @@ class Autoencoder(nn.Module):
         """Normalised latents (B, N, C) -> frames (B, H, W, 3) uint8."""
         return self.decode_frames(latents)[0]
 
-    @torch.no_grad()
     def decode_frames(self, latents: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Inference decoding: normalised latents (B, N, C) -> frames (B, H, W, 3) uint8 and finiteness (B,) bool.
-
-        The same function as `decode_float` then rounding. With a pixel-shuffle head the last
-        1x1 convolution runs as one matmul over channels-last features whose outputs are
-        ordered (row offset, column offset, RGB), so the frame is laid out by one copy with
-        contiguous runs of a whole upscaled row segment; the shuffle and the channel permute
-        of `decode_float` cost more than the convolutions at large batches. ``finite[b]`` is
-        False iff frame b had a NaN or inf before rounding (whose uint8 value is undefined).
-        """
-        if not self.config.decoder_shuffle:
-            x = self.decode_float(latents)
-            return to_uint8(x), torch.isfinite(x.sum(dim=(1, 2, 3), dtype=torch.float32))
+        """Inference decoding: normalised latents (B, N, C) -> frames (B, H, W, 3) uint8 and finiteness (B,) bool (`Decoder.frames`)."""
         h, w = self.config.grid
-        B, f = latents.shape[0], 2**self.config.decoder_shuffle
         z = latents.float() * self.latent_std + self.latent_mean  # (B, N, C)
-        features = self.decoder.net[:-2](z.transpose(1, 2).reshape(B, -1, h, w))  # (B, K, h', w') before the 1x1 conv
-        conv = self.decoder.net[-2]
-        K, hh, ww = features.shape[1:]
-        weight = conv.weight.view(3, f, f, K).permute(1, 2, 0, 3).reshape(f * f * 3, K)  # rows (fy, fx, c)
-        bias = conv.bias.view(3, f, f).permute(1, 2, 0).reshape(-1)
-        y = torch.nn.functional.linear(features.permute(0, 2, 3, 1).contiguous(), weight, bias)  # (B, h', w', f*f*3)
-        finite = torch.isfinite(y.sum(dim=(1, 2, 3), dtype=torch.float32))
-        pixels = y.view(B, hh, ww, f, f * 3).transpose(2, 3)  # (B, h', f, w', f*3) = (B, H, W*3) in row order
-        return to_uint8(pixels).view(B, hh * f, ww * f, 3), finite
-
+        return self.decoder.frames(z.transpose(1, 2).reshape(z.shape[0], -1, h, w))
 
 def to_uint8(pixels: torch.Tensor) -> torch.Tensor:
     """Pixels float in about [-1, 1] (any layout) -> contiguous uint8 of the same shape: one copy, then in place."""
