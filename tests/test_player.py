@@ -16,7 +16,7 @@ from gymnasium import spaces
 from gymnasium.error import DependencyNotInstalled
 
 from conftest import tiny_model
-from worldgym import cli, player as player_mod, video
+from worldgym import cli, play_agents, player as player_mod, video
 from worldgym.actions import ActionConfig
 from worldgym.display import NoDisplayError, check_driver
 from worldgym.keymap import KEYMAP_DIR, ActionMapper, Keymap, MissingKeysToAction, find_keymap, load_keymap
@@ -406,12 +406,12 @@ def test_scripted_cartpole_pushes_toward_the_lean():
 
 def test_agents_load_from_names_and_module_specs():
     env = PixelTwin(render_mode="rgb_array")
-    assert env.action_space.contains(player_mod.load_agent("random", env, seed=0)(None))
-    assert isinstance(player_mod.load_agent("scripted", env), ScriptedCartPole)
-    assert isinstance(player_mod.load_agent("worldgym.play_agents:ScriptedCartPole", env), ScriptedCartPole)
+    assert env.action_space.contains(play_agents.load_agent("random", env, seed=0)(None))
+    assert isinstance(play_agents.load_agent("scripted", env), ScriptedCartPole)
+    assert isinstance(play_agents.load_agent("worldgym.play_agents:ScriptedCartPole", env), ScriptedCartPole)
     for bad in ("nonsense", "no_such_module:f", "worldgym.play_agents:__doc__"):
-        with pytest.raises(player_mod.PlayerError):
-            player_mod.load_agent(bad, env)
+        with pytest.raises(play_agents.PlayerError):
+            play_agents.load_agent(bad, env)
 
 
 # ---------------------------------------------------------------------------- the real-time loop and the CLI

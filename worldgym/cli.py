@@ -13,7 +13,7 @@ import sys
 
 COMMANDS = {
     "rollout": ("worldgym.rollout", "roll a model out beside its real twin: returns, speed, GIF of real vs neural"),
-    "play": ("worldgym.player", "play an env with the keyboard (HUD, agent toggle, side by side, recording)"),
+    "play": ("worldgym.play_cli", "play an env with the keyboard (HUD, agent toggle, side by side, recording)"),
     "record": ("worldgym.record", "record episodes from a real twin or a neural env into a dataset"),
     "dataset": ("worldgym.dataset", "check a recorded dataset, or export it to Minari"),
     "train": ("worldgym.train", "train a world model (autoencoder, dynamics, self-forcing) from a YAML config"),
