@@ -34,11 +34,11 @@ def record_passes(engine: WorldModel) -> list[tuple[torch.Tensor, torch.Tensor, 
     return log
 
 
-@pytest.mark.parametrize("sink,window", [(1, 3), (2, 2), (0, 4)])
-def test_cached_generation_equals_full_sequence_recompute(sink, window):
+@pytest.mark.parametrize("sink,window,patch", [(1, 3, 1), (2, 2, 1), (0, 4, 1), (1, 3, 2)])
+def test_cached_generation_equals_full_sequence_recompute(sink, window, patch):
     """Each denoise pass of block k equals the training-layout pass over [clean history | noisy block]."""
     T = 14  # well past sink + window: the window rolls over many times
-    model = tiny_model(sink=sink, window=window, train_frames=T)
+    model = tiny_model(sink=sink, window=window, train_frames=T, patch=patch)
     engine = WorldModel(model, 2)
     frames = start_frames(model, 2)
     engine.reset(None, frames, seeds=[3, 4])
@@ -300,9 +300,10 @@ def test_flush_keeps_sink_and_last_and_recache_recommits():
     assert int(engine.cache.count[0]) == 3 and int(engine.cache.pos[0]) == 3
 
 
-def test_window_recompute_matches_cache_before_any_eviction():
+@pytest.mark.parametrize("patch", [1, 2])
+def test_window_recompute_matches_cache_before_any_eviction(patch):
     """The cache-free baseline (`forward_window`) computes what the cached pass computes while nothing was evicted."""
-    model = tiny_model(sink=1, window=4)
+    model = tiny_model(sink=1, window=4, patch=patch)
     engine = WorldModel(model, 2)
     engine.reset(None, start_frames(model, 2), seeds=[0, 1])
     for a in ([0, 1], [2, 2], [1, 0]):
@@ -343,3 +344,31 @@ def test_bfloat16_engine_is_deterministic_and_within_its_tolerance_of_float32(fu
     scale = first32.latents.abs().max()
     assert (first16.latents - first32.latents).abs().max() <= 0.05 * scale
     assert (first16.termination - first32.termination).abs().max() <= 0.05
+
+
+def test_patched_tokens_read_their_own_cells_and_the_layout_round_trips():
+    """patch=2: a 4x4 latent grid becomes 2x2 tokens, each reading the 2x2 cells under it; unpatch inverts the layout."""
+    model = tiny_model(patch=2)
+    dyn = model.dynamics
+    assert (dyn.latent_tokens, dyn.tokens, dyn.grid) == (16, 4, (2, 2))
+    x = torch.randn(3, 2 * 16, 4, generator=torch.Generator().manual_seed(0))  # two blocks of 16 cells
+    # the layout alone: with an identity-like readout, unpatch(patchified) gives x back
+    p, C = 2, 4
+    patched = x.reshape(3, 2, 2, p, 2, p, C).permute(0, 1, 2, 4, 3, 5, 6).reshape(3, 8, p * p * C)
+    assert torch.equal(dyn.unpatch(patched), x)
+    # token 1 of block 0 (top right) reads grid cells (0,2) (0,3) (1,2) (1,3): changing cell (1,3) = index 7 moves only it
+    with torch.no_grad():
+        base = dyn.embed(x)
+        y = x.clone()
+        y[:, 7] += 1.0
+        moved = (dyn.embed(y) - base).abs().amax(dim=(0, 2)) > 0  # (8,) tokens
+    assert moved.tolist() == [False, True, False, False, False, False, False, False]
+    engine = WorldModel(model, 2)
+    engine.reset(None, torch.randint(0, 256, (2, 1, 16, 16, 3), dtype=torch.uint8), seeds=[0, 1])
+    out = engine.step([0, 1])
+    assert out.latents.shape == (2, 16, 4) and engine.cache.k.shape[-2] == (engine.cache.slots + engine.cache.workspace) * 4
+
+
+def test_patch_must_divide_the_latent_grid():
+    with pytest.raises(ValueError, match="does not split into 3x3 patches"):
+        tiny_model(patch=3)

@@ -21,10 +21,10 @@ def start_frames(model, rows: int, frames: int = 1, seed: int = 0) -> torch.Tens
     return torch.randint(0, 256, (rows, frames, h, w, 3), generator=g, dtype=torch.uint8)
 
 
-@pytest.mark.parametrize("sink,window,steps", [(1, 3, 1), (2, 2, 1), (0, 4, 1), (1, 3, 3)])
-def test_fused_engine_generates_what_the_two_pass_engine_generates(sink, window, steps):
-    two = tiny_model(sink=sink, window=window, steps=steps, train_frames=24)
-    one = tiny_model(sink=sink, window=window, steps=steps, train_frames=24, fused=True)
+@pytest.mark.parametrize("sink,window,steps,patch", [(1, 3, 1, 1), (2, 2, 1, 1), (0, 4, 1, 1), (1, 3, 3, 1), (1, 3, 1, 2)])
+def test_fused_engine_generates_what_the_two_pass_engine_generates(sink, window, steps, patch):
+    two = tiny_model(sink=sink, window=window, steps=steps, train_frames=24, patch=patch)
+    one = tiny_model(sink=sink, window=window, steps=steps, train_frames=24, fused=True, patch=patch)
     assert one.dynamics.denoise_heads is not None and not hasattr(two.dynamics, "denoise_heads")
     engines = [WorldModel(two, 3), WorldModel(one, 3)]
     frames = start_frames(two, 3, frames=2)

@@ -16,7 +16,14 @@ from worldgym.losses import AutoencoderLoss, DecoderLoss, SelfForcingLoss
 from worldgym.model import Model
 from worldgym.policies import StickyRandomPolicy
 from worldgym.record import record
-from worldgym.recipes import cartpole_config, cartpole_fused_config, cartpole_long_rollouts_config, tiny_config
+from worldgym.recipes import (
+    cartpole_config,
+    cartpole_fast_config,
+    cartpole_fast_long_rollouts_config,
+    cartpole_fused_config,
+    cartpole_long_rollouts_config,
+    tiny_config,
+)
 from worldgym.train import TrainConfig, dynamics_batch, Data, train
 from worldgym.twins import PixelTwin
 
@@ -36,6 +43,8 @@ def test_configs_are_dumps_of_the_dataclasses():
     assert load_yaml(TrainConfig, CONFIGS / "cartpole.yaml") == cartpole_config()
     assert load_yaml(TrainConfig, CONFIGS / "cartpole_long_rollouts.yaml") == cartpole_long_rollouts_config()
     assert load_yaml(TrainConfig, CONFIGS / "cartpole_fused.yaml") == cartpole_fused_config()
+    assert load_yaml(TrainConfig, CONFIGS / "cartpole_fast.yaml") == cartpole_fast_config()
+    assert load_yaml(TrainConfig, CONFIGS / "cartpole_fast_long_rollouts.yaml") == cartpole_fast_long_rollouts_config()
     assert load_yaml(TrainConfig, CONFIGS / "tiny.yaml") == tiny_config()
 
 
@@ -68,9 +77,12 @@ def test_resume_repeats_the_uninterrupted_run(data, tmp_path):
     assert b.start_frames.float().mean() > 100 and not torch.equal(b.autoencoder.latent_std, torch.ones_like(b.autoencoder.latent_std))
 
 
-def briefly_trained(data: Path, name: str) -> tuple[TrainConfig, Model, Data, torch.Tensor]:
-    """The tiny config after 2 dynamics steps (no self-forcing), its data and every frame's latents."""
+def briefly_trained(data: Path, name: str, patch: int = 1) -> tuple[TrainConfig, Model, Data, torch.Tensor]:
+    """The tiny config (with dynamics tokens of patch x patch latent cells) after 2 dynamics steps (no self-forcing),
+    its data and every frame's latents."""
     cfg = tiny_config()
+    if patch != 1:
+        cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, dynamics=dataclasses.replace(cfg.model.dynamics, patch=patch)))
     torch.manual_seed(0)
     model = checkpoint.load(train(dataclasses.replace(cfg, dyn_steps=2, sf_steps=0), data, Path(data).parent / name))
     d = Data(data, cfg.model.action)
@@ -78,9 +90,10 @@ def briefly_trained(data: Path, name: str) -> tuple[TrainConfig, Model, Data, to
     return cfg, model, d, latents
 
 
-def test_self_forcing_rollout_is_the_engine_rollout(data):
+@pytest.mark.parametrize("patch", [1, 2])
+def test_self_forcing_rollout_is_the_engine_rollout(data, patch):
     """The self-forcing loss generates exactly the blocks WorldModel.step generates (same noise, same actions)."""
-    cfg, model, d, latents = briefly_trained(data, "sf")
+    cfg, model, d, latents = briefly_trained(data, f"sf{patch}", patch)
     g = torch.Generator().manual_seed(3)
     batch = dynamics_batch(d, latents, g, 2, 6, cfg)
     # the engine's noise: row i's generator seeded with i, one (N, C) draw per step
@@ -197,8 +210,11 @@ def test_init_starts_a_stage_from_a_models_weights_on_several_datasets(data, tmp
         assert torch.equal(v, tuned.autoencoder.state_dict()[k]), k
     assert any(not torch.equal(v, tuned.dynamics.state_dict()[k]) for k, v in base.dynamics.state_dict().items())
     other = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, name="Other"))
-    with pytest.raises(ValueError, match="different model config"):
-        train(other, data, tmp_path / "bad", init=tmp_path / "base" / "model")
+    with pytest.raises(ValueError, match="different model config"):  # past the dynamics stage the whole config must match
+        train(other, data, tmp_path / "bad", init=tmp_path / "base" / "model", init_stage="selfforce")
+    wider = dataclasses.replace(cfg.model.autoencoder, latent_channels=cfg.model.autoencoder.latent_channels + 1)
+    with pytest.raises(ValueError, match="different model config"):  # another autoencoder: nothing to start from
+        train(dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, autoencoder=wider)), data, tmp_path / "bad2", init=tmp_path / "base" / "model")
 
 
 def test_foreground_weight_on_both_counts_a_pole_drawn_in_the_wrong_place():
@@ -268,3 +284,23 @@ def test_fused_model_trains_and_heads_stage_fits_only_denoise_heads(data, tmp_pa
     assert out.termination.shape == (2,) and engine.fused
     with pytest.raises(ValueError, match="fused_commit"):
         train(dataclasses.replace(cfg, heads_steps=2), data, tmp_path / "bad")
+
+
+def test_init_at_dynamics_keeps_the_autoencoder_and_trains_a_new_dynamics_of_another_shape(data, tmp_path):
+    """--init-stage dynamics from a model whose dynamics differ (here patch 2): its autoencoder, latent statistics
+    and start bank carry over unchanged, the new dynamics trains from scratch; other config changes stay refused."""
+    cfg = tiny_config()
+    base = checkpoint.load(train(cfg, data, tmp_path / "base"))
+    patched_model = dataclasses.replace(cfg.model, dynamics=dataclasses.replace(cfg.model.dynamics, patch=2))
+    run = tmp_path / "patched"
+    patched = checkpoint.load(train(dataclasses.replace(cfg, model=patched_model), data, run, init=tmp_path / "base" / "model"))
+    assert {s for s, _, _ in losses(run)} >= {"dynamics", "selfforce"} and "autoencoder" not in {s for s, _, _ in losses(run)}
+    assert patched.dynamics.tokens * 4 == base.dynamics.tokens
+    for k, v in base.state_dict().items():
+        if k.startswith("autoencoder.encoder.") or not k.startswith(("autoencoder.", "dynamics.")):
+            assert torch.equal(v, patched.state_dict()[k]), k
+    engine = WorldModel(patched, 2)
+    engine.reset(None, patched.start_frames[:2], seeds=[0, 1])
+    assert engine.step([0, 1]).frames.shape == (2, 32, 32, 3)
+    with pytest.raises(ValueError, match="different model config"):  # a different dynamics needs the dynamics stage
+        train(dataclasses.replace(cfg, model=patched_model), data, tmp_path / "bad", init=tmp_path / "base" / "model", init_stage="selfforce")

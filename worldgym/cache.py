@@ -75,6 +75,7 @@ class KVCache:
         device: torch.device | str = "cpu",
         dtype: torch.dtype = torch.float32,
         workspace: int = 1,
+        latent_tokens: int | None = None,
     ) -> None:
         if sink < 0 or window < 1:
             raise ValueError(f"cache needs sink >= 0 and window >= 1, got sink={sink}, window={window}")
@@ -87,7 +88,8 @@ class KVCache:
         self.k = torch.zeros(shape, device=device, dtype=dtype)  # (L, B, H, T, Dh) rotated keys
         self.v = torch.zeros(shape, device=device, dtype=dtype)  # (L, B, H, T, Dh)
         self.sink_k = torch.zeros(layers, batch_size, heads, sink * tokens, head_dim, device=device, dtype=dtype)  # un-rotated
-        self.latents = torch.zeros(batch_size, self.slots, tokens, latent_channels, device=device)  # (B, S+W, N, C)
+        # clean latents per block, (B, S+W, Nl, C): latent cells, more than tokens when a token reads a patch of them
+        self.latents = torch.zeros(batch_size, self.slots, latent_tokens or tokens, latent_channels, device=device)
         self.actions = torch.zeros(batch_size, self.slots, action_width, device=device, dtype=action_dtype)
         self.null = torch.zeros(batch_size, self.slots, device=device, dtype=torch.bool)  # (B, S+W)
         self.count = torch.zeros(batch_size, device=device, dtype=torch.int64)  # blocks committed since reset

@@ -56,6 +56,9 @@ class DynamicsConfig:
         fused_commit: the engine commits each block in the same pass that denoises the next
             one (one pass per step with a 1-step sampler instead of two); reward and
             termination then come from ``denoise_heads``, read on the denoise pass.
+        patch: side of the square of latent grid cells one transformer token reads (DiT's
+            patch size): 1 = one token per latent cell; 2 turns a 4x4 latent grid into 2x2
+            tokens of 4 cells each, a quarter of the tokens (and of the cost per block).
     """
 
     dim: int = 128
@@ -67,8 +70,11 @@ class DynamicsConfig:
     train_frames: int = 32
     rope_base: float = 100.0
     fused_commit: bool = False
+    patch: int = 1
 
     def __post_init__(self) -> None:
+        if self.patch < 1:
+            raise ValueError(f"patch must be >= 1 (latent cells per token side), got {self.patch}")
         if self.dim % self.heads or (self.dim // self.heads) % 2:
             raise ValueError(f"dim {self.dim} must split into {self.heads} heads of even size")
         if self.window < 1 or self.sink < 0:
@@ -103,10 +109,15 @@ class Dynamics(nn.Module):
     def __init__(self, config: DynamicsConfig, action: ActionConfig, grid: tuple[int, int], latent_channels: int) -> None:
         super().__init__()
         self.config, self.action_config = config, action
-        self.grid, self.tokens = grid, grid[0] * grid[1]
+        p = config.patch
+        if grid[0] % p or grid[1] % p:
+            raise ValueError(f"latent grid {grid[0]}x{grid[1]} does not split into {p}x{p} patches; use a patch that divides both sides")
+        self.latent_grid, self.latent_tokens, self.latent_channels = grid, grid[0] * grid[1], latent_channels
+        self.grid = (grid[0] // p, grid[1] // p)  # the token grid
+        self.tokens = self.grid[0] * self.grid[1]  # transformer tokens per block
         D = config.dim
         self.head_dim = D // config.heads
-        self.inp = nn.Linear(latent_channels, D)
+        self.inp = nn.Linear(latent_channels * p * p, D)
         self.time = nn.Sequential(nn.Linear(D, D), nn.SiLU(), nn.Linear(D, D))
         self.action = ActionEmbedding(action, D)
         self.blocks = nn.ModuleList(Block(D, config.heads, config.mlp_ratio) for _ in range(config.depth))
@@ -114,17 +125,37 @@ class Dynamics(nn.Module):
         self.final_ada = nn.Sequential(nn.SiLU(), nn.Linear(D, 2 * D))
         nn.init.zeros_(self.final_ada[1].weight)
         nn.init.zeros_(self.final_ada[1].bias)
-        self.out = nn.Linear(D, latent_channels)
+        self.out = nn.Linear(D, latent_channels * p * p)
         self.heads = nn.Sequential(nn.Linear(D, D), nn.SiLU(), nn.Linear(D, 2))  # (reward, termination logit)
         if config.fused_commit:  # the same heads read on the denoise pass of the block (noisy copy)
             self.denoise_heads = nn.Sequential(nn.Linear(D, D), nn.SiLU(), nn.Linear(D, 2))
         max_time = max(config.sink + config.window + 1, config.train_frames)
-        self.rotary = Rotary(self.head_dim, grid, max_time, config.rope_base)
+        self.rotary = Rotary(self.head_dim, self.grid, max_time, config.rope_base)
 
     @property
     def max_position(self) -> int:
         """Largest temporal position inference ever uses (sink + window)."""
         return self.config.sink + self.config.window
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """Latent blocks (B, F*Nl, C) in grid order -> token features (B, F*N, D), p x p cells per token."""
+        p = self.config.patch
+        if p == 1:
+            return self.inp(x)
+        B, L, C = x.shape
+        (gh, gw), (th, tw) = self.latent_grid, self.grid
+        x = x.reshape(B, L // self.latent_tokens, th, p, tw, p, C).permute(0, 1, 2, 4, 3, 5, 6)  # (B, F, th, tw, p, p, C)
+        return self.inp(x.reshape(B, -1, p * p * C))
+
+    def unpatch(self, y: torch.Tensor) -> torch.Tensor:
+        """Token outputs (B, F*N, p*p*C) -> latent blocks (B, F*Nl, C) in grid order (the inverse of `embed`'s layout)."""
+        p = self.config.patch
+        if p == 1:
+            return y
+        B, L, _ = y.shape
+        (th, tw), C = self.grid, self.latent_channels
+        y = y.reshape(B, L // self.tokens, th, tw, p, p, C).permute(0, 1, 2, 4, 3, 5, 6)  # (B, F, th, p, tw, p, C)
+        return y.reshape(B, -1, C)
 
     def condition(self, t: torch.Tensor, actions: torch.Tensor, null: torch.Tensor) -> torch.Tensor:
         """Noise levels (B, F), actions (B, F, A), null flags (B, F) -> conditions (B, F, D)."""
@@ -134,12 +165,12 @@ class Dynamics(nn.Module):
         return temb + aemb
 
     def readout(self, h: torch.Tensor, cond: torch.Tensor, frames: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Hidden (B, F*N, D) -> predicted clean latents (B, F*N, C) and per-frame head features (B, F, D)."""
+        """Hidden (B, F*N, D) -> predicted clean latents (B, F*Nl, C) and per-frame head features (B, F, D)."""
         B, L, D = h.shape
         shift, scale = self.final_ada(cond).chunk(2, dim=-1)  # (B, F, D) each
         hn = modulate(self.norm(h), shift, scale, frames)  # (B, F*N, D)
         features = self.norm(h).view(B, frames, L // frames, D).mean(dim=2)  # (B, F, D)
-        return self.out(hn), features
+        return self.unpatch(self.out(hn)), features
 
     def rotate_context(self, view: CacheView) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Rotate a temporal-order view (training's list cache) by window positions into attention buffers.
@@ -290,7 +321,7 @@ class Dynamics(nn.Module):
             else:  # additive, built once for every layer: a float mask costs attention less than a bool one
                 mask = torch.zeros(mask.shape, dtype=ctx_k.dtype, device=mask.device).masked_fill_(~mask, float("-inf"))
         skip = int(keys_only and commit and F_ > 1)
-        h = self.inp(x)  # (B, F*N, D)
+        h = self.embed(x)  # (B, F*N, D)
         ks, vs = [], []
         last = len(self.blocks) - 1
         for i, block in enumerate(self.blocks):
@@ -298,8 +329,8 @@ class Dynamics(nn.Module):
             if commit and keys:
                 ks.append(k[:, :N])
                 vs.append(v[:, :N])
-        pred, features = self.readout(h, cond[:, skip:], F_ - skip)  # (B, (F-skip)*N, C), (B, F-skip, D)
-        out = DynamicsOutput(pred=pred[:, -N:])
+        pred, features = self.readout(h, cond[:, skip:], F_ - skip)  # (B, (F-skip)*Nl, C), (B, F-skip, D)
+        out = DynamicsOutput(pred=pred[:, -self.latent_tokens :])
         if commit and not skip:
             heads = self.heads(features[:, 0]).float()  # (B, 2)
             out.reward, out.term_logit = heads[:, 0], heads[:, 1]
@@ -331,7 +362,8 @@ class Dynamics(nn.Module):
         Returns:
             predicted clean latents of the block (B, N, C).
         """
-        B, Fc, N, C = context.shape
+        B, Fc, Nl, C = context.shape
+        N = self.tokens
         if Fc > self.max_position:
             raise ValueError(f"context of {Fc} frames exceeds sink + window = {self.max_position}")
         cond = self.condition(
@@ -343,11 +375,11 @@ class Dynamics(nn.Module):
         rope = self.rotary.tables(frame[None])  # (1, (F+1)N, 1, Dh/2) x2
         no_sink = torch.zeros((Fc + 1) * N, dtype=torch.bool, device=x.device)
         mask = (frame[None, :] <= frame[:, None]).repeat_interleave(N, 0).repeat_interleave(N, 1)  # ((F+1)N, (F+1)N)
-        h = self.inp(torch.cat([context, x[:, None]], 1).reshape(B, (Fc + 1) * N, C))  # (B, (F+1)N, D)
+        h = self.embed(torch.cat([context, x[:, None]], 1).reshape(B, (Fc + 1) * Nl, C))  # (B, (F+1)N, D)
         for block in self.blocks:
             h = block.forward_sequence(h, cond, rope, rope, no_sink, mask)
-        pred, _ = self.readout(h, cond, Fc + 1)  # (B, (F+1)N, C)
-        return pred[:, -N:]  # (B, N, C)
+        pred, _ = self.readout(h, cond, Fc + 1)  # (B, (F+1)Nl, C)
+        return pred[:, -Nl:]  # (B, Nl, C)
 
     def sequence_mask(self, frames: int, device: torch.device | str) -> torch.Tensor:
         """Token-level mask (2*T*N, 2*T*N) for the [clean | noisy] training layout."""
@@ -386,7 +418,8 @@ class Dynamics(nn.Module):
             termination logits (B, T) from the clean copy (what a commit pass reads); with
             ``denoise_heads`` also reward and termination logits (B, T) from the noisy copy.
         """
-        B, T, N, C = clean.shape
+        B, T, Nl, C = clean.shape
+        N = self.tokens
         if T > self.rotary.max_time:
             raise ValueError(f"sequence of {T} frames exceeds train_frames={self.rotary.max_time}")
         S, W = self.config.sink, self.config.window
@@ -399,12 +432,12 @@ class Dynamics(nn.Module):
         is_clean = torch.arange(2 * T, device=clean.device) < T
         sink_cols = (is_clean & (frame < S)).repeat_interleave(N)  # (2TN,)
         mask = self.sequence_mask(T, clean.device)
-        h = self.inp(torch.cat([clean, noisy], 1).reshape(B, 2 * T * N, C))  # (B, 2TN, D)
+        h = self.embed(torch.cat([clean, noisy], 1).reshape(B, 2 * T * Nl, C))  # (B, 2TN, D)
         for block in self.blocks:
             h = block.forward_sequence(h, cond, rope_abs, rope_eff, sink_cols, mask)
-        pred, features = self.readout(h, cond, 2 * T)  # (B, 2TN, C), (B, 2T, D)
+        pred, features = self.readout(h, cond, 2 * T)  # (B, 2T*Nl, C), (B, 2T, D)
         heads = self.heads(features[:, :T]).float()  # (B, T, 2)
-        pred = pred.view(B, 2 * T, N, C)[:, T:]  # (B, T, N, C)
+        pred = pred.view(B, 2 * T, Nl, C)[:, T:]  # (B, T, Nl, C)
         if denoise_heads:
             noisy_heads = self.denoise_heads(features[:, T:]).float()  # (B, T, 2)
             return pred, heads[..., 0], heads[..., 1], noisy_heads[..., 0], noisy_heads[..., 1]

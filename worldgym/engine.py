@@ -110,7 +110,8 @@ class WorldModel:
             batch_size=batch_size,
             sink=dyn.sink,
             window=dyn.window,
-            tokens=ae.tokens,
+            tokens=self.dynamics.tokens,  # transformer tokens per block
+            latent_tokens=ae.tokens,
             heads=dyn.heads,
             head_dim=dyn.dim // dyn.heads,
             latent_channels=ae.latent_channels,

@@ -1,6 +1,6 @@
 """The training recipes that ship: `TrainConfig` values, dumped to ``configs/<name>.yaml``.
 
-    python -m worldgym.recipes      # rewrite configs/cartpole.yaml, cartpole_long_rollouts.yaml and tiny.yaml
+    python -m worldgym.recipes      # rewrite every configs/<name>.yaml below
 
 `worldgym train` reads the YAML files; tests check that each file is a plain dump of its function.
 """
@@ -91,6 +91,32 @@ def cartpole_fused_config() -> TrainConfig:
     return dataclasses.replace(base, model=model, heads_steps=300, heads_batch=16, heads_lr=1e-3)
 
 
+def cartpole_fast_config() -> TrainConfig:
+    """First run of ``worldgym/CartPoleFast-v0`` (dumped to configs/cartpole_fast.yaml): the shipped
+    CartPole's autoencoder, a new dynamics that reads 2x2 latent cells per token (4 tokens a frame
+    instead of 16) and commits fused from the start.
+
+    ``worldgym train configs/cartpole_fast.yaml --init assets/models/cartpole --init-stage dynamics``:
+    the shipped recipe's teacher forcing, self-forcing (16 blocks) and decoder stages on the
+    same three recordings, the autoencoder kept as it is (same latents, same frames).
+    """
+    base = cartpole_config()
+    dynamics = dataclasses.replace(base.model.dynamics, patch=2, fused_commit=True)
+    return dataclasses.replace(base, model=dataclasses.replace(base.model, name="CartPoleFast", dynamics=dynamics))
+
+
+def cartpole_fast_long_rollouts_config() -> TrainConfig:
+    """Second run of ``worldgym/CartPoleFast-v0`` (configs/cartpole_fast_long_rollouts.yaml), as the shipped
+    CartPole's second and third runs in one: 32-block self-forcing at half the learning rate, the
+    decoder refit, then ``denoise_heads`` fitted on 32-block rollouts.
+
+    ``worldgym train configs/cartpole_fast_long_rollouts.yaml --init <first run>/model --init-stage selfforce``.
+    """
+    base = cartpole_long_rollouts_config()
+    fast = cartpole_fast_config().model
+    return dataclasses.replace(base, model=fast, heads_steps=300, heads_batch=16, heads_lr=1e-3)
+
+
 def tiny_config() -> TrainConfig:
     """A few-second config for tests (32x32 frames so the state probe can still see the pole, 2 layers, 32 dims).
 
@@ -127,6 +153,8 @@ if __name__ == "__main__":
         "cartpole": cartpole_config(),
         "cartpole_long_rollouts": cartpole_long_rollouts_config(),
         "cartpole_fused": cartpole_fused_config(),
+        "cartpole_fast": cartpole_fast_config(),
+        "cartpole_fast_long_rollouts": cartpole_fast_long_rollouts_config(),
         "tiny": tiny_config(),
     }
     for name, cfg in configs.items():

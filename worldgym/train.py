@@ -207,7 +207,7 @@ def train(
         if run.rank == 0:
             log.info("resuming %s at step %d from %s", stage, start, ckpt)
     elif init is not None:
-        model = init_model(init, mc)
+        model = init_model(init, mc, init_stage)
         stage, start = init_stage, 0
         if run.rank == 0:
             log.info("starting %s from the weights of %s", stage, init)
@@ -327,19 +327,30 @@ def train(
     return final
 
 
-def init_model(init: str | Path, mc: WorldModelConfig) -> Model:
+def init_model(init: str | Path, mc: WorldModelConfig, init_stage: str = "dynamics") -> Model:
     """The model of ``--init`` for a run of config ``mc``: the same config, or the same but ``fused_commit``.
 
     A model without ``denoise_heads`` gains them, started as copies of its commit heads.
+    Starting at the dynamics stage, the dynamics config (and the name) may differ: the run
+    then keeps ``init``'s autoencoder (weights, latent statistics, start bank) and trains a
+    new dynamics from scratch on its latents (a different width, depth or patch size).
     """
     model = checkpoint.load(init)
     want, got = to_dict(mc), to_dict(model.config)
     if got == want:
         return model
+    same_frames = {k: v for k, v in got.items() if k not in ("name", "dynamics")} == {k: v for k, v in want.items() if k not in ("name", "dynamics")}
+    if init_stage == "dynamics" and same_frames:
+        fresh = Model(mc)
+        result = fresh.load_state_dict({k: v for k, v in model.state_dict().items() if not k.startswith("dynamics.")}, strict=False)
+        assert not result.unexpected_keys and all(k.startswith("dynamics.") for k in result.missing_keys), result
+        fresh.extra = {"autoencoder_from": str(init)}
+        return fresh
     got["dynamics"]["fused_commit"] = True
     if got != want or model.config.dynamics.fused_commit:
         raise ValueError(f"--init model {init} has a different model config than {mc.name!r} in the training config; "
-                         f"initialise from a model built with the same config (or the same without fused_commit)")  # fmt: skip
+                         f"initialise from a model built with the same config (or the same without fused_commit), "
+                         f"or with --init-stage dynamics from one with the same autoencoder, action and sampler")  # fmt: skip
     fused = Model(mc)
     result = fused.load_state_dict(model.state_dict(), strict=False)
     assert not result.unexpected_keys and all(k.startswith("dynamics.denoise_heads.") for k in result.missing_keys), result
@@ -353,7 +364,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", required=True, nargs="+", help="dataset folder(s) written by `worldgym record`")
     parser.add_argument("--out", required=True, help="run folder (checkpoints, log.jsonl, model/); rerun to resume")
     parser.add_argument("--stop-after", type=int, default=None, help="stop after this many optimizer steps (resume later)")
-    parser.add_argument("--init", default=None, help="start a new run from this model's weights (same model config)")
+    parser.add_argument("--init", default=None, help="start a new run from this model's weights (same model config; with --init-stage dynamics, only its autoencoder when the dynamics config differs)")
     parser.add_argument("--init-stage", default="dynamics", choices=STAGES, help="stage --init starts at")
     parser.add_argument("--install", default=None, help="copy the finished model to this folder, e.g. assets/models/cartpole")
 
