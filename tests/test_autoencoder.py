@@ -29,7 +29,11 @@ def test_decode_frames_equals_decode_float_then_rounding(shuffle: int) -> None:
 
 def test_decode_frames_flags_non_finite_frames() -> None:
     ae = Autoencoder(AutoencoderConfig(frame_height=16, frame_width=16, latent_channels=4, widths=[8, 8], decoder_shuffle=2))
-    latents = torch.randn(3, ae.config.tokens, 4)
+    latents = torch.randn(4, ae.config.tokens, 4)
     latents[1, 0, 0] = float("nan")
     _, finite = ae.decode_frames(latents)
-    assert finite.tolist() == [True, False, True]
+    assert finite.tolist() == [True, False, True, True]
+    with torch.no_grad():  # an inf pixel (here from an inf bias of the head) is flagged although the clamp would hide it
+        ae.decoder.net[-2].bias[5] = float("inf")
+    _, finite = ae.decode_frames(latents)
+    assert finite.tolist() == [False, False, False, False]

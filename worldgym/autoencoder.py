@@ -118,10 +118,14 @@ class Decoder(nn.Module):
         conv = self.net[-2]
         weight = conv.weight.view(3, f, f, K).permute(1, 2, 0, 3).reshape(f * f * 3, K)  # rows (fy, fx, c)
         bias = conv.bias.view(3, f, f).permute(1, 2, 0).reshape(-1)
-        y = torch.nn.functional.linear(features.permute(0, 2, 3, 1).contiguous(), weight, bias)  # (B, h, w, f*f*3)
-        finite = torch.isfinite(y.sum(dim=(1, 2, 3), dtype=torch.float32))
+        y = torch.matmul(features.permute(0, 2, 3, 1).contiguous(), weight.t().to(features.dtype))  # (B, h, w, f*f*3), no bias yet
+        y = y.float()  # a no-op in float32; bf16 products are scaled in float32
+        # to uint8 in place on the contiguous block, bias and +1 in one pass: ((x + 1) * 127.5).round().clamp(0, 255)
+        y.add_(bias + 1.0).mul_(127.5)
+        finite = torch.isfinite(y.sum(dim=(1, 2, 3)))  # before the clamp, which would hide an inf
+        y.round_().clamp_(0, 255)
         rows = y.view(B, h, w, f, f * 3).transpose(2, 3)  # (B, h, f, w, f*3): frame rows in order
-        return to_uint8(rows).view(B, h * f, w * f, 3), finite
+        return rows.to(torch.uint8, memory_format=torch.contiguous_format).view(B, h * f, w * f, 3), finite
 
 class Autoencoder(nn.Module):
     """Frames (B, H, W, 3) uint8 <-> latents (B, N, C) float."""
