@@ -68,6 +68,9 @@ def test_loader_never_writes_and_arrays_are_read_only(tmp_path):
     check(tmp_path / "ds")
     with pytest.raises(ValueError):
         ds.episodes[0].observations[0, 0, 0, 0] = 1  # read-only memory map
+    for name in ("actions", "rewards", "terminations", "truncations", "states"):
+        with pytest.raises(ValueError):
+            getattr(ds.episodes[0], name)[0] = 1  # read into memory, read-only too
     assert snapshot(tmp_path / "ds") == before
     assert sorted(os.listdir(tmp_path)) == ["ds"]
 
@@ -206,3 +209,13 @@ def test_minari_export(tmp_path, monkeypatch):
     assert mds.total_episodes == 3 and mds.total_steps == 15
     ep = next(mds.iterate_episodes())
     np.testing.assert_array_equal(ep.observations, load(tmp_path / "ds").episodes[0].observations)
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="counts open file descriptors through /proc")
+def test_a_loaded_dataset_holds_one_file_descriptor_per_episode_at_most(tmp_path):
+    """Every memory map holds a descriptor; only frames are mapped, so thousands of episodes stay under the fd limit."""
+    write(tmp_path / "ds", lengths=(2,) * 40)
+    before = len(os.listdir("/proc/self/fd"))
+    ds = load(tmp_path / "ds")
+    held = len(os.listdir("/proc/self/fd")) - before
+    assert len(ds) == 40 and held <= 40, f"{held} descriptors held for 40 episodes"

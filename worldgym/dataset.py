@@ -396,11 +396,16 @@ def load(path: str | Path, verify_hashes: bool = True) -> Dataset:
     episodes = []
     for i, e in enumerate(body["episodes"]):
         d = path / f"episodes/{i:06d}"
+        # frames stay on disk (memory-mapped); the small per-step arrays are read into memory, read-only, so a
+        # mapping (which holds a file descriptor) is kept per episode, not per array: thousands of episodes load
         arrays = {
-            name: np.load(d / f"{name}.npy", mmap_mode="r", allow_pickle=False)
+            name: np.load(d / f"{name}.npy", mmap_mode="r" if name == "observations" else None, allow_pickle=False)
             for name in FIELDS
             if name != "states" or e.get("states")
         }
+        for name, a in arrays.items():
+            if name != "observations":
+                a.setflags(write=False)
         ep = Episode(seed=e["seed"], states=arrays.pop("states", None), **arrays)
         _check_episode(ep, obs_space, act_space, f"{d}")
         if bool(len(ep) and ep.terminations[-1]) != e["terminated"]:
