@@ -143,7 +143,7 @@ class Dynamics(nn.Module):
         if p == 1:
             return self.inp(x)
         B, L, C = x.shape
-        (gh, gw), (th, tw) = self.latent_grid, self.grid
+        th, tw = self.grid
         x = x.reshape(B, L // self.latent_tokens, th, p, tw, p, C).permute(0, 1, 2, 4, 3, 5, 6)  # (B, F, th, tw, p, p, C)
         return self.inp(x.reshape(B, -1, p * p * C))
 

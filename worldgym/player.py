@@ -3,20 +3,8 @@
 `Player` is the state machine the `worldgym play` command (play_cli.py) drives: one `tick`
 per display frame reads held keys through the env's keymap, steps the env (one latent
 block for a neural env) at its own rate, hands control to an agent on Tab, and draws the
-frames (side by side with a twin) and the heads-up display.
-
-Keys: the env's keymap (configs/keymaps/<Env>.yaml, else the default for its action
-space; arrows and WASD), R reset, P pause, N one step while paused, Tab switch between
-you and the loaded agent (--agent), Esc quit. Held keys are read at display rate (about
-60 Hz) and applied at the next step (one latent block); a tap shorter than a frame still
-counts. With no key held the keymap's idle action is sent. The heads-up display shows
-frames per second, step milliseconds, the step count, the action, and the predicted
-reward and termination.
-
-Without a display (no DISPLAY, or SDL falling back to its invisible offscreen driver) the
-player stops with an error instead of waiting for keys in a window nobody sees: run it on
-a desktop or under `xvfb-run`. `--headless` (with SDL_VIDEODRIVER=dummy) allows unattended
-runs that end by themselves (--max-steps), e.g. to make a screenshot.
+frames (side by side with a twin) and the heads-up display. The keys, the display rules
+and the headless mode are documented once, in play_cli.py (the command's help).
 """
 
 from __future__ import annotations

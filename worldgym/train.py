@@ -339,8 +339,10 @@ def init_model(init: str | Path, mc: WorldModelConfig, init_stage: str = "dynami
     want, got = to_dict(mc), to_dict(model.config)
     if got == want:
         return model
-    same_frames = {k: v for k, v in got.items() if k not in ("name", "dynamics")} == {k: v for k, v in want.items() if k not in ("name", "dynamics")}
-    if init_stage == "dynamics" and same_frames:
+    def frames_side(config: dict) -> dict:  # everything but the dynamics (and the name): what the autoencoder fixes
+        return {k: v for k, v in config.items() if k not in ("name", "dynamics")}
+
+    if init_stage == "dynamics" and frames_side(got) == frames_side(want):
         fresh = Model(mc)
         result = fresh.load_state_dict({k: v for k, v in model.state_dict().items() if not k.startswith("dynamics.")}, strict=False)
         assert not result.unexpected_keys and all(k.startswith("dynamics.") for k in result.missing_keys), result
