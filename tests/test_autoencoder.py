@@ -8,10 +8,13 @@ import torch
 from worldgym.autoencoder import Autoencoder, AutoencoderConfig
 
 
-@pytest.mark.parametrize("shuffle", [0, 1, 2, 3])
-def test_decode_frames_equals_decode_float_then_rounding(shuffle: int) -> None:
+@pytest.mark.parametrize("shuffle,decoder_widths", [(0, None), (1, None), (2, None), (3, None), (0, [4, 6, 2]), (2, [6, 4, 4])])
+def test_decode_frames_equals_decode_float_then_rounding(shuffle: int, decoder_widths: list[int] | None) -> None:
     torch.manual_seed(shuffle)
-    ae = Autoencoder(AutoencoderConfig(frame_height=32, frame_width=32, latent_channels=4, widths=[8, 8, 8], decoder_shuffle=shuffle))
+    config = AutoencoderConfig(frame_height=32, frame_width=32, latent_channels=4, widths=[8, 8, 8], decoder_shuffle=shuffle, decoder_widths=decoder_widths)
+    ae = Autoencoder(config)
+    if decoder_widths is not None:  # the decoder's own widths, the encoder's unchanged
+        assert ae.decoder.net[0].out_channels == decoder_widths[0] and ae.encoder.net[0].out_channels == 8
     for p in ae.parameters():  # spread the outputs over the whole pixel range
         p.data.normal_(0, 0.5)
     latents = torch.randn(5, ae.config.tokens, 4)
@@ -37,3 +40,12 @@ def test_decode_frames_flags_non_finite_frames() -> None:
         ae.decoder.net[-2].bias[5] = float("inf")
     _, finite = ae.decode_frames(latents)
     assert finite.tolist() == [False, False, False, False]
+
+
+def test_decoder_widths_are_checked() -> None:
+    with pytest.raises(ValueError, match=r"decoder_widths must be 3 positive ints .* got \[8, 8\]"):
+        AutoencoderConfig(frame_height=32, frame_width=32, latent_channels=4, widths=[8, 8, 8], decoder_widths=[8, 8])
+    with pytest.raises(ValueError, match="decoder_widths"):
+        AutoencoderConfig(frame_height=32, frame_width=32, latent_channels=4, widths=[8, 8, 8], decoder_widths=[8, 0, 8])
+    mirrored = AutoencoderConfig(frame_height=32, frame_width=32, latent_channels=4, widths=[4, 8, 16])
+    assert mirrored.decoder_stage_widths == [16, 8, 4]

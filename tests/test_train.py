@@ -304,3 +304,24 @@ def test_init_at_dynamics_keeps_the_autoencoder_and_trains_a_new_dynamics_of_ano
     assert engine.step([0, 1]).frames.shape == (2, 32, 32, 3)
     with pytest.raises(ValueError, match="different model config"):  # a different dynamics needs the dynamics stage
         train(dataclasses.replace(cfg, model=patched_model), data, tmp_path / "bad", init=tmp_path / "base" / "model", init_stage="selfforce")
+
+
+def test_init_at_decoder_keeps_everything_but_the_decoder_and_trains_a_narrower_one(data, tmp_path):
+    """--init-stage decoder from a model whose decoder widths differ: encoder, latent statistics, dynamics and heads
+    carry over bit-identical, the new decoder trains from scratch; a decoder change at another stage is refused."""
+    cfg = dataclasses.replace(tiny_config(), dec_steps=2, dec_batch=2, dec_blocks=3)
+    base = checkpoint.load(train(cfg, data, tmp_path / "base"))
+    ae = dataclasses.replace(cfg.model.autoencoder, decoder_widths=[4, 4, 4])
+    narrow_model = dataclasses.replace(cfg.model, autoencoder=ae)
+    run = tmp_path / "narrow"
+    narrow = checkpoint.load(train(dataclasses.replace(cfg, model=narrow_model), data, run, init=tmp_path / "base" / "model", init_stage="decoder"))
+    assert {s for s, _, _ in losses(run)} == {"decoder"}
+    for k, v in base.state_dict().items():
+        if not k.startswith("autoencoder.decoder."):
+            assert torch.equal(v, narrow.state_dict()[k]), k
+    assert narrow.autoencoder.decoder.net[0].out_channels == 4 and base.autoencoder.decoder.net[0].out_channels == 8
+    engine = WorldModel(narrow, 2)
+    engine.reset(None, narrow.start_frames[:2], seeds=[0, 1])
+    assert engine.step([0, 1]).frames.shape == (2, 32, 32, 3)
+    with pytest.raises(ValueError, match="decoder_widths"):  # a different decoder needs the decoder stage
+        train(dataclasses.replace(cfg, model=narrow_model), data, tmp_path / "bad", init=tmp_path / "base" / "model", init_stage="selfforce")

@@ -30,6 +30,9 @@ class AutoencoderConfig:
         widths: conv widths per stage, from the pixels inwards; ``len(widths)`` stride-2 stages.
         decoder_shuffle: how many of the decoder's last 2x upsampling stages are replaced by one
             sub-pixel (pixel-shuffle) projection; 0 = all stages are convolutions. Higher is faster.
+        decoder_widths: the decoder's conv widths per stage, from the latents outwards, one per
+            stage of ``widths``; None mirrors the encoder (``reversed(widths)``). Narrower is
+            faster: the decoder's 3x3 convolutions dominate a batched step of a small dynamics.
     """
 
     frame_height: int = 64
@@ -37,8 +40,16 @@ class AutoencoderConfig:
     latent_channels: int = 8
     widths: list[int] = field(default_factory=lambda: [32, 64, 64])
     decoder_shuffle: int = 0
+    decoder_widths: list[int] | None = None
 
     def __post_init__(self) -> None:
+        if self.decoder_widths is not None and (
+            len(self.decoder_widths) != len(self.widths) or not all(isinstance(w, int) and w > 0 for w in self.decoder_widths)
+        ):
+            raise ValueError(
+                f"decoder_widths must be {len(self.widths)} positive ints (one per stage of widths={self.widths}), "
+                f"got {self.decoder_widths}; or leave it out to mirror the encoder"
+            )
         if not 0 <= self.decoder_shuffle <= len(self.widths):
             raise ValueError(f"decoder_shuffle must be in [0, {len(self.widths)}], got {self.decoder_shuffle}")
         f = 2 ** len(self.widths)
@@ -52,6 +63,11 @@ class AutoencoderConfig:
     def grid(self) -> tuple[int, int]:
         f = 2 ** len(self.widths)
         return self.frame_height // f, self.frame_width // f
+
+    @property
+    def decoder_stage_widths(self) -> list[int]:
+        """The decoder's conv widths, from the latents outwards."""
+        return list(self.decoder_widths) if self.decoder_widths is not None else list(reversed(self.widths))
 
     @property
     def tokens(self) -> int:
@@ -77,7 +93,7 @@ class Encoder(nn.Module):
 class Decoder(nn.Module):
     def __init__(self, config: AutoencoderConfig) -> None:
         super().__init__()
-        widths = list(reversed(config.widths))
+        widths = config.decoder_stage_widths
         conv_stages = len(widths) - config.decoder_shuffle
         layers: list[nn.Module] = [nn.Conv2d(config.latent_channels, widths[0], 3, padding=1), nn.SiLU()]
         cin = widths[0]

@@ -334,6 +334,8 @@ def init_model(init: str | Path, mc: WorldModelConfig, init_stage: str = "dynami
     Starting at the dynamics stage, the dynamics config (and the name) may differ: the run
     then keeps ``init``'s autoencoder (weights, latent statistics, start bank) and trains a
     new dynamics from scratch on its latents (a different width, depth or patch size).
+    Starting at the decoder stage, the decoder's widths (and the name) may differ: the run
+    keeps everything else and trains a new decoder from scratch (a narrower, faster one).
     """
     model = checkpoint.load(init)
     want, got = to_dict(mc), to_dict(model.config)
@@ -348,11 +350,22 @@ def init_model(init: str | Path, mc: WorldModelConfig, init_stage: str = "dynami
         assert not result.unexpected_keys and all(k.startswith("dynamics.") for k in result.missing_keys), result
         fresh.extra = {"autoencoder_from": str(init)}
         return fresh
+    def but_decoder(config: dict) -> dict:  # everything but the decoder's widths (and the name)
+        return {k: ({**v, "decoder_widths": None} if k == "autoencoder" else v) for k, v in config.items() if k != "name"}
+
+    if init_stage == "decoder" and but_decoder(got) == but_decoder(want):
+        fresh = Model(mc)
+        kept = {k: v for k, v in model.state_dict().items() if not k.startswith("autoencoder.decoder.")}
+        result = fresh.load_state_dict(kept, strict=False)
+        assert not result.unexpected_keys and all(k.startswith("autoencoder.decoder.") for k in result.missing_keys), result
+        fresh.extra = {"decoder_from_scratch": True, "weights_from": str(init)}
+        return fresh
     got["dynamics"]["fused_commit"] = True
     if got != want or model.config.dynamics.fused_commit:
         raise ValueError(f"--init model {init} has a different model config than {mc.name!r} in the training config; "
                          f"initialise from a model built with the same config (or the same without fused_commit), "
-                         f"or with --init-stage dynamics from one with the same autoencoder, action and sampler")  # fmt: skip
+                         f"or with --init-stage dynamics from one with the same autoencoder, action and sampler, "
+                         f"or with --init-stage decoder from one that differs only in autoencoder.decoder_widths")  # fmt: skip
     fused = Model(mc)
     result = fused.load_state_dict(model.state_dict(), strict=False)
     assert not result.unexpected_keys and all(k.startswith("dynamics.denoise_heads.") for k in result.missing_keys), result
