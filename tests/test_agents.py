@@ -145,6 +145,28 @@ def test_sb3_example(tiny_ckpt):
     assert "worldgym/CartPoleReal-v0: mean return" in stdout
 
 
+def test_state_ppo_reference_runs_and_shares_the_pixel_ppos_hyper_parameters(tmp_path):
+    """agents/ppo_state.py is "the same PPO" on the true state: every hyper-parameter both files have agrees."""
+    import importlib.util
+
+    def args_of(path: str):
+        spec = importlib.util.spec_from_file_location(Path(path).stem, ROOT / path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module  # dataclasses look their module up there
+        spec.loader.exec_module(module)  # the training loops sit under __main__, so this only defines Args
+        return {f.name: f.default for f in __import__("dataclasses").fields(module.Args)}
+
+    state, pixels = args_of("agents/ppo_state.py"), args_of("agents/ppo_torchrl.py")
+    shared = sorted(set(state) & set(pixels) - {"run_dir"})
+    assert len(shared) >= 15 and {k: state[k] for k in shared} == {k: pixels[k] for k in shared}
+    run("agents/ppo_state.py", "--total-steps", "256", "--num-envs", "4", "--num-steps", "8", "--eval-episodes", "2", "--run-dir", str(tmp_path / "s"))
+    result = json.loads((tmp_path / "s" / "result.json").read_text())
+    assert result["env_steps"] == 256 and result["eval_episodes"] == 2 and result["observation"] == "state"
+    run("agents/ppo_state.py", "--total-steps", "64", "--num-envs", "2", "--num-steps", "8", "--eval-episodes", "1",
+        "--positions-stack", "3", "--position-noise", "0.01,0.02", "--run-dir", str(tmp_path / "p"))  # fmt: skip
+    assert json.loads((tmp_path / "p" / "result.json").read_text())["observation"] == "positions x3, noise 0.01,0.02"
+
+
 def test_agents_help_lists_every_arg():
     out = run("agents/ppo_torchrl.py", "--help")
     assert "--train-env" in out and "env steps of training (the budget)" in out  # field docstrings are the --help

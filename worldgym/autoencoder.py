@@ -119,8 +119,10 @@ class Decoder(nn.Module):
         1x1 convolution runs as one matmul over channels-last features whose outputs are
         ordered (row offset, column offset, RGB), so the frame is laid out by one copy with
         contiguous runs of a whole upscaled row segment (the shuffle and the channel permute
-        cost more than the convolutions at large batches); its sums run in another order, so
-        a pixel can round one level apart on a tie. ``finite[b]`` is False iff frame b had a
+        cost more than the convolutions at large batches). The pixel scale is folded into the
+        head and the uint8 cast rounds (half up), so three passes over the frame are left (bias,
+        clamp, cast) besides the finiteness sum; its sums run in another order, so a pixel can
+        round one level apart on a tie. ``finite[b]`` is False iff frame b had a
         NaN or inf before rounding (whose uint8 value is undefined).
         """
         if not self.shuffle:
@@ -132,14 +134,15 @@ class Decoder(nn.Module):
             features = layer(features)
         B, K, h, w = features.shape
         conv = self.net[-2]
-        weight = conv.weight.view(3, f, f, K).permute(1, 2, 0, 3).reshape(f * f * 3, K)  # rows (fy, fx, c)
-        bias = conv.bias.view(3, f, f).permute(1, 2, 0).reshape(-1)
+        # the pixel scale folded into the head: y = 127.5 * (features @ W + b + 1) + 0.5, so that after
+        # the clamp the uint8 cast's truncation is rounding (half up; torch.round breaks ties to even)
+        weight = conv.weight.view(3, f, f, K).permute(1, 2, 0, 3).reshape(f * f * 3, K) * 127.5  # rows (fy, fx, c)
+        bias = (conv.bias.view(3, f, f).permute(1, 2, 0).reshape(-1) + 1.0) * 127.5 + 0.5
         y = torch.matmul(features.permute(0, 2, 3, 1).contiguous(), weight.t().to(features.dtype))  # (B, h, w, f*f*3), no bias yet
-        y = y.float()  # a no-op in float32; bf16 products are scaled in float32
-        # to uint8 in place on the contiguous block, bias and +1 in one pass: ((x + 1) * 127.5).round().clamp(0, 255)
-        y.add_(bias + 1.0).mul_(127.5)
+        y = y.float()  # a no-op in float32; bf16 products are biased in float32
+        y.add_(bias)  # in place on the contiguous block
         finite = torch.isfinite(y.sum(dim=(1, 2, 3)))  # before the clamp, which would hide an inf
-        y.round_().clamp_(0, 255)
+        y.clamp_(0, 255)
         rows = y.view(B, h, w, f, f * 3).transpose(2, 3)  # (B, h, f, w, f*3): frame rows in order
         return rows.to(torch.uint8, memory_format=torch.contiguous_format).view(B, h * f, w * f, 3), finite
 
