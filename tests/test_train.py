@@ -20,6 +20,8 @@ from worldgym.recipes import (
     cartpole_config,
     cartpole_fast_config,
     cartpole_fast_long_rollouts_config,
+    cartpole_fast2_config,
+    cartpole_fast2_decoder_config,
     cartpole_fused_config,
     cartpole_long_rollouts_config,
     tiny_config,
@@ -45,6 +47,8 @@ def test_configs_are_dumps_of_the_dataclasses():
     assert load_yaml(TrainConfig, CONFIGS / "cartpole_fused.yaml") == cartpole_fused_config()
     assert load_yaml(TrainConfig, CONFIGS / "cartpole_fast.yaml") == cartpole_fast_config()
     assert load_yaml(TrainConfig, CONFIGS / "cartpole_fast_long_rollouts.yaml") == cartpole_fast_long_rollouts_config()
+    assert load_yaml(TrainConfig, CONFIGS / "cartpole_fast2.yaml") == cartpole_fast2_config()
+    assert load_yaml(TrainConfig, CONFIGS / "cartpole_fast2_decoder.yaml") == cartpole_fast2_decoder_config()
     assert load_yaml(TrainConfig, CONFIGS / "tiny.yaml") == tiny_config()
 
 

@@ -117,6 +117,35 @@ def cartpole_fast_long_rollouts_config() -> TrainConfig:
     return dataclasses.replace(base, model=fast, heads_steps=300, heads_batch=16, heads_lr=1e-3)
 
 
+def cartpole_fast2_config() -> TrainConfig:
+    """First run of the second ``worldgym/CartPoleFast-v0`` (dumped to configs/cartpole_fast2.yaml): the first
+    CartPoleFast trained on, 8.6x longer teacher forcing (6,000 steps of 16 sequences instead of
+    700 of 8) and 24-block self-forcing, on the three recordings plus four recordings of policy
+    and sustained-push episodes (the states a dream-trained policy visits), then the decoder
+    refit and the heads fitted.
+
+    ``worldgym train configs/cartpole_fast2.yaml --init <the first CartPoleFast> --init-stage dynamics``
+    (same config, so every weight carries over and training continues).
+    """
+    return dataclasses.replace(
+        cartpole_fast_config(), dyn_steps=6000, dyn_batch=16, dyn_lr=5e-4, sf_steps=1500, sf_lr=2e-4, sf_blocks=24,
+        dec_steps=300, heads_steps=300, heads_batch=16, heads_lr=1e-3, log_every=20, ckpt_every=200,
+    )  # fmt: skip
+
+
+def cartpole_fast2_decoder_config() -> TrainConfig:
+    """Second run of the second CartPoleFast (configs/cartpole_fast2_decoder.yaml): a decoder of width 32 instead
+    of 64 (``decoder_widths``), trained from scratch on the first run's rollouts, 6,000 steps.
+
+    ``worldgym train configs/cartpole_fast2_decoder.yaml --init <first run>/model --init-stage decoder``:
+    everything but the decoder is kept bit-identical; the decoder's 3x3 convolutions, the largest
+    cost of a batched step after the transformer, run at half the width.
+    """
+    base = cartpole_fast2_config()
+    ae = dataclasses.replace(base.model.autoencoder, decoder_widths=[32, 32, 32, 16])
+    return dataclasses.replace(base, model=dataclasses.replace(base.model, autoencoder=ae), dec_steps=6000, dec_lr=2e-3, heads_steps=0)
+
+
 def tiny_config() -> TrainConfig:
     """A few-second config for tests (32x32 frames so the state probe can still see the pole, 2 layers, 32 dims).
 
@@ -155,6 +184,8 @@ if __name__ == "__main__":
         "cartpole_fused": cartpole_fused_config(),
         "cartpole_fast": cartpole_fast_config(),
         "cartpole_fast_long_rollouts": cartpole_fast_long_rollouts_config(),
+        "cartpole_fast2": cartpole_fast2_config(),
+        "cartpole_fast2_decoder": cartpole_fast2_decoder_config(),
         "tiny": tiny_config(),
     }
     for name, cfg in configs.items():
