@@ -20,10 +20,6 @@ Results go to ``<run-dir>/result.json``. No policy is saved: a state policy cann
 
 from __future__ import annotations
 
-import argparse
-import ast
-import dataclasses
-import inspect
 import json
 import shlex
 import sys
@@ -36,6 +32,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from worldgym.config_io import parse_cli
 from worldgym.policy_io import ObsNorm, mlp
 
 
@@ -87,19 +84,6 @@ class Args:
     """where result.json goes"""
 
 
-def parse_args() -> Args:
-    """`Args` from the command line; each field's docstring is its --help."""
-    body = ast.parse(inspect.getsource(Args)).body[0].body
-    docs = {a.target.id: b.value.value for a, b in zip(body, body[1:]) if isinstance(a, ast.AnnAssign) and isinstance(b, ast.Expr)}
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    for f in dataclasses.fields(Args):
-        kind = {"bool": argparse.BooleanOptionalAction}.get(f.type)
-        parser.add_argument(
-            "--" + f.name.replace("_", "-"), default=f.default, help=f"{docs[f.name]} (default: {f.default})",
-            **({"action": kind} if kind else {"type": {"int": int, "float": float, "str": str}[f.type]}),
-        )  # fmt: skip
-    return Args(**vars(parser.parse_args()))
-
 
 class NoisyPositions(gym.ObservationWrapper):
     """CartPole's (x, theta) only, plus N(0, std^2) noise per coordinate from its own seeded generator."""
@@ -129,7 +113,7 @@ def make_env(args: Args, index: int) -> gym.Env:
 
 
 if __name__ == "__main__":
-    args = parse_args()
+    args = parse_cli(Args, __doc__)
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     run_dir = Path(args.run_dir)

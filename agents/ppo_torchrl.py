@@ -28,11 +28,8 @@ final 100-episode evaluation to ``<run-dir>/result.json``.
 
 from __future__ import annotations
 
-import argparse
-import ast
 import csv
 import dataclasses
-import inspect
 import json
 import shlex
 import sys
@@ -51,6 +48,7 @@ from torchrl.envs import CatFrames, Compose, ExcludeTransform, FlattenObservatio
 
 import worldgym
 from worldgym.checkpoint import load as load_checkpoint
+from worldgym.config_io import parse_cli
 from worldgym.policy_io import FrameEncoder, ObsNorm, load_policy, policy_net, save_policy
 from worldgym.registration import ENTRY_POINT, TWIN_ENTRY_POINT
 from worldgym.starts import StartBank
@@ -133,19 +131,6 @@ class Args:
     save_policy_to: str = ""
     """also write the final policy to this folder (e.g. assets/policies/cartpole_ppo)"""
 
-
-def parse_args() -> Args:
-    """`Args` from the command line; each field's docstring is its --help."""
-    body = ast.parse(inspect.getsource(Args)).body[0].body
-    docs = {a.target.id: b.value.value for a, b in zip(body, body[1:]) if isinstance(a, ast.AnnAssign) and isinstance(b, ast.Expr)}
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    for f in dataclasses.fields(Args):
-        kind = {"bool": argparse.BooleanOptionalAction}.get(f.type)
-        parser.add_argument(
-            "--" + f.name.replace("_", "-"), default=f.default, help=f"{docs[f.name]} (default: {f.default})",
-            **({"action": kind} if kind else {"type": {"int": int, "float": float, "str": str}[f.type]}),
-        )  # fmt: skip
-    return Args(**vars(parser.parse_args()))
 
 
 def is_neural(env_id: str) -> bool:
@@ -234,7 +219,7 @@ class Actor(nn.Module):
 
 
 if __name__ == "__main__":
-    args = parse_args()
+    args = parse_cli(Args, __doc__)
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     np.random.seed(args.seed)

@@ -13,10 +13,6 @@ physics a hand-written policy relies on. Results go to ``<run-dir>/result.json``
 
 from __future__ import annotations
 
-import argparse
-import ast
-import dataclasses
-import inspect
 import json
 import shlex
 import sys
@@ -29,6 +25,7 @@ import numpy as np
 import torch
 
 import worldgym  # registers worldgym/<Name>-v0 and worldgym/<Name>Real-v0
+from worldgym.config_io import parse_cli
 from worldgym.probe import CartPoleProbe
 
 
@@ -58,22 +55,9 @@ class Args:
     """where result.json goes"""
 
 
-def parse_args() -> Args:
-    """`Args` from the command line; each field's docstring is its --help."""
-    body = ast.parse(inspect.getsource(Args)).body[0].body
-    docs = {a.target.id: b.value.value for a, b in zip(body, body[1:]) if isinstance(a, ast.AnnAssign) and isinstance(b, ast.Expr)}
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    for f in dataclasses.fields(Args):
-        kind = {"bool": argparse.BooleanOptionalAction}.get(f.type)
-        parser.add_argument(
-            "--" + f.name.replace("_", "-"), default=f.default, help=f"{docs[f.name]} (default: {f.default})",
-            **({"action": kind} if kind else {"type": {"int": int, "float": float, "str": str}[f.type]}),
-        )  # fmt: skip
-    return Args(**vars(parser.parse_args()))
-
 
 if __name__ == "__main__":
-    args = parse_args()
+    args = parse_cli(Args, __doc__)
     torch.set_num_threads(args.threads)
     command = "python " + " ".join(shlex.quote(a) for a in sys.argv)
     if Path(args.env).is_dir():

@@ -1,4 +1,4 @@
-"""Dataclass configs <-> plain dicts and YAML files; configs/*.yaml are plain dumps of these dataclasses.
+"""Dataclass configs <-> plain dicts, YAML files and command-line flags; configs/*.yaml are plain dumps of these dataclasses.
 
 Unknown keys and wrong nesting raise a `ConfigError` that names the key and the
 dataclass, so a typo in a YAML file never passes silently.
@@ -6,7 +6,11 @@ dataclass, so a typo in a YAML file never passes silently.
 
 from __future__ import annotations
 
+import argparse
+import ast
 import dataclasses
+import inspect
+import textwrap
 import typing
 from pathlib import Path
 from typing import Any, TypeVar
@@ -61,3 +65,21 @@ def dump_yaml(config: Any, path: str | Path) -> None:
     """Write a dataclass config as plain YAML."""
     with open(path, "w") as f:
         yaml.safe_dump(to_dict(config), f, sort_keys=False)
+
+
+def parse_cli(cls: type[T], description: str | None = None, argv: list[str] | None = None) -> T:
+    """Dataclass ``cls`` (int/float/str/bool fields with defaults) from ``--field-name`` flags.
+
+    Each field's docstring (the string literal under it, as cleanrl writes ``Args``) is its
+    ``--help``; bools get ``--flag/--no-flag``. ``argv`` None reads ``sys.argv``.
+    """
+    body = ast.parse(textwrap.dedent(inspect.getsource(cls))).body[0].body
+    docs = {a.target.id: b.value.value for a, b in zip(body, body[1:]) if isinstance(a, ast.AnnAssign) and isinstance(b, ast.Expr)}
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    for f in dataclasses.fields(cls):
+        kind = {"bool": argparse.BooleanOptionalAction}.get(f.type)
+        parser.add_argument(
+            "--" + f.name.replace("_", "-"), default=f.default, help=f"{docs[f.name]} (default: {f.default})",
+            **({"action": kind} if kind else {"type": {"int": int, "float": float, "str": str}[f.type]}),
+        )  # fmt: skip
+    return cls(**vars(parser.parse_args(argv)))

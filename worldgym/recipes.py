@@ -1,4 +1,4 @@
-"""The training recipes that ship: `TrainConfig` values, dumped to ``configs/<name>.yaml``.
+"""The training recipes of the shipped models (and of the experiments BENCHMARKS.md cites): `TrainConfig` values, dumped to ``configs/<name>.yaml``.
 
     python -m worldgym.recipes      # rewrite every configs/<name>.yaml below
 
@@ -118,8 +118,8 @@ def cartpole_fast_long_rollouts_config() -> TrainConfig:
 
 
 def cartpole_fast2_config() -> TrainConfig:
-    """First run of the second ``worldgym/CartPoleFast-v0`` (dumped to configs/cartpole_fast2.yaml): the first
-    CartPoleFast trained on, 8.6x longer teacher forcing (6,000 steps of 16 sequences instead of
+    """An experiment, not shipped (BENCHMARKS.md, session 8; dumped to configs/cartpole_fast2.yaml): ``worldgym/CartPoleFast-v0``
+    trained on, 8.6x longer teacher forcing (6,000 steps of 16 sequences instead of
     700 of 8) and 24-block self-forcing, on the three recordings plus four recordings of policy
     and sustained-push episodes (the states a dream-trained policy visits), then the decoder
     refit and the heads fitted.
@@ -134,7 +134,7 @@ def cartpole_fast2_config() -> TrainConfig:
 
 
 def cartpole_fast2_decoder_config() -> TrainConfig:
-    """Second run of the second CartPoleFast (configs/cartpole_fast2_decoder.yaml): a decoder of width 32 instead
+    """The experiment's second run, not shipped (configs/cartpole_fast2_decoder.yaml): a decoder of width 32 instead
     of 64 (``decoder_widths``), trained from scratch on the first run's rollouts, 6,000 steps.
 
     ``worldgym train configs/cartpole_fast2_decoder.yaml --init <first run>/model --init-stage decoder``:

@@ -341,25 +341,24 @@ def init_model(init: str | Path, mc: WorldModelConfig, init_stage: str = "dynami
     want, got = to_dict(mc), to_dict(model.config)
     if got == want:
         return model
+
     def frames_side(config: dict) -> dict:  # everything but the dynamics (and the name): what the autoencoder fixes
         return {k: v for k, v in config.items() if k not in ("name", "dynamics")}
 
-    if init_stage == "dynamics" and frames_side(got) == frames_side(want):
-        fresh = Model(mc)
-        result = fresh.load_state_dict({k: v for k, v in model.state_dict().items() if not k.startswith("dynamics.")}, strict=False)
-        assert not result.unexpected_keys and all(k.startswith("dynamics.") for k in result.missing_keys), result
-        fresh.extra = {"autoencoder_from": str(init)}
-        return fresh
     def but_decoder(config: dict) -> dict:  # everything but the decoder's widths (and the name)
         return {k: ({**v, "decoder_widths": None} if k == "autoencoder" else v) for k, v in config.items() if k != "name"}
 
-    if init_stage == "decoder" and but_decoder(got) == but_decoder(want):
+    def fresh_but(prefix: str, extra: dict) -> Model:  # a new model of config mc with every weight of init outside prefix
         fresh = Model(mc)
-        kept = {k: v for k, v in model.state_dict().items() if not k.startswith("autoencoder.decoder.")}
-        result = fresh.load_state_dict(kept, strict=False)
-        assert not result.unexpected_keys and all(k.startswith("autoencoder.decoder.") for k in result.missing_keys), result
-        fresh.extra = {"decoder_from_scratch": True, "weights_from": str(init)}
+        result = fresh.load_state_dict({k: v for k, v in model.state_dict().items() if not k.startswith(prefix)}, strict=False)
+        assert not result.unexpected_keys and all(k.startswith(prefix) for k in result.missing_keys), result
+        fresh.extra = extra
         return fresh
+
+    if init_stage == "dynamics" and frames_side(got) == frames_side(want):
+        return fresh_but("dynamics.", {"autoencoder_from": str(init)})
+    if init_stage == "decoder" and but_decoder(got) == but_decoder(want):
+        return fresh_but("autoencoder.decoder.", {"decoder_from_scratch": True, "weights_from": str(init)})
     got["dynamics"]["fused_commit"] = True
     if got != want or model.config.dynamics.fused_commit:
         raise ValueError(f"--init model {init} has a different model config than {mc.name!r} in the training config; "
