@@ -180,6 +180,24 @@ def test_decoder_stage_fits_the_decoder_to_rollout_latents_and_touches_nothing_e
     assert not all(torch.equal(v, tuned.autoencoder.decoder.state_dict()[k]) for k, v in init.autoencoder.decoder.state_dict().items())
 
 
+def test_decoder_stage_real_weight_adds_the_autoencoder_floor_of_the_same_frames(data):
+    """dec_real_weight w: the loss is the rollout term plus w times the true frames' encode -> decode error."""
+    cfg, model, d, latents = briefly_trained(data, "dec")
+    batch = dynamics_batch(d, latents, torch.Generator().manual_seed(3), 4, 5, cfg, selfforce=True)
+    frames = d.frames[batch["index"]]
+    keep = batch["valid"][:, 1:].reshape(-1)
+    floor = AutoencoderLoss(model, cfg.ae_foreground_weight, cfg.ae_foreground_both)(frames[:, 1:].flatten(0, 1)[keep], 1.0)
+    plain = DecoderLoss(model, cfg)(batch, frames, 1.0)
+    mixed = DecoderLoss(model, dataclasses.replace(cfg, dec_real_weight=2.5))(batch, frames, 1.0)
+    assert float(floor) > 0
+    torch.testing.assert_close(mixed, plain + 2.5 * floor, rtol=1e-4, atol=1e-3)
+    # the second term trains the decoder only: the encoder it reads is frozen
+    model.zero_grad()
+    DecoderLoss(model, dataclasses.replace(cfg, dec_real_weight=1.0))(batch, frames, 1.0).backward()
+    assert all(p.grad is None for p in model.autoencoder.encoder.parameters())
+    assert any(p.grad is not None and bool(p.grad.abs().sum() > 0) for p in model.autoencoder.decoder.parameters())
+
+
 def test_bptt_rollout_equals_detached_rollout_and_reaches_earlier_blocks(data):
     """sf_bptt generates the same blocks as the detached rollout, and its loss reaches the blocks before the last."""
     cfg, model, d, latents = briefly_trained(data, "bptt")

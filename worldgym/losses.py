@@ -237,6 +237,8 @@ class DecoderLoss(nn.Module):
     and scored against the true frame of its step with the autoencoder's weighted error. The
     decoder so learns to draw clean frames from the slightly-off latents a rollout produces
     (faint background texture, ghost poles) instead of only from the encoder's latents.
+    With ``dec_real_weight`` > 0 the same true frames are also decoded from their encoder
+    latents (frozen encoder) and that error joins the loss with this weight.
     """
 
     def __init__(self, model: Model, cfg: TrainConfig) -> None:
@@ -244,6 +246,7 @@ class DecoderLoss(nn.Module):
         self.ae = model.autoencoder
         self.rollout = SelfForcingLoss(model, dataclasses.replace(cfg, sf_bptt=False, sf_loss="mse"))  # no graph; one rollout per row
         self.fg, self.both = cfg.ae_foreground_weight, cfg.ae_foreground_both
+        self.real_weight = cfg.dec_real_weight
 
     def forward(self, batch: dict[str, torch.Tensor], frames: torch.Tensor, norm: float) -> torch.Tensor:
         """``frames`` (B, T, H, W, 3) uint8: the true frames of the batch's windows."""
@@ -252,4 +255,11 @@ class DecoderLoss(nn.Module):
         latents = self.rollout.last_rollout  # (B, T-1, N, C)
         keep = batch["valid"][:, 1:].reshape(-1)  # (B*(T-1),)
         recon = self.ae.decode_float(latents.flatten(0, 1)[keep]).permute(0, 3, 1, 2)  # (K, 3, H, W)
-        return weighted_recon_error(recon, frames[:, 1:].flatten(0, 1)[keep], self.fg, self.both) / norm
+        target = frames[:, 1:].flatten(0, 1)[keep]  # (K, H, W, 3)
+        loss = weighted_recon_error(recon, target, self.fg, self.both)
+        if self.real_weight:
+            with torch.no_grad():
+                z = self.ae.encode(target)  # (K, N, C): the frozen encoder's latents of the same frames
+            floor = self.ae.decode_float(z).permute(0, 3, 1, 2)  # (K, 3, H, W)
+            loss = loss + self.real_weight * weighted_recon_error(floor, target, self.fg, self.both)
+        return loss / norm

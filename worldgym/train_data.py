@@ -65,6 +65,10 @@ class TrainConfig:
             distribution, so the 1-step sampler learns to draw a future rather than average them.
         dec_steps, dec_batch, dec_lr: decoder fine-tune (rollouts per batch; 0 steps skips the stage).
         dec_blocks: blocks per decoder fine-tune rollout (prefix and start share as in self-forcing).
+        dec_real_weight: weight of a second decoder term, the same true frames reconstructed from
+            their encoder latents (the autoencoder's floor); 0 fits the rollouts' latents only. A
+            decoder trained from scratch (``--init-stage decoder``) needs it to draw what the
+            encoder sees as well as the first one did.
         heads_steps, heads_batch, heads_lr: denoise-heads fit (rollouts per batch of ``sf_blocks``
             blocks, prefix and start share as in self-forcing; 0 steps skips the stage).
         warmup: linear warm-up steps of every stage (then cosine to 10 %).
@@ -103,6 +107,7 @@ class TrainConfig:
     dec_batch: int = 8
     dec_lr: float = 3e-4
     dec_blocks: int = 6
+    dec_real_weight: float = 0.0
     heads_steps: int = 0
     heads_batch: int = 16
     heads_lr: float = 1e-3
