@@ -21,9 +21,40 @@ def test_bench_all_sections_write_json(tmp_path, capsys):
     assert all(r["speedup"] > 0 for r in report["cache"])
     assert report["horizon"]["steps"] == 120 and report["horizon"]["cache_bytes"] > 0
     assert [r["dtype"] for r in report["dtype"]] == ["float32", "bfloat16"]
-    assert "cache vs recompute" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "cache vs recompute" in printed and "targets (DESIGN.md section 6)" in printed
+    whats = [r["what"] for r in report["targets"]]
+    assert "one env p50 ms" in whats and any(w.startswith("cache vs recomputing window") and w.endswith("batch 3") for w in whats)
 
 
 def test_cli_help_lists_commands(capsys):
     assert main(["--help"]) == 0
     assert "bench" in capsys.readouterr().out
+
+
+def test_targets_are_judged_from_the_report_figures():
+    from worldgym.bench import check_targets
+
+    report = {
+        "latency": {"p50_ms": 7.9, "p99_ms": 16.5},
+        "throughput": [{"batch": 16, "pixels_steps_per_s": 900.0}, {"batch": 256, "pixels_steps_per_s": 4999.0}],
+        "dtype": [{"dtype": "float32", "steps_per_s_batch256": 4000.0}, {"dtype": "bfloat16", "steps_per_s_batch256": 5001.0}],
+        "twin": [{"batch": 16, "pixels_steps_per_s": 300.0}, {"batch": 256, "pixels_steps_per_s": 1700.0}],
+        "cache": [{"batch": 1, "window": 8, "speedup": 1.2}, {"batch": 256, "window": 8, "speedup": 4.0}],
+        "horizon": {"steps": 10000, "ab_ratio": 1.06, "rss_mb_at_1000": 400.0, "rss_mb_at_10000": 400.2},
+    }
+    got = {r["what"]: (r["measured"], r["met"]) for r in check_targets(report)}
+    assert got == {
+        "one env p50 ms": (7.9, True),
+        "one env p99 ms": (16.5, False),
+        "256 envs, pixels, float32, env-steps/s": (4999.0, False),
+        "256 envs, pixels, bfloat16, env-steps/s": (5001.0, True),
+        "float32 vs the real twin at batch 16": (3.0, True),
+        "float32 vs the real twin at batch 256": (2.941, False),
+        "cache vs recomputing window 8, batch 1": (1.2, False),
+        "cache vs recomputing window 8, batch 256": (4.0, True),
+        "step time at step 10000 / step 100 (A/B)": (1.06, False),
+        "resident memory growth, step 1,000 to 10000 (MiB)": (0.2, True),
+    }
+    # a run of some sections judges only what it measured
+    assert [r["what"] for r in check_targets({"latency": report["latency"]})] == ["one env p50 ms", "one env p99 ms"]

@@ -22,6 +22,7 @@ from worldgym.recipes import (
     cartpole_fast_long_rollouts_config,
     cartpole_fast2_config,
     cartpole_fast2_decoder_config,
+    cartpole_fast_decoder32_config,
     cartpole_fused_config,
     cartpole_long_rollouts_config,
     tiny_config,
@@ -49,6 +50,7 @@ def test_configs_are_dumps_of_the_dataclasses():
     assert load_yaml(TrainConfig, CONFIGS / "cartpole_fast_long_rollouts.yaml") == cartpole_fast_long_rollouts_config()
     assert load_yaml(TrainConfig, CONFIGS / "cartpole_fast2.yaml") == cartpole_fast2_config()
     assert load_yaml(TrainConfig, CONFIGS / "cartpole_fast2_decoder.yaml") == cartpole_fast2_decoder_config()
+    assert load_yaml(TrainConfig, CONFIGS / "cartpole_fast_decoder32.yaml") == cartpole_fast_decoder32_config()
     assert load_yaml(TrainConfig, CONFIGS / "tiny.yaml") == tiny_config()
 
 

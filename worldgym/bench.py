@@ -11,7 +11,9 @@ Sections (``--sections``, comma separated; default ``latency,throughput,cache``;
   twin        the real twin's pixel throughput at the same batch sizes (a loop over independent envs)
 
 Benchmarks print a table and, with ``--json PATH``, write every figure. They are never run
-as timed tests; copy their output, the command and the machine into BENCHMARKS.md.
+as timed tests; copy their output, the command and the machine into BENCHMARKS.md. The run
+ends with the engine targets of the design (`TARGETS`) checked against its own figures:
+each one the sections it needs measured is reported met or missed with the figure.
 
 Example:
   worldgym bench --model CartPole --sections all --batch-sizes 1,16,256 --json bench.json
@@ -263,6 +265,60 @@ def bench_twin(model: Model, batches: list[int], args: argparse.Namespace) -> li
     return rows
 
 
+# the engine's targets (DESIGN.md section 6), checked by `check_targets` against one run's figures
+TARGETS = {
+    "p50_ms": 8.0,  # one env, pixels out
+    "p99_ms": 16.0,
+    "steps_per_s_256": 5000.0,  # 256 envs, pixels out
+    "twin_ratio": 3.0,  # against the real twin's pixel throughput at the same batch
+    "cache_speedup": 4.0,  # a cached step against recomputing the window
+    "horizon_ratio": 0.05,  # step time at the end of the horizon within 5 % of step 100
+}
+
+
+def check_targets(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """The targets a report's sections measured: rows of what, target, measured figure(s) and met.
+
+    Throughput is judged at batch 256 (the target's batch) when the run measured it, for
+    float32 (the throughput section) and bfloat16 (the dtype section, at the run's largest
+    batch); the twin ratio at every batch both measured; the cache speed-up per batch; the
+    horizon by its A/B ratio of steps from snapshots (robust to the machine's load), and
+    memory by the resident set at step 1,000 and at the end.
+    """
+    rows: list[dict[str, Any]] = []
+
+    def add(what: str, target: str, measured: float, met: bool) -> None:
+        rows.append({"what": what, "target": target, "measured": round(float(measured), 3), "met": bool(met)})
+
+    if "latency" in report:
+        lat = report["latency"]
+        add("one env p50 ms", f"<= {TARGETS['p50_ms']:g}", lat["p50_ms"], lat["p50_ms"] <= TARGETS["p50_ms"])
+        add("one env p99 ms", f"<= {TARGETS['p99_ms']:g}", lat["p99_ms"], lat["p99_ms"] <= TARGETS["p99_ms"])
+    goal = TARGETS["steps_per_s_256"]
+    for r in report.get("throughput", []):
+        if r["batch"] == 256:
+            add("256 envs, pixels, float32, env-steps/s", f">= {goal:g}", r["pixels_steps_per_s"], r["pixels_steps_per_s"] >= goal)
+    for r in report.get("dtype", []):
+        key = "steps_per_s_batch256"
+        if r["dtype"] == "bfloat16" and key in r:
+            add("256 envs, pixels, bfloat16, env-steps/s", f">= {goal:g}", r[key], r[key] >= goal)
+    twin = {r["batch"]: r["pixels_steps_per_s"] for r in report.get("twin", [])}
+    for r in report.get("throughput", []):
+        if r["batch"] in twin and twin[r["batch"]] > 0:
+            ratio = r["pixels_steps_per_s"] / twin[r["batch"]]
+            add(f"float32 vs the real twin at batch {r['batch']}", f">= {TARGETS['twin_ratio']:g}x", ratio, ratio >= TARGETS["twin_ratio"])
+    for r in report.get("cache", []):
+        what = f"cache vs recomputing window {r['window']}, batch {r['batch']}"
+        add(what, f">= {TARGETS['cache_speedup']:g}x", r["speedup"], r["speedup"] >= TARGETS["cache_speedup"])
+    if "horizon" in report:
+        h = report["horizon"]
+        add(f"step time at step {h['steps']} / step 100 (A/B)", f"within {TARGETS['horizon_ratio']:.0%}", h["ab_ratio"],
+            abs(h["ab_ratio"] - 1.0) <= TARGETS["horizon_ratio"])  # fmt: skip
+        grown = h[f"rss_mb_at_{h['steps']}"] - h["rss_mb_at_1000"]
+        add(f"resident memory growth, step 1,000 to {h['steps']} (MiB)", "flat (< 1 MiB)", grown, grown < 1.0)
+    return rows
+
+
 def run(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -312,6 +368,11 @@ def run(args: argparse.Namespace) -> int:
         print("\nreal twin      batch   pixels steps/s")
         for r in report["twin"]:
             print(f"{'':14s}{r['batch']:6d}   {r['pixels_steps_per_s']:14.0f}")
+    report["targets"] = check_targets(report)
+    if report["targets"]:
+        print("\ntargets (DESIGN.md section 6)")
+        for r in report["targets"]:
+            print(f"  {'met   ' if r['met'] else 'MISSED'}  {r['what']:58s} {r['target']:>14s}   measured {r['measured']:g}")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(report, f, indent=2)

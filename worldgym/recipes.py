@@ -146,6 +146,23 @@ def cartpole_fast2_decoder_config() -> TrainConfig:
     return dataclasses.replace(base, model=dataclasses.replace(base.model, autoencoder=ae), dec_steps=6000, dec_lr=2e-3, heads_steps=0)
 
 
+def cartpole_fast_decoder32_config() -> TrainConfig:
+    """A width-32 decoder for ``worldgym/CartPoleFast-v0`` (configs/cartpole_fast_decoder32.yaml): its first
+    run's recipe with a new decoder (``decoder_widths`` 32 instead of 64) trained from scratch for 6,000
+    steps, with the true frames' encoder latents in the loss (``dec_real_weight``) so that it keeps the
+    autoencoder floor the width-64 one had.
+
+    ``worldgym train configs/cartpole_fast_decoder32.yaml --init assets/models/cartpolefast --init-stage decoder``
+    on the three recordings: everything but the decoder is kept bit-identical.
+    """
+    base = cartpole_fast_config()
+    ae = dataclasses.replace(base.model.autoencoder, decoder_widths=[32, 32, 32, 16])
+    return dataclasses.replace(
+        base, model=dataclasses.replace(base.model, autoencoder=ae), dec_steps=6000, dec_lr=2e-3, dec_real_weight=1.0,
+        log_every=20, ckpt_every=200,
+    )  # fmt: skip
+
+
 def tiny_config() -> TrainConfig:
     """A few-second config for tests (32x32 frames so the state probe can still see the pole, 2 layers, 32 dims).
 
@@ -186,6 +203,7 @@ if __name__ == "__main__":
         "cartpole_fast_long_rollouts": cartpole_fast_long_rollouts_config(),
         "cartpole_fast2": cartpole_fast2_config(),
         "cartpole_fast2_decoder": cartpole_fast2_decoder_config(),
+        "cartpole_fast_decoder32": cartpole_fast_decoder32_config(),
         "tiny": tiny_config(),
     }
     for name, cfg in configs.items():
