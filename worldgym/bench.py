@@ -281,7 +281,8 @@ def check_targets(report: dict[str, Any]) -> list[dict[str, Any]]:
 
     Throughput is judged at batch 256 (the target's batch) when the run measured it, for
     float32 (the throughput section) and bfloat16 (the dtype section, at the run's largest
-    batch); the twin ratio at every batch both measured; the cache speed-up per batch; the
+    batch); the twin ratio, a batched target, at 256 (or the largest batch both sections
+    measured); the cache speed-up per batch (the target names no batch); the
     horizon by its A/B ratio of steps from snapshots (robust to the machine's load), and
     memory by the resident set at step 1,000 and at the end.
     """
@@ -303,10 +304,11 @@ def check_targets(report: dict[str, Any]) -> list[dict[str, Any]]:
         if r["dtype"] == "bfloat16" and key in r:
             add("256 envs, pixels, bfloat16, env-steps/s", f">= {goal:g}", r[key], r[key] >= goal)
     twin = {r["batch"]: r["pixels_steps_per_s"] for r in report.get("twin", [])}
-    for r in report.get("throughput", []):
-        if r["batch"] in twin and twin[r["batch"]] > 0:
-            ratio = r["pixels_steps_per_s"] / twin[r["batch"]]
-            add(f"float32 vs the real twin at batch {r['batch']}", f">= {TARGETS['twin_ratio']:g}x", ratio, ratio >= TARGETS["twin_ratio"])
+    both = [r for r in report.get("throughput", []) if twin.get(r["batch"], 0) > 0]
+    if both:  # a batched target: at 256, or else the largest batch both measured
+        r = next((r for r in both if r["batch"] == 256), max(both, key=lambda r: r["batch"]))
+        ratio = r["pixels_steps_per_s"] / twin[r["batch"]]
+        add(f"float32 vs the real twin at batch {r['batch']}", f">= {TARGETS['twin_ratio']:g}x", ratio, ratio >= TARGETS["twin_ratio"])
     for r in report.get("cache", []):
         what = f"cache vs recomputing window {r['window']}, batch {r['batch']}"
         add(what, f">= {TARGETS['cache_speedup']:g}x", r["speedup"], r["speedup"] >= TARGETS["cache_speedup"])
