@@ -13,7 +13,7 @@ Sections (``--sections``, comma separated; default ``latency,throughput,cache``;
 Benchmarks print a table and, with ``--json PATH``, write every figure. They are never run
 as timed tests; copy their output, the command and the machine into BENCHMARKS.md. The run
 ends with the engine targets of the design (`TARGETS`) checked against its own figures:
-each one the sections it needs measured is reported met or missed with the figure.
+every target whose sections ran is reported met or missed, with its figure.
 
 Example:
   worldgym bench --model CartPole --sections all --batch-sizes 1,16,256 --json bench.json
@@ -280,8 +280,8 @@ def check_targets(report: dict[str, Any]) -> list[dict[str, Any]]:
     """The targets a report's sections measured: rows of what, target, measured figure(s) and met.
 
     Throughput is judged at batch 256 (the target's batch) when the run measured it, for
-    float32 (the throughput section) and bfloat16 (the dtype section, at the run's largest
-    batch); the twin ratio, a batched target, at 256 (or the largest batch both sections
+    float32 (the throughput section) and bfloat16 (the dtype section, which runs at the largest
+    batch: judged when that is 256); the twin ratio, a batched target, at 256 (or the largest batch both sections
     measured); the cache speed-up per batch (the target names no batch); the
     horizon by its A/B ratio of steps from snapshots (robust to the machine's load), and
     memory by the resident set at step 1,000 and at the end.
