@@ -191,7 +191,7 @@ def test_decoder_stage_real_weight_adds_the_autoencoder_floor_of_the_same_frames
     floor = AutoencoderLoss(model, cfg.ae_foreground_weight, cfg.ae_foreground_both)(frames[:, 1:].flatten(0, 1)[keep], 1.0)
     plain = DecoderLoss(model, cfg)(batch, frames, 1.0)
     mixed = DecoderLoss(model, dataclasses.replace(cfg, dec_real_weight=2.5))(batch, frames, 1.0)
-    assert float(floor) > 0
+    assert float(floor.detach()) > 0
     torch.testing.assert_close(mixed, plain + 2.5 * floor, rtol=1e-4, atol=1e-3)
     # the second term trains the decoder only: the encoder it reads is frozen
     model.zero_grad()
