@@ -238,7 +238,8 @@ class DecoderLoss(nn.Module):
     decoder so learns to draw clean frames from the slightly-off latents a rollout produces
     (faint background texture, ghost poles) instead of only from the encoder's latents.
     With ``dec_real_weight`` > 0 the same true frames are also decoded from their encoder
-    latents (frozen encoder) and that error joins the loss with this weight.
+    latents (the batch's ``latents``, made by the frozen encoder) and that error joins the
+    loss with this weight.
     """
 
     def __init__(self, model: Model, cfg: TrainConfig) -> None:
@@ -257,9 +258,7 @@ class DecoderLoss(nn.Module):
         recon = self.ae.decode_float(latents.flatten(0, 1)[keep]).permute(0, 3, 1, 2)  # (K, 3, H, W)
         target = frames[:, 1:].flatten(0, 1)[keep]  # (K, H, W, 3)
         loss = weighted_recon_error(recon, target, self.fg, self.both)
-        if self.real_weight:
-            with torch.no_grad():
-                z = self.ae.encode(target)  # (K, N, C): the frozen encoder's latents of the same frames
-            floor = self.ae.decode_float(z).permute(0, 3, 1, 2)  # (K, 3, H, W)
+        if self.real_weight:  # the batch's own latents: the frozen encoder's, of the same frames
+            floor = self.ae.decode_float(batch["latents"][:, 1:].flatten(0, 1)[keep]).permute(0, 3, 1, 2)  # (K, 3, H, W)
             loss = loss + self.real_weight * weighted_recon_error(floor, target, self.fg, self.both)
         return loss / norm
