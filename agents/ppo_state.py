@@ -80,7 +80,7 @@ class Args:
     """0 = observe the full state; K = only (cart x, pole angle) of the last K steps (CartPole's obs[0], obs[2])"""
     position_noise: str = "0,0"
     """std of Gaussian noise on the observed cart x (m) and pole angle (rad), with --positions-stack"""
-    run_dir: str = "/work/runs/agents/ppo_state"
+    run_dir: str = "runs/agents/ppo_state"
     """where result.json goes"""
 
 

@@ -9,14 +9,14 @@ Training envs:
 * a neural env (``worldgym/<Name>-v0`` or a checkpoint folder): the native batched
   `TorchRLWorldModelEnv`, all envs in one model forward per step;
   with ``--dream-starts DATASET`` imagined episodes start from real contexts cut from
-  recorded episodes (`worldgym.starts.StartBank`) and ``--dream-horizon H`` cuts them
+  recorded episodes (`worldgym.envs.starts.StartBank`) and ``--dream-horizon H`` cuts them
   after H steps, the critic bootstrapping the rest (imagination from real states, as
   Dreamer and DIAMOND train their agents); with ``--dream-obs reencode`` the agent does
   not read the generated latents but the decoded frames (``obs_type="rgb"``), encoded by
   the saved policy's `FrameEncoder` (`EncodePixels`): the pipeline real frames go through
   at evaluation;
 * a real twin (``worldgym/<Name>Real-v0``): Gymnasium envs whose frames go through the
-  world model's encoder (`worldgym.wrappers.EncodeFrames`), so the same PPO can be
+  world model's encoder (`worldgym.envs.wrappers.EncodeFrames`), so the same PPO can be
   trained on reality with the same budget, for comparison.
 
 Evaluation acts greedily through the saved policy (`worldgym.policy_io.load_policy`),
@@ -47,13 +47,13 @@ from torchrl.data import Composite, Unbounded
 from torchrl.envs import CatFrames, Compose, ExcludeTransform, FlattenObservation, GymWrapper, ObservationTransform, RewardSum, TransformedEnv
 
 import worldgym
-from worldgym.checkpoint import load as load_checkpoint
+from worldgym.model.checkpoint import load as load_checkpoint
 from worldgym.config_io import parse_cli
 from worldgym.policy_io import FrameEncoder, ObsNorm, load_policy, policy_net, save_policy
-from worldgym.registration import ENTRY_POINT, TWIN_ENTRY_POINT
-from worldgym.starts import StartBank
-from worldgym.torchrl_env import TorchRLWorldModelEnv
-from worldgym.wrappers import EncodeFrames
+from worldgym.envs.registration import ENTRY_POINT, TWIN_ENTRY_POINT
+from worldgym.envs.starts import StartBank
+from worldgym.envs.torchrl_env import TorchRLWorldModelEnv
+from worldgym.envs.wrappers import EncodeFrames
 
 
 @dataclass
@@ -126,7 +126,7 @@ class Args:
     """seed of torch, of the envs and of the policy's sampling"""
     threads: int = 1
     """torch intra-op threads"""
-    run_dir: str = "/work/runs/agents/ppo"
+    run_dir: str = "runs/agents/ppo"
     """where progress.csv, result.json and policy/ go"""
     save_policy_to: str = ""
     """also write the final policy to this folder (e.g. assets/policies/cartpole_ppo)"""

@@ -40,7 +40,7 @@ class Args:
     """seed of the envs and the action sampler"""
     threads: int = 1
     """torch intra-op threads"""
-    run_dir: str = "/work/runs/agents/random"
+    run_dir: str = "runs/agents/random"
     """where result.json goes"""
 
 

@@ -4,7 +4,7 @@
     python agents/scripted_agent.py --env worldgym/CartPoleReal-v0 --episodes 20
 
 The controller measures cart position and pole angle on each frame with the state probe
-(`worldgym.probe.CartPoleProbe`: colour masks, no network), takes velocities from frame
+(`worldgym.worlds.cartpole.CartPoleProbe`: colour masks, no network), takes velocities from frame
 differences (smoothed), and pushes toward ``theta + a*theta_dot + b*x + c*x_dot > 0``. It sees
 only pixels in both envs (``--use-true-state`` lets it read ``info["state"]`` of the real
 twin instead), so the same controller measures how well the neural env keeps the
@@ -26,7 +26,7 @@ import torch
 
 import worldgym  # registers worldgym/<Name>-v0 and worldgym/<Name>Real-v0
 from worldgym.config_io import parse_cli
-from worldgym.probe import CartPoleProbe
+from worldgym.worlds.cartpole import CartPoleProbe
 
 
 @dataclass
@@ -51,7 +51,7 @@ class Args:
     """episode i is reset with seed + i"""
     threads: int = 1
     """torch intra-op threads"""
-    run_dir: str = "/work/runs/agents/scripted"
+    run_dir: str = "runs/agents/scripted"
     """where result.json goes"""
 
 

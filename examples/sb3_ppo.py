@@ -6,7 +6,7 @@
 A worldgym env is a plain `gymnasium.Env`, so SB3 takes it as it is. Two wrappers make
 CartPole learnable from a neural env's latents: ``obs_type="latent"`` gives the (N, C)
 latent block of each step, and `FrameStackObservation` stacks the last K of them (one
-frame holds no velocity). For the real twin, `worldgym.wrappers.EncodeFrames` turns its
+frame holds no velocity). For the real twin, `worldgym.envs.wrappers.EncodeFrames` turns its
 RGB frames into the same latents with the world model's encoder, so the policy trained
 in the dream is evaluated unchanged in reality. (For a batched, one-forward-per-step
 training loop, see ``agents/ppo_torchrl.py``.)
@@ -25,7 +25,7 @@ from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.evaluation import evaluate_policy
 
 import worldgym  # registers worldgym/<Name>-v0 and worldgym/<Name>Real-v0
-from worldgym.wrappers import EncodeFrames
+from worldgym.envs.wrappers import EncodeFrames
 
 parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
 parser.add_argument("--env", default="worldgym/CartPole-v0", help="neural env id, or a checkpoint folder")

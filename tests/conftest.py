@@ -13,11 +13,11 @@ import torch
 # tiny models gain nothing from intra-op threads, and spinning OpenMP workers slow a shared machine down
 torch.set_num_threads(1)
 
-from worldgym.actions import ActionConfig
-from worldgym.autoencoder import AutoencoderConfig
-from worldgym.dynamics import DynamicsConfig
-from worldgym.model import Model, WorldModelConfig
-from worldgym.sampler import SamplerConfig
+from worldgym.model.actions import ActionConfig
+from worldgym.model.autoencoder import AutoencoderConfig
+from worldgym.model.dynamics import DynamicsConfig
+from worldgym.model.networks import Model, WorldModelConfig
+from worldgym.model.sampler import SamplerConfig
 
 
 def tiny_config(

@@ -20,10 +20,10 @@ import torch
 
 import worldgym  # noqa: F401  (registers the ids)
 from conftest import tiny_model
-from worldgym import checkpoint
-from worldgym.actions import ActionConfig
+from worldgym.model import checkpoint
+from worldgym.model.actions import ActionConfig
 from worldgym.policy_io import FrameEncoder, LatentPolicy, ObsNorm, PolicyError, load_policy, policy_net, save_policy
-from worldgym.wrappers import EncodeFrames
+from worldgym.envs.wrappers import EncodeFrames
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -62,7 +62,7 @@ def test_ppo_trains_in_neural_env_and_evaluates_saved_policy_in_real_twin(tiny_c
 def test_ppo_dreams_from_real_start_contexts_with_a_horizon(tiny_ckpt, tmp_path):
     from gymnasium import spaces
 
-    from worldgym.dataset import DatasetWriter
+    from worldgym.data.dataset import DatasetWriter
 
     rng = np.random.default_rng(0)
     with DatasetWriter(tmp_path / "ds", spaces.Box(0, 255, (16, 16, 3), np.uint8), spaces.Discrete(2)) as w:
@@ -101,7 +101,7 @@ def test_encode_pixels_gives_the_saved_policys_latents_of_the_decoded_frames(tin
 
     from torchrl.envs import TransformedEnv
 
-    from worldgym.torchrl_env import TorchRLWorldModelEnv
+    from worldgym.envs.torchrl_env import TorchRLWorldModelEnv
 
     monkeypatch.syspath_prepend(str(ROOT / "agents"))
     ppo = importlib.import_module("ppo_torchrl")  # the agent script (its training runs under __main__ only)
@@ -224,8 +224,8 @@ def test_encode_frames_wrapper_gives_the_neural_envs_latents():
 
 
 def test_player_and_recorder_load_a_saved_policy(tmp_path, monkeypatch):
-    from worldgym.play_agents import load_agent
-    from worldgym.policies import make_policy
+    from worldgym.policies.agents import load_agent
+    from worldgym.policies.builtin import make_policy
 
     model = tiny_model(action=ActionConfig(kind="discrete", n=2))
     path, _ = saved_policy(tmp_path, model)
@@ -250,7 +250,7 @@ def test_observation_noise_noises_training_observations_reproducibly(tiny_ckpt, 
 
     from torchrl.envs import TransformedEnv
 
-    from worldgym.torchrl_env import TorchRLWorldModelEnv
+    from worldgym.envs.torchrl_env import TorchRLWorldModelEnv
 
     monkeypatch.syspath_prepend(str(ROOT / "agents"))
     ppo = importlib.import_module("ppo_torchrl")

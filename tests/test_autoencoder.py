@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from worldgym.autoencoder import Autoencoder, AutoencoderConfig
+from worldgym.model.autoencoder import Autoencoder, AutoencoderConfig
 
 
 @pytest.mark.parametrize("shuffle,decoder_widths", [(0, None), (1, None), (2, None), (3, None), (0, [4, 6, 2]), (2, [6, 4, 4])])

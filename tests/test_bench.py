@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from worldgym import checkpoint
+from worldgym.model import checkpoint
 from worldgym.cli import main
 
 from conftest import tiny_model
@@ -33,7 +33,7 @@ def test_cli_help_lists_commands(capsys):
 
 
 def test_targets_are_judged_from_the_report_figures():
-    from worldgym.bench import check_targets
+    from worldgym.evaluation.bench import check_targets
 
     report = {
         "latency": {"p50_ms": 7.9, "p99_ms": 16.5},

@@ -11,8 +11,8 @@ import sys
 import pytest
 import torch
 
-from worldgym import checkpoint
-from worldgym.checkpoint import CheckpointError
+from worldgym.model import checkpoint
+from worldgym.model.checkpoint import CheckpointError
 
 from conftest import tiny_model
 
@@ -124,7 +124,7 @@ def test_pickle_payload_never_runs(saved, tmp_path, as_torch_save):
         target.write_bytes(pickle.dumps(Payload(str(sentinel))))
     rehash(path)  # even a manifest that matches the malicious file does not get it loaded
     code = (
-        "import sys; from worldgym import checkpoint\n"
+        "import sys; from worldgym.model import checkpoint\n"
         "try:\n    checkpoint.load(sys.argv[1])\nexcept checkpoint.CheckpointError as e:\n    print('REFUSED', e)\n"
     )
     env = {**os.environ, "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "1"}
@@ -162,7 +162,7 @@ def test_safetensors_header_length_starting_like_a_pickle_loads(tmp_path):
     """A safetensors header length whose low byte is 0x80 (a pickle's first byte) is not mistaken for a pickle."""
     from safetensors.torch import save_file
 
-    from worldgym.checkpoint import _refuse_pickle
+    from worldgym.model.checkpoint import _refuse_pickle
 
     for pad in range(0, 512):
         path = tmp_path / "w.safetensors"

@@ -14,7 +14,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-from worldgym.dataset import DatasetError, DatasetWriter, check, load, minari_buffers
+from worldgym.data.dataset import DatasetError, DatasetWriter, check, load, minari_buffers
 
 OBS = gym.spaces.Box(0, 255, (8, 8, 3), np.uint8)
 ACT = gym.spaces.Discrete(2)
@@ -150,7 +150,7 @@ def test_killed_writer_leaves_previous_dataset_valid_and_partial_rejected(tmp_pa
     before = snapshot(path)
     script = textwrap.dedent(f"""
         import sys, time, numpy as np, gymnasium as gym
-        from worldgym.dataset import DatasetWriter
+        from worldgym.data.dataset import DatasetWriter
         w = DatasetWriter({str(path)!r}, gym.spaces.Box(0, 255, (8, 8, 3), np.uint8), gym.spaces.Discrete(2))
         T = 4
         w.add_episode(np.zeros((T + 1, 8, 8, 3), np.uint8), np.zeros(T, np.int64), np.ones(T), np.eye(T)[-1] > 0, np.zeros(T, bool))
@@ -201,7 +201,7 @@ def test_minari_export(tmp_path, monkeypatch):
     pytest.importorskip("h5py", reason="Minari's hdf5 storage backend is not installed")
     import minari
 
-    from worldgym.dataset import export_minari
+    from worldgym.data.dataset import export_minari
 
     monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "minari"))
     export_minari(tmp_path / "ds", "worldgym/test/random-v0")

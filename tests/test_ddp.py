@@ -17,13 +17,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from worldgym import checkpoint
+from worldgym.model import checkpoint
 from worldgym.config_io import dump_yaml
-from worldgym.model import Model
-from worldgym.policies import StickyRandomPolicy
-from worldgym.record import record
-from worldgym.recipes import tiny_config
-from worldgym.twins import PixelTwin
+from worldgym.model.networks import Model
+from worldgym.policies.builtin import StickyRandomPolicy
+from worldgym.play.record import record
+from worldgym.training.recipes import tiny_config
+from worldgym.envs.twins import PixelTwin
 
 TOLERANCE = 1e-5
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import torch
 
-from worldgym.actions import ActionConfig, InvalidActionError
+from worldgym.model.actions import ActionConfig, InvalidActionError
 from worldgym.engine import NotResetError, NumericsError, WorldModel
 
 from conftest import tiny_model

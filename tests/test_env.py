@@ -15,13 +15,13 @@ import torch
 from gymnasium.utils.env_checker import check_env
 
 import worldgym
-from worldgym import checkpoint
-from worldgym.actions import ActionConfig, InvalidActionError
-from worldgym.autoencoder import AutoencoderConfig
+from worldgym.model import checkpoint
+from worldgym.model.actions import ActionConfig, InvalidActionError
+from worldgym.model.autoencoder import AutoencoderConfig
 from worldgym.engine import NumericsError
-from worldgym.env import WorldModelEnv
-from worldgym.model import Model
-from worldgym.registration import register_all, shipped_models
+from worldgym.envs.env import WorldModelEnv
+from worldgym.model.networks import Model
+from worldgym.envs.registration import register_all, shipped_models
 
 from conftest import randomized, tiny_config, tiny_model
 
@@ -334,7 +334,7 @@ def test_pickle_round_trip(model):
 
 def test_soak_script_runs_and_reports_a_memory_curve():
     """The 100k-step memory run of BENCHMARKS.md, at 20 steps: it runs, resets and reports (no timing asserted)."""
-    from worldgym.soak import soak
+    from worldgym.evaluation.soak import soak
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

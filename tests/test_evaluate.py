@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from worldgym.evaluate import record_real, termination_ceiling
+from worldgym.evaluation.evaluate import record_real, termination_ceiling
 
 
 def episodes(policy: str, n: int, seed: int) -> list[dict]:

@@ -16,13 +16,16 @@ from gymnasium import spaces
 from gymnasium.error import DependencyNotInstalled
 
 from conftest import tiny_model
-from worldgym import cli, play_agents, player as player_mod, video
-from worldgym.actions import ActionConfig
-from worldgym.display import NoDisplayError, check_driver
-from worldgym.keymap import KEYMAP_DIR, ActionMapper, Keymap, MissingKeysToAction, find_keymap, load_keymap
-from worldgym.play_agents import ScriptedCartPole, pole_lean
-from worldgym.player import Player, compose
-from worldgym.twins import PixelTwin
+from worldgym import cli
+from worldgym.policies import agents as play_agents
+from worldgym.play import player as player_mod
+from worldgym.data import video
+from worldgym.model.actions import ActionConfig
+from worldgym.envs.display import NoDisplayError, check_driver
+from worldgym.play.keymap import KEYMAP_DIR, ActionMapper, Keymap, MissingKeysToAction, find_keymap, load_keymap
+from worldgym.worlds.cartpole import ScriptedCartPole, pole_lean
+from worldgym.play.player import Player, compose
+from worldgym.envs.twins import PixelTwin
 
 pygame = pytest.importorskip("pygame")
 
@@ -63,7 +66,7 @@ def mapper_for(env: gym.Env, name: str | None = "CartPole") -> ActionMapper:
 
 
 def world_env(**kwargs) -> Spy:
-    from worldgym.env import WorldModelEnv
+    from worldgym.envs.env import WorldModelEnv
 
     # random weights predict random terminations: keep episodes going so the steps are deterministic
     return Spy(WorldModelEnv(tiny_model(**kwargs), render_mode="rgb_array", termination_fn=lambda obs, action: False))
@@ -230,7 +233,7 @@ def test_tab_toggles_between_human_and_agent():
     p.tick([down(pygame.K_TAB)])
     assert env.actions == [0, 1, 0]
     assert "agent" not in p.hud_lines()[0]
-    class InfoAgent:  # the worldgym.policies protocol: reset(rng), (obs, info) -> action
+    class InfoAgent:  # the worldgym.policies.builtin protocol: reset(rng), (obs, info) -> action
         def reset(self, rng):
             self.rng = rng
 
@@ -313,7 +316,7 @@ def test_render_mode_must_be_rgb_array():
 def test_recording_round_trips_through_the_dataset_format_and_a_gif(tmp_path):
     from PIL import Image
 
-    from worldgym.dataset import load
+    from worldgym.data.dataset import load
 
     env = cartpole()
     recorder = player_mod.DatasetRecorder(tmp_path / "play", env, {"recorded_by": "test"})
@@ -348,7 +351,7 @@ def test_recording_round_trips_through_the_dataset_format_and_a_gif(tmp_path):
 
 
 def test_a_session_that_records_nothing_leaves_an_existing_dataset_alone(tmp_path):
-    from worldgym.dataset import load
+    from worldgym.data.dataset import load
 
     env = cartpole()
     first = player_mod.DatasetRecorder(tmp_path / "play", env, {})
@@ -408,8 +411,8 @@ def test_agents_load_from_names_and_module_specs():
     env = PixelTwin(render_mode="rgb_array")
     assert env.action_space.contains(play_agents.load_agent("random", env, seed=0)(None))
     assert isinstance(play_agents.load_agent("scripted", env), ScriptedCartPole)
-    assert isinstance(play_agents.load_agent("worldgym.play_agents:ScriptedCartPole", env), ScriptedCartPole)
-    for bad in ("nonsense", "no_such_module:f", "worldgym.play_agents:__doc__"):
+    assert isinstance(play_agents.load_agent("worldgym.worlds.cartpole:ScriptedCartPole", env), ScriptedCartPole)
+    for bad in ("nonsense", "no_such_module:f", "worldgym.policies.agents:__doc__"):
         with pytest.raises(play_agents.PlayerError):
             play_agents.load_agent(bad, env)
 
@@ -463,8 +466,8 @@ def test_cli_without_display_or_pygame_says_what_to_do(monkeypatch, capsys):
 
 
 def test_cli_headless_run_plays_records_and_screenshots(tmp_path, capsys):
-    from worldgym.checkpoint import save
-    from worldgym.dataset import load
+    from worldgym.model.checkpoint import save
+    from worldgym.data.dataset import load
 
     save(tiny_model(action=ActionConfig(kind="multi_discrete", nvec=[3, 3])), tmp_path / "model")
     args = ["play", str(tmp_path / "model"), "--headless", "--max-steps", "3", "--agent", "random", "--start", "agent"]

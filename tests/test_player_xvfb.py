@@ -26,9 +26,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from worldgym.play_agents import pole_lean
-from worldgym.player import episode_seeds
-from worldgym.twins import PixelTwin
+from worldgym.worlds.cartpole import pole_lean
+from worldgym.play.player import episode_seeds
+from worldgym.envs.twins import PixelTwin
 
 WAIT = 60.0  # seconds before a wait gives up and fails with the player's log (never a timing assertion)
 

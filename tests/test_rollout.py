@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from PIL import Image
 
-from worldgym import checkpoint
+from worldgym.model import checkpoint
 from worldgym.cli import main
 
 from conftest import tiny_model

@@ -6,11 +6,11 @@ import torch
 from gymnasium import spaces
 
 from tests.conftest import tiny_model
-from worldgym.dataset import DatasetWriter
-from worldgym.env import WorldModelEnv
-from worldgym.starts import StartBank
-from worldgym.torchrl_env import TorchRLWorldModelEnv
-from worldgym.vector_env import WorldModelVectorEnv
+from worldgym.data.dataset import DatasetWriter
+from worldgym.envs.env import WorldModelEnv
+from worldgym.envs.starts import StartBank
+from worldgym.envs.torchrl_env import TorchRLWorldModelEnv
+from worldgym.envs.vector_env import WorldModelVectorEnv
 
 OBS = spaces.Box(0, 255, (16, 16, 3), np.uint8)
 ACT = spaces.Discrete(3)

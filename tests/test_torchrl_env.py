@@ -8,8 +8,8 @@ import pytest
 import torch
 from torchrl.envs.utils import check_env_specs
 
-from worldgym.env import WorldModelEnv
-from worldgym.torchrl_env import TorchRLWorldModelEnv
+from worldgym.envs.env import WorldModelEnv
+from worldgym.envs.torchrl_env import TorchRLWorldModelEnv
 
 from conftest import tiny_model
 
@@ -23,7 +23,7 @@ def test_check_env_specs(model, batch_size):
 
 @pytest.mark.parametrize("kind", ["box", "multi_binary", "multi_discrete"])
 def test_check_env_specs_other_action_kinds_and_latents(kind):
-    from worldgym.actions import ActionConfig
+    from worldgym.model.actions import ActionConfig
 
     action = {
         "box": ActionConfig(kind="box", n=2),

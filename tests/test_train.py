@@ -9,14 +9,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from worldgym import checkpoint
+from worldgym.model import checkpoint
 from worldgym.config_io import load_yaml
 from worldgym.engine import WorldModel
-from worldgym.losses import AutoencoderLoss, DecoderLoss, SelfForcingLoss
-from worldgym.model import Model
-from worldgym.policies import StickyRandomPolicy
-from worldgym.record import record
-from worldgym.recipes import (
+from worldgym.training.losses import AutoencoderLoss, DecoderLoss, SelfForcingLoss
+from worldgym.model.networks import Model
+from worldgym.policies.builtin import StickyRandomPolicy
+from worldgym.play.record import record
+from worldgym.training.recipes import (
     cartpole_config,
     cartpole_fast_config,
     cartpole_fast_long_rollouts_config,
@@ -27,8 +27,8 @@ from worldgym.recipes import (
     cartpole_long_rollouts_config,
     tiny_config,
 )
-from worldgym.train import TrainConfig, dynamics_batch, Data, train
-from worldgym.twins import PixelTwin
+from worldgym.training.train import TrainConfig, dynamics_batch, Data, train
+from worldgym.envs.twins import PixelTwin
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 

@@ -11,9 +11,9 @@ import pytest
 from gymnasium.utils.env_checker import check_env
 
 import worldgym  # noqa: F401  (registers the twins)
-from worldgym.actions import ActionConfig
-from worldgym.registration import shipped_models
-from worldgym.twins import TWINS, PixelTwin
+from worldgym.model.actions import ActionConfig
+from worldgym.envs.registration import shipped_models
+from worldgym.envs.twins import TWINS, PixelTwin
 
 TWIN = "worldgym/CartPoleReal-v0"
 

@@ -14,11 +14,11 @@ import torch
 from gymnasium.utils.env_checker import data_equivalence
 from gymnasium.vector import AsyncVectorEnv, AutoresetMode, SyncVectorEnv
 
-from worldgym import checkpoint
-from worldgym.actions import InvalidActionError
+from worldgym.model import checkpoint
+from worldgym.model.actions import InvalidActionError
 from worldgym.engine import NumericsError
-from worldgym.env import WorldModelEnv
-from worldgym.vector_env import WorldModelVectorEnv
+from worldgym.envs.env import WorldModelEnv
+from worldgym.envs.vector_env import WorldModelVectorEnv
 
 from conftest import tiny_model
 

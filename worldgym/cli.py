@@ -12,13 +12,13 @@ import importlib
 import sys
 
 COMMANDS = {
-    "rollout": ("worldgym.rollout", "roll a model out beside its real twin: returns, speed, GIF of real vs neural"),
-    "play": ("worldgym.play_cli", "play an env with the keyboard (HUD, agent toggle, side by side, recording)"),
-    "record": ("worldgym.record", "record episodes from a real twin or a neural env into a dataset"),
-    "dataset": ("worldgym.dataset", "check a recorded dataset, or export it to Minari"),
-    "train": ("worldgym.train", "train a world model (autoencoder, dynamics, self-forcing) from a YAML config"),
-    "eval": ("worldgym.evaluate", "measure a world model against its real twin: PSNR, state probe, control, termination"),
-    "bench": ("worldgym.bench", "measure step latency, throughput, cache speed-up and memory"),
+    "rollout": ("worldgym.play.rollout", "roll a model out beside its real twin: returns, speed, GIF of real vs neural"),
+    "play": ("worldgym.play.cli", "play an env with the keyboard (HUD, agent toggle, side by side, recording)"),
+    "record": ("worldgym.play.record", "record episodes from a real twin or a neural env into a dataset"),
+    "dataset": ("worldgym.data.dataset", "check a recorded dataset, or export it to Minari"),
+    "train": ("worldgym.training.train", "train a world model (autoencoder, dynamics, self-forcing) from a YAML config"),
+    "eval": ("worldgym.evaluation.evaluate", "measure a world model against its real twin: PSNR, state probe, control, termination"),
+    "bench": ("worldgym.evaluation.bench", "measure step latency, throughput, cache speed-up and memory"),
 }
 
 

@@ -38,10 +38,10 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from worldgym.actions import to_tensor
-from worldgym.cache import KVCache
-from worldgym.model import Model
-from worldgym.sampler import SamplerConfig, draw_noise, flow_schedule, sample
+from worldgym.model.actions import to_tensor
+from worldgym.model.cache import KVCache
+from worldgym.model.networks import Model
+from worldgym.model.sampler import SamplerConfig, draw_noise, flow_schedule, sample
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 POSITION_LIMIT = 2**20  # rotary positions are rebased before they pass this (about 20 hours at 15 blocks/s)

@@ -1,0 +1,90 @@
+"""Gymnasium ids for every shipped world model, its real twin, and a generic id for any checkpoint.
+
+Registered by ``import worldgym``:
+
+* ``worldgym/<config.name>-v0`` for each folder in ``assets/models/*/`` (entry point
+  `worldgym.envs.env:WorldModelEnv`, vector entry point
+  `worldgym.envs.vector_env:WorldModelVectorEnv`), with ``max_episode_steps`` taken from the
+  real twin's `TwinSpec` when ``config.real_twin`` names one;
+* ``worldgym/<Name>Real-v0`` for each real twin in `worldgym.envs.twins.TWINS`, at the frame
+  size of the shipped model that imitates it (64x64 otherwise);
+* ``worldgym/WorldModel-v0``: any checkpoint, ``gym.make("worldgym/WorldModel-v0", checkpoint=path)``.
+
+Registration reads only each model's small ``config.json``; no weights are loaded or
+hashed and torch is not imported, so ``import worldgym`` stays cheap.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+
+from worldgym.paths import model_dirs
+from worldgym.worlds import TWINS
+
+log = logging.getLogger(__name__)
+
+ENTRY_POINT = "worldgym.envs.env:WorldModelEnv"
+VECTOR_ENTRY_POINT = "worldgym.envs.vector_env:WorldModelVectorEnv"
+TWIN_ENTRY_POINT = "worldgym.envs.twins:PixelTwin"
+
+
+def shipped_models(assets: Path | None = None) -> list[tuple[Path, dict[str, Any]]]:
+    """(folder, config dict) of every shipped model folder with a readable config.json, sorted by folder."""
+    roots = model_dirs() if assets is None else [assets / "models"]
+    found = []
+    for folder in [f for root in roots for f in sorted(root.glob("*/"))]:
+        path = folder / "config.json"
+        if not path.is_file():
+            continue
+        try:
+            config = json.loads(path.read_text())["config"]
+            if not isinstance(config.get("name"), str) or not isinstance(config.get("autoencoder"), dict):
+                raise KeyError("config needs a 'name' string and an 'autoencoder' dict")
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            log.warning("skipping shipped model %s: unreadable config.json (%s)", folder, e)
+            continue
+        found.append((folder, config))
+    return found
+
+
+def register_all(assets: Path | None = None) -> list[str]:
+    """Register every shipped model, every real twin and the generic id; returns the ids (idempotent)."""
+    ids = []
+
+    def add(env_id: str, **kwargs: Any) -> None:
+        if env_id in gym.registry:
+            return
+        gym.register(env_id, **kwargs)
+        ids.append(env_id)
+
+    add("worldgym/WorldModel-v0", entry_point=ENTRY_POINT, vector_entry_point=VECTOR_ENTRY_POINT)
+    twin_sizes: dict[str, tuple[int, int]] = {}
+    for folder, config in shipped_models(assets):
+        twin = config.get("real_twin", "")
+        spec = TWINS.get(twin)
+        if twin and spec is None:
+            log.warning("shipped model %s names real twin %r, which worldgym does not know", folder, twin)
+        ae = config["autoencoder"]
+        if spec is not None:
+            twin_sizes.setdefault(twin, (int(ae.get("frame_height", 64)), int(ae.get("frame_width", 64))))
+        add(
+            f"worldgym/{config['name']}-v0",
+            entry_point=ENTRY_POINT,
+            vector_entry_point=VECTOR_ENTRY_POINT,
+            max_episode_steps=None if spec is None else spec.max_episode_steps,
+            kwargs={"checkpoint": str(folder)},
+        )
+    for name, spec in TWINS.items():
+        height, width = twin_sizes.get(name, (64, 64))
+        add(
+            f"worldgym/{name}Real-v0",
+            entry_point=TWIN_ENTRY_POINT,
+            max_episode_steps=spec.max_episode_steps,
+            kwargs={"name": name, "height": height, "width": width},
+        )
+    return ids

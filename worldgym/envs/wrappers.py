@@ -1,0 +1,60 @@
+"""Gymnasium wrappers that let a policy trained inside a neural env act in its real twin.
+
+`EncodeFrames` turns a real twin's RGB frames into the latents the neural env observes
+with ``obs_type="latent"``, by running the world model's own autoencoder on each frame.
+A policy trained on latents in the dream then sees the same kind of observation in the
+real environment. The wrapper only encodes; it never runs the dynamics or the decoder.
+
+Dimension letters: H/W frame size, N tokens, C latent channels.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import torch
+from gymnasium import spaces
+
+from worldgym.model.networks import Model
+
+
+class EncodeFrames(gym.ObservationWrapper):
+    """Replace (H, W, 3) uint8 frames by the world model's latents (N, C) float32.
+
+    ```python
+    import gymnasium as gym
+    import worldgym
+    from worldgym.envs.wrappers import EncodeFrames
+    env = EncodeFrames(gym.make("worldgym/CartPoleReal-v0"), "cartpole")
+    obs, info = env.reset(seed=0)  # obs.shape == (16, 16), like gym.make("worldgym/CartPole-v0", obs_type="latent")
+    ```
+
+    Args:
+        env: an env with ``Box(0, 255, (H, W, 3), uint8)`` observations at the model's frame size.
+        checkpoint: a checkpoint folder, a shipped model's name, or a built `Model`.
+        device: where the encoder runs.
+    """
+
+    def __init__(self, env: gym.Env, checkpoint: str | Path | Model, device: str | torch.device = "cpu") -> None:
+        super().__init__(env)
+        from worldgym.envs.env import load_model
+
+        model = load_model(checkpoint, device)
+        self.autoencoder = model.autoencoder.eval()
+        self.device = torch.device(device)
+        ae = model.config.autoencoder
+        expected = (ae.frame_height, ae.frame_width, 3)
+        if env.observation_space.shape != expected or env.observation_space.dtype != np.uint8:
+            raise ValueError(
+                f"EncodeFrames needs uint8 frames of shape {expected} (the model's frame size), got "
+                f"{env.observation_space.shape} {env.observation_space.dtype}; make the twin with "
+                f"height={ae.frame_height}, width={ae.frame_width}"
+            )
+        self.observation_space = spaces.Box(-np.inf, np.inf, (ae.tokens, ae.latent_channels), np.float32)
+
+    @torch.no_grad()
+    def observation(self, observation: np.ndarray) -> np.ndarray:
+        frames = torch.from_numpy(np.ascontiguousarray(observation))[None].to(self.device)  # (1, H, W, 3)
+        return self.autoencoder.encode(frames)[0].float().cpu().numpy()  # (N, C)

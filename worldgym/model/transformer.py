@@ -1,0 +1,173 @@
+"""The transformer pieces of the dynamics network: norms, attention, MLP, adaLN blocks.
+
+`Block` is a pre-norm transformer block modulated per frame by adaLN-Zero (DiT-style). Its
+attention has two ways in, which compute the same function: `forward_cached` reads keys
+and values from attention buffers (the engine's KV cache or training's rotated list cache)
+and writes its own into their scratch slots; `forward_sequence` runs a whole training
+sequence under a block-causal mask. `worldgym.model.dynamics` assembles them into the network.
+
+Dimension letters: B batch, F frames in a pass, N tokens, L sequence length, D model
+width, H heads, Dh head dim, T context tokens.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from worldgym.model.rope import rotate
+
+class RMSNorm(nn.Module):
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.rms_norm(x, (x.shape[-1],), self.weight.to(x.dtype), eps=1e-6)
+
+
+class Attention(nn.Module):
+    def __init__(self, dim: int, heads: int) -> None:
+        super().__init__()
+        self.heads, self.head_dim = heads, dim // heads
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.q_norm = RMSNorm(self.head_dim)
+        self.k_norm = RMSNorm(self.head_dim)
+        self.proj = nn.Linear(dim, dim)
+
+    def qkv_heads(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """x (B, L, D) -> normalised queries and keys (B, L, 2, H, Dh), values (B, L, H, Dh)."""
+        B, L, D = x.shape
+        qkv = self.qkv(x).view(B, L, 3, self.heads, self.head_dim)  # (B, L, 3, H, Dh)
+        weight = torch.stack([self.q_norm.weight, self.k_norm.weight])[:, None].to(qkv.dtype)  # (2, 1, Dh)
+        qk = F.rms_norm(qkv[:, :, :2], (self.head_dim,), eps=1e-6) * weight  # (B, L, 2, H, Dh): both norms in one pass
+        return qk, qkv[:, :, 2]
+
+    def forward_cached(
+        self,
+        x: torch.Tensor,
+        cos: torch.Tensor,
+        sin: torch.Tensor,
+        ctx_k: torch.Tensor,
+        ctx_v: torch.Tensor,
+        mask: torch.Tensor | None,
+        start: int,
+        skip: int = 0,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """x (B, F*N, D) of F blocks against context buffers (B, H, T, Dh); returns (out, raw k, v).
+
+        The context keys are already rotated; tokens ``start .. start + F*N`` of both buffers
+        are scratch space this pass fills with its own keys and values (no concatenation).
+        The first ``skip`` tokens only give keys and values: ``out`` is (B, F*N - skip, D).
+        """
+        B, N, D = x.shape  # N = F*N tokens here
+        qk, v = self.qkv_heads(x)  # (B, N, 2, H, Dh), (B, N, H, Dh)
+        qkr = rotate(qk, cos[:, :, None], sin[:, :, None])  # (B, N, 2, H, Dh)
+        ctx_k[:, :, start : start + N] = qkr[:, :, 1].transpose(1, 2)
+        ctx_v[:, :, start : start + N] = v.transpose(1, 2)
+        q = qkr[:, skip:, 0].transpose(1, 2)  # (B, H, N - skip, Dh)
+        out = F.scaled_dot_product_attention(q, ctx_k, ctx_v, attn_mask=None if mask is None else mask[:, :, skip:])
+        return self.proj(out.transpose(1, 2).reshape(B, N - skip, D)), qk[:, :, 1], v  # (B, N-skip, D), (B, N, H, Dh) x2
+
+    def forward_sequence(
+        self,
+        x: torch.Tensor,
+        rope_abs: tuple[torch.Tensor, torch.Tensor],
+        rope_eff: tuple[torch.Tensor, torch.Tensor],
+        sink_cols: torch.Tensor,
+        mask: torch.Tensor,
+    ) -> torch.Tensor:
+        """x (B, L, D) of a whole [clean | noisy] sequence under the block-causal mask (L, L).
+
+        Keys sit at their absolute frame index. A query scores window keys from its absolute
+        position (only the distance matters, which equals the cached distance) and sink keys
+        from its *effective* position min(t, sink + window), the position it has in the cache.
+        """
+        B, L, D = x.shape
+        qk, v = self.qkv_heads(x)  # (B, L, 2, H, Dh), (B, L, H, Dh)
+        q, k = qk.unbind(2)  # (B, L, H, Dh) each
+        k = rotate(k, *rope_abs).transpose(1, 2)  # (B, H, L, Dh)
+        q_abs = rotate(q, *rope_abs).transpose(1, 2)  # (B, H, L, Dh)
+        scale = 1.0 / math.sqrt(self.head_dim)
+        scores = (q_abs @ k.transpose(-2, -1)) * scale  # (B, H, L, L)
+        if bool(sink_cols.any()):
+            q_eff = rotate(q, *rope_eff).transpose(1, 2)  # (B, H, L, Dh)
+            sink_scores = (q_eff @ k[:, :, sink_cols].transpose(-2, -1)) * scale  # (B, H, L, #sink)
+            scores = scores.clone()
+            scores[..., sink_cols] = sink_scores
+        scores = scores.masked_fill(~mask, float("-inf"))
+        out = scores.softmax(dim=-1) @ v.transpose(1, 2)  # (B, H, L, Dh)
+        return self.proj(out.transpose(1, 2).reshape(B, L, D))  # (B, L, D)
+
+
+class MLP(nn.Module):
+    def __init__(self, dim: int, ratio: float) -> None:
+        super().__init__()
+        hidden = int(dim * ratio)
+        self.fc = nn.Linear(dim, hidden)
+        self.out = nn.Linear(hidden, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # in place when no graph is recorded (inference): one buffer of the widest activation less
+        return self.out(F.silu(self.fc(x), inplace=not torch.is_grad_enabled()))
+
+
+def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor, frames: int) -> torch.Tensor:
+    """x (B, F*N, D) modulated per frame by shift, scale (B, F, D): x * (1 + scale) + shift in one pass."""
+    B, L, D = x.shape
+    x = x.view(B, frames, L // frames, D)  # (B, F, N, D)
+    return torch.addcmul(shift[:, :, None], x, 1 + scale[:, :, None]).view(B, L, D)
+
+
+def gated_add(residual: torch.Tensor, x: torch.Tensor, gate: torch.Tensor, frames: int) -> torch.Tensor:
+    """residual + x * gate, x and residual (B, F*N, D) gated per frame by (B, F, D), in one pass."""
+    B, L, D = x.shape
+    view = (B, frames, L // frames, D)
+    return torch.addcmul(residual.view(view), x.view(view), gate[:, :, None]).view(B, L, D)  # (B, F*N, D)
+
+
+class Block(nn.Module):
+    """Pre-norm transformer block with adaLN-Zero modulation from a per-frame condition."""
+
+    def __init__(self, dim: int, heads: int, mlp_ratio: float) -> None:
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
+        self.attn = Attention(dim, heads)
+        self.norm2 = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
+        self.mlp = MLP(dim, mlp_ratio)
+        self.ada = nn.Sequential(nn.SiLU(), nn.Linear(dim, 6 * dim))
+        nn.init.zeros_(self.ada[1].weight)
+        nn.init.zeros_(self.ada[1].bias)
+
+    def mods(self, cond: torch.Tensor) -> list[torch.Tensor]:
+        return list(self.ada(cond).chunk(6, dim=-1))  # 6 x (B, F, D)
+
+    def forward_cached(self, x, cond, cos, sin, ctx_k, ctx_v, mask, start, skip: int = 0):
+        """Blocks x (B, F*N, D); the first ``skip`` blocks only give keys and values (x out: (B, (F-skip)*N, D))."""
+        frames = cond.shape[1]
+        s1, c1, g1, s2, c2, g2 = self.mods(cond)
+        tokens = skip * (x.shape[1] // frames)
+        a, k, v = self.attn.forward_cached(modulate(self.norm1(x), s1, c1, frames), cos, sin, ctx_k, ctx_v, mask, start, tokens)
+        if skip:
+            x, frames, g1, s2, c2, g2 = x[:, tokens:], frames - skip, g1[:, skip:], s2[:, skip:], c2[:, skip:], g2[:, skip:]
+        x = gated_add(x, a, g1, frames)
+        x = gated_add(x, self.mlp(modulate(self.norm2(x), s2, c2, frames)), g2, frames)
+        return x, k, v
+
+    def forward_sequence(self, x, cond, rope_abs, rope_eff, sink_cols, mask):
+        frames = cond.shape[1]
+        s1, c1, g1, s2, c2, g2 = self.mods(cond)
+        a = self.attn.forward_sequence(modulate(self.norm1(x), s1, c1, frames), rope_abs, rope_eff, sink_cols, mask)
+        x = gated_add(x, a, g1, frames)
+        return gated_add(x, self.mlp(modulate(self.norm2(x), s2, c2, frames)), g2, frames)
+
+
+def timestep_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:
+    """Noise levels t (...,) in [0, 1] -> sinusoidal features (..., dim)."""
+    half = dim // 2
+    freqs = torch.exp(-math.log(10000.0) * torch.arange(half, device=t.device, dtype=torch.float32) / half)
+    args = (t.float() * 1000.0)[..., None] * freqs  # (..., dim/2)
+    return torch.cat([args.cos(), args.sin()], dim=-1)  # (..., dim)

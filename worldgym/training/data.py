@@ -1,0 +1,231 @@
+"""What a training run is configured by and the batches it draws: `TrainConfig`, `Data`, `dynamics_batch`.
+
+`TrainConfig` is the YAML a run is started from (it nests the `WorldModelConfig`); `Data`
+holds a recorded dataset in RAM and cuts training windows from it; every random draw of
+a stage's step comes from `step_generator` (seeded by seed, stage and step), so a resumed
+or multi-process run draws exactly the batches an uninterrupted single-process run draws.
+The training loop itself is in train.py.
+
+Dimension letters: B batch, T frames, N tokens, C latent channels, A action width.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from worldgym.model.actions import ActionConfig
+from worldgym.data.dataset import load as load_dataset
+from worldgym.model.networks import WorldModelConfig
+
+STAGES = ("autoencoder", "dynamics", "selfforce", "decoder", "heads")
+
+
+@dataclass
+class TrainConfig:
+    """A whole training run: the model to build and the hyper-parameters of each stage.
+
+    Attributes:
+        model: the world model to build.
+        seed: seeds weights and every step's random draws.
+        threads: torch intra-op threads per process.
+        bf16: bf16 autocast for forward passes (weights and optimizer stay fp32).
+        ae_steps, ae_batch, ae_lr: autoencoder stage (frames per batch).
+        ae_foreground_weight: extra loss weight on non-background pixels.
+        ae_foreground_both: weight the pixels that are foreground in the target *or* in the
+            reconstruction (so a pole drawn in the wrong place costs as much as a missing one);
+            False weights the target's foreground only.
+        dyn_steps, dyn_batch, dyn_lr: teacher-forcing stage (sequences per batch).
+        seq_frames: frames per training sequence (> sink + window to train evictions).
+        episode_weight_power: an episode of T steps is drawn with weight (T+1)^power: 1 makes every
+            frame equally likely, 0 every episode; in between keeps long balancing episodes from
+            drowning out the short falling ones where actions and terminations show most.
+        context_noise: the clean copy gets noise t ~ U[0, context_noise].
+        p_t_one: probability that a target frame is trained at t = 1 (the 1-step sampler's level).
+        term_weight: weight of the termination BCE; term_pos_weight up-weights the rare positives.
+        reward_weight: weight of the reward MSE.
+        sf_steps, sf_batch, sf_lr: self-forcing stage (rollouts per batch).
+        sf_blocks: blocks generated per self-forcing rollout.
+        sf_bptt: back-propagate through the rollout (generated blocks and their keys/values
+            keep their gradients) instead of detaching the cache between blocks.
+        sf_context_max: a rollout that starts inside an episode first commits 2..sf_context_max
+            real frames (uniform) and generates from there, so the model sees the motion it must
+            continue; one that starts at the episode's first frame commits that frame only, as
+            ``reset`` does. 1 = every rollout starts from one real frame.
+        sf_start_share: share of rollouts that start at their episode's first frame (the state
+            ``reset`` starts from); the rest start at a uniform offset.
+        sf_loss: "mse" regresses every generated block to the true one (the conditional mean:
+            where the frames leave the state uncertain, an unstable pole then drifts to the
+            average of its futures, upright); "energy" rolls every context out twice from
+            independent noise and minimises the energy score ||a - y|| + ||b - y|| - ||a - b||
+            (RMS over the block), a proper scoring rule whose optimum is the true conditional
+            distribution, so the 1-step sampler learns to draw a future rather than average them.
+        dec_steps, dec_batch, dec_lr: decoder fine-tune (rollouts per batch; 0 steps skips the stage).
+        dec_blocks: blocks per decoder fine-tune rollout (prefix and start share as in self-forcing).
+        dec_real_weight: weight of a second decoder term, the same true frames reconstructed from
+            their encoder latents (the autoencoder's floor); 0 fits the rollouts' latents only. A
+            decoder trained from scratch (``--init-stage decoder``) needs it to draw what the
+            encoder sees as well as the first one did.
+        heads_steps, heads_batch, heads_lr: denoise-heads fit (rollouts per batch of ``sf_blocks``
+            blocks, prefix and start share as in self-forcing; 0 steps skips the stage).
+        warmup: linear warm-up steps of every stage (then cosine to 10 %).
+        log_every, ckpt_every: steps between log lines / checkpoints.
+        start_bank_from: episodes whose first frames fill the start-frame bank.
+    """
+
+    model: WorldModelConfig = field(default_factory=WorldModelConfig)
+    seed: int = 0
+    threads: int = 2
+    bf16: bool = False  # the shipped runs are fp32: they were trained on an AVX2-only CPU, where bf16 matmuls ran ~9x slower (CPUs with AMX run them faster than fp32)
+    ae_steps: int = 2000
+    ae_batch: int = 32
+    ae_lr: float = 2e-3
+    ae_foreground_weight: float = 20.0
+    ae_foreground_both: bool = False
+    dyn_steps: int = 3000
+    dyn_batch: int = 16
+    dyn_lr: float = 1e-3
+    seq_frames: int = 24
+    episode_weight_power: float = 1.0
+    context_noise: float = 0.1
+    p_t_one: float = 0.75
+    term_weight: float = 1.0
+    term_pos_weight: float = 5.0
+    reward_weight: float = 0.1
+    sf_steps: int = 500
+    sf_batch: int = 16
+    sf_lr: float = 3e-4
+    sf_blocks: int = 24
+    sf_bptt: bool = False
+    sf_context_max: int = 1
+    sf_start_share: float = 0.0
+    sf_loss: str = "mse"
+    dec_steps: int = 0
+    dec_batch: int = 8
+    dec_lr: float = 3e-4
+    dec_blocks: int = 6
+    dec_real_weight: float = 0.0
+    heads_steps: int = 0
+    heads_batch: int = 16
+    heads_lr: float = 1e-3
+    warmup: int = 100
+    log_every: int = 50
+    ckpt_every: int = 500
+
+
+# ---------------------------------------------------------------------- data
+class Data:
+    """A dataset held in RAM as torch tensors, flattened over episodes.
+
+    Attributes:
+        frames: (sum T+1, H, W, 3) uint8 every observation of every episode.
+        starts: (E,) index in ``frames`` of each episode's first observation.
+        lengths: (E,) T of each episode (T+1 observations).
+        actions: (sum T+1, A) the action that led to each frame (row of frame 0 unused).
+        rewards, terms: (sum T+1,) reward / termination of the transition into each frame.
+    """
+
+    def __init__(self, path: str | Path | list[str | Path], action: ActionConfig, weight_power: float = 1.0) -> None:
+        paths = [path] if isinstance(path, (str, Path)) else list(path)
+        if not paths:
+            raise ValueError("no dataset given: pass at least one folder written by `worldgym record`")
+        datasets = [load_dataset(p) for p in paths]
+        for p, ds in zip(paths, datasets):
+            if len(ds) == 0:
+                raise ValueError(f"dataset {p} has no episodes")
+            shape, first = ds.episodes[0].observations.shape[1:], datasets[0].episodes[0].observations.shape[1:]
+            if shape != first:
+                raise ValueError(
+                    f"dataset {p} has frames of shape {tuple(shape)}, {paths[0]} has {tuple(first)}; "
+                    "train on datasets recorded at one size"
+                )
+        frames, actions, rewards, terms, starts, lengths = [], [], [], [], [], []
+        n = 0
+        for ep in (ep for ds in datasets for ep in ds.episodes):
+            T = len(ep)
+            frames.append(np.asarray(ep.observations))
+            a = np.zeros((T + 1, action.width), dtype=np.float32 if action.kind == "box" else np.int64)
+            a[1:] = np.asarray(ep.actions).reshape(T, action.width)
+            actions.append(a)
+            rewards.append(np.concatenate([[0.0], np.asarray(ep.rewards, np.float32)]))
+            terms.append(np.concatenate([[False], np.asarray(ep.terminations)]))
+            starts.append(n)
+            lengths.append(T)
+            n += T + 1
+        self.frames = torch.from_numpy(np.concatenate(frames))  # (sum T+1, H, W, 3)
+        self.actions = torch.from_numpy(np.concatenate(actions))  # (sum T+1, A)
+        self.rewards = torch.from_numpy(np.concatenate(rewards).astype(np.float32))  # (sum T+1,)
+        self.terms = torch.from_numpy(np.concatenate(terms).astype(np.float32))  # (sum T+1,)
+        self.starts = torch.tensor(starts)
+        self.lengths = torch.tensor(lengths)
+        self.first = torch.zeros(n, dtype=torch.bool)  # (sum T+1,) True at each episode's first frame
+        self.first[self.starts] = True
+        self.weights = (self.lengths + 1).double() ** weight_power  # (E,) sampling weight of each episode
+        self.path = ",".join(str(p) for p in paths)
+        self.episodes = len(starts)
+
+    def sequences(self, g: torch.Generator, batch: int, frames: int, start_share: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+        """Random windows: indices (B, T) into the flat arrays and a validity mask (B, T).
+
+        Episodes are drawn with ``self.weights`` ((T+1)^weight_power), the start offset uniformly
+        inside the episode (or, for a ``start_share`` of the windows, at its first frame); frames
+        past the episode's end repeat its last frame and are invalid.
+        """
+        ep = torch.multinomial(self.weights, batch, replacement=True, generator=g)  # (B,)
+        length = self.lengths[ep]  # (B,)
+        offset = (torch.rand(batch, generator=g) * length).long()  # (B,) in [0, T-1]: at least 2 frames
+        if start_share > 0:
+            offset = torch.where(torch.rand(batch, generator=g) < start_share, 0, offset)
+        pos = offset[:, None] + torch.arange(frames)[None]  # (B, T)
+        valid = pos <= length[:, None]
+        idx = self.starts[ep][:, None] + pos.clamp(max=length[:, None])  # (B, T)
+        return idx, valid
+
+
+# ---------------------------------------------------------------------- optimizer state <-> safetensors
+
+
+def step_generator(seed: int, stage: str, step: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed * 1_000_003 + STAGES.index(stage) * 10_000_019 + step)
+
+
+# ---------------------------------------------------------------------- batches
+def dynamics_batch(data: Data, latents: torch.Tensor, g: torch.Generator, batch: int, frames: int, cfg: TrainConfig, selfforce: bool = False) -> dict:
+    """One global batch for the teacher-forcing or the self-forcing stage (all random draws from g).
+
+    Besides the sequences it holds ``prefix`` (B,): how many real frames each rollout commits
+    before it generates (always 1 outside self-forcing; see ``TrainConfig.sf_context_max``), and
+    ``index`` (B, T): the windows' rows in the dataset's flat arrays.
+    """
+    idx, valid = data.sequences(g, batch, frames, cfg.sf_start_share if selfforce else 0.0)  # (B, T)
+    x0 = latents[idx]  # (B, T, N, C)
+    null = torch.zeros_like(valid)
+    null[:, 0] = True
+    t_noisy = torch.where(
+        torch.rand(valid.shape, generator=g) < cfg.p_t_one, torch.ones(valid.shape), torch.sigmoid(torch.randn(valid.shape, generator=g))
+    )  # (B, T): the sampler's t = 1, else logit-normal
+    return {
+        "latents": x0,
+        "valid": valid,
+        "actions": data.actions[idx],  # (B, T, A)
+        "null": null,
+        "rewards": data.rewards[idx] * valid,
+        "terms": data.terms[idx] * valid,
+        "t_clean": torch.rand(valid.shape, generator=g) * cfg.context_noise,
+        "t_noisy": t_noisy,
+        "noise_clean": torch.randn(x0.shape, generator=g),
+        "noise": torch.randn(x0.shape, generator=g),
+        "prefix": context_prefix(data.first[idx[:, 0]], cfg.sf_context_max if selfforce else 1, g),
+        "index": idx,  # (B, T) into the dataset's flat arrays (the decoder stage reads the true frames)
+    }
+
+
+def context_prefix(at_start: torch.Tensor, most: int, g: torch.Generator) -> torch.Tensor:
+    """Real frames each rollout commits before generating (B,): 1 at an episode's first frame, else 2..most."""
+    if most <= 1:
+        return torch.ones(at_start.shape, dtype=torch.long)
+    inside = torch.randint(2, most + 1, at_start.shape, generator=g)
+    return torch.where(at_start, 1, inside)
