@@ -96,16 +96,17 @@ def save(model: Model, path: str | Path, extra: dict[str, Any] | None = None) ->
 
 
 def resolve(name_or_path: str | Path) -> Path:
-    """A checkpoint folder from a path, a path to its model.safetensors, or a shipped model's name."""
+    """A checkpoint folder from a path, a path to its model.safetensors, or the folder name of an installed model."""
     p = Path(name_or_path)
     if p.is_file() and p.name in (WEIGHTS, CONFIG, MANIFEST):
         return p.parent
     if p.exists():
         return p
     for folder in model_dirs():
-        named = folder / str(name_or_path).lower()
-        if (named / CONFIG).is_file():
-            return named
+        for name in dict.fromkeys((str(name_or_path), str(name_or_path).lower())):  # as given, then lower case
+            named = folder / name
+            if (named / CONFIG).is_file():
+                return named
     names = sorted({d.name for folder in model_dirs() if folder.is_dir() for d in folder.glob("*") if (d / CONFIG).is_file()})
     raise CheckpointError(
         f"no checkpoint at {p} (missing file or folder) and no installed model of that name; installed: {names} "

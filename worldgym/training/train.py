@@ -2,6 +2,7 @@
 
 Examples:
     worldgym train configs/cartpole.yaml --data runs/data/cartpole --out runs/cartpole
+    worldgym train configs/cartpole.yaml --data runs/data/cartpole --out runs/cartpole --install MyCartPole
     torchrun --nproc_per_node 2 -m worldgym.cli train configs/cartpole.yaml --data ... --out ...
 
 The YAML file is a plain dump of `TrainConfig` (which nests the `WorldModelConfig`). The
@@ -37,6 +38,8 @@ update as one process with the same global batch. All randomness of step s is dr
 from a generator seeded by (seed, stage, s), so a resumed run repeats the losses of an
 uninterrupted one. Logs go to stdout and ``OUT/log.jsonl``; the finished model is
 ``OUT/model`` (a checkpoint folder, start-frame bank filled with real start frames).
+``--install NAME`` copies it into the user models directory (`worldgym.paths.user_models_dir`),
+where ``import worldgym`` registers it as ``worldgym/<config name>-v0``.
 
 Dimension letters: B batch, T frames, N tokens, C latent channels, H/W frame size.
 """
@@ -63,6 +66,7 @@ from worldgym.model import checkpoint
 from worldgym.config_io import dump_yaml, load_yaml, to_dict
 from worldgym.training.losses import AutoencoderLoss, DecoderLoss, DynamicsLoss, SelfForcingLoss
 from worldgym.model.networks import Model, WorldModelConfig
+from worldgym.paths import user_models_dir
 from worldgym.training.data import STAGES, Data, TrainConfig, dynamics_batch, step_generator
 
 log = logging.getLogger("worldgym.training.train")
@@ -380,7 +384,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--stop-after", type=int, default=None, help="stop after this many optimizer steps (resume later)")
     parser.add_argument("--init", default=None, help="start a new run from this model's weights (same model config; with --init-stage dynamics, only its autoencoder when the dynamics config differs)")
     parser.add_argument("--init-stage", default="dynamics", choices=STAGES, help="stage --init starts at")
-    parser.add_argument("--install", default=None, help="copy the finished model to this folder, e.g. assets/models/cartpole")
+    parser.add_argument(
+        "--install", default=None, type=install_destination, metavar="NAME_OR_PATH",
+        help="copy the finished model (replacing what is there): a bare NAME goes to the user models directory "
+             "(WORLDGYM_MODELS, else $XDG_DATA_HOME/worldgym/models; default ~/.local/share/worldgym/models), where "
+             "`import worldgym` registers it as worldgym/<config name>-v0; a path with a '/' is used as given, "
+             "e.g. assets/models/cartpole",
+    )  # fmt: skip
+
+
+def install_destination(value: str) -> Path:
+    """Where ``--install VALUE`` copies the model: the user models directory's ``VALUE`` for a bare name, else the path."""
+    if any(sep and sep in value for sep in ("/", os.sep, os.altsep)):
+        return Path(value)
+    if value in ("", ".", ".."):
+        raise argparse.ArgumentTypeError(f"--install takes a model name or a path with a '/', got {value!r}; e.g. --install MyCartPole")
+    return user_models_dir() / value
 
 
 def run(args: argparse.Namespace) -> int:
@@ -388,7 +407,7 @@ def run(args: argparse.Namespace) -> int:
     cfg = load_yaml(TrainConfig, args.config)
     final = train(cfg, args.data, args.out, args.stop_after, args.init, args.init_stage)
     if args.install and final.is_dir() and int(os.environ.get("RANK", "0")) == 0:
-        dest = Path(args.install)
+        dest = args.install
         if dest.exists():
             shutil.rmtree(dest)
         shutil.copytree(final, dest)
