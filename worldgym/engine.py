@@ -64,12 +64,14 @@ class StepResult:
         latents: clean latents of the block (B, N, C).
         reward: predicted reward (B,), clipped to the model's reward range.
         termination: predicted probability that the episode ended at this block (B,).
+        features: the model's state after committing the block (B, D) float32, in ``features`` mode (else None).
     """
 
     frames: torch.Tensor | None
     latents: torch.Tensor
     reward: torch.Tensor
     termination: torch.Tensor
+    features: torch.Tensor | None = None
 
 
 class WorldModel:
@@ -89,6 +91,7 @@ class WorldModel:
         device: str | torch.device = "cpu",
         dtype: str = "float32",
         sampler: SamplerConfig | None = None,
+        features: bool = False,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -122,7 +125,10 @@ class WorldModel:
             workspace=2 + dyn.sink if dyn.fused_commit else 1,
         )
         # fused commit: each row's newest block waits here and is committed by the next step's pass
-        self.fused = dyn.fused_commit
+        self.fused = dyn.fused_commit and not features
+        # features mode: every block is committed in the step that makes it (two passes), and the
+        # commit pass's head features (B, D) are each row's observable state (`observe` does the same for real frames)
+        self.features = torch.zeros(batch_size, dyn.dim, device=self.device) if features else None
         self.pending = {
             "latents": torch.zeros(batch_size, ae.tokens, ae.latent_channels, device=self.device),  # (B, N, C)
             "actions": torch.zeros(batch_size, act.width, dtype=self.cache.actions.dtype, device=self.device),  # (B, A)
@@ -173,6 +179,8 @@ class WorldModel:
         t = torch.full((x0.shape[0],), self.sampler.commit_noise, device=self.device)
         to_sink = bool((count < self.cache.sink).any())  # only blocks going to the sink need their raw keys
         out = dyn.forward_cached(x0, t, actions, null, context, position, commit=True, keys=to_sink)
+        if self.features is not None and out.features is not None:
+            self.features[self._all if rows is None else rows] = out.features.float()
         # every layer's keys/values feed the hidden state the heads read: finite heads mean finite k/v
         bad = ~(torch.isfinite(out.reward) & torch.isfinite(out.term_logit))
         if bool(bad.any()):
@@ -320,7 +328,36 @@ class WorldModel:
             raise
         lo, hi = self.config.reward_range
         self.steps += 1
-        return StepResult(frames, x0, reward.float().clamp(lo, hi), torch.sigmoid(term_logit.float()))
+        feats = None if self.features is None else self.features.clone()
+        return StepResult(frames, x0, reward.float().clamp(lo, hi), torch.sigmoid(term_logit.float()), feats)
+
+    @torch.inference_mode()
+    def observe(self, frames: torch.Tensor | np.ndarray, actions: Any, rows: Sequence[int] | torch.Tensor | None = None) -> StepResult:
+        """Commit observed frames instead of generated ones: the world model as a filter over a real env.
+
+        For each row, encode its frame (R, H, W, 3) uint8 and commit it under the action that
+        led to it, exactly as `step` commits a generated block; the returned ``features`` are
+        the same function of (frames, actions) that a neural env computes when it is reset
+        with the same frames and actions. Needs ``features=True``.
+        """
+        if self.features is None:
+            raise RuntimeError("observe() needs an engine built with features=True")
+        r = self._rows(rows)
+        if not bool(self.is_reset[r.cpu()].all()):
+            raise NotResetError("rows must be reset (from their first frame) before observe()")
+        frames = torch.as_tensor(np.asarray(frames) if not isinstance(frames, torch.Tensor) else frames)
+        ae = self.config.autoencoder
+        if frames.dim() != 4 or frames.shape[0] != len(r) or tuple(frames.shape[1:]) != (ae.frame_height, ae.frame_width, 3) or frames.dtype != torch.uint8:
+            raise ValueError(f"observe frames must be uint8 of shape ({len(r)}, {ae.frame_height}, {ae.frame_width}, 3), got {tuple(frames.shape)} {frames.dtype}")
+        a = to_tensor(self.config.action, actions, len(r), self.device)  # (R, A)
+        null = torch.zeros(len(r), dtype=torch.bool, device=self.device)
+        with self._autocast():
+            self._bound_positions()
+            x = self.autoencoder.encode(frames.to(self.device)).float()  # (R, N, C)
+            reward, term_logit = self._commit(None if len(r) == self.batch_size and bool((r == self._all).all()) else r, x, a, null)
+        lo, hi = self.config.reward_range
+        self.steps[r.cpu()] += 1
+        return StepResult(None, x, reward.float().clamp(lo, hi), torch.sigmoid(term_logit.float()), self.features[r].clone())
 
     def _denoise_fused(self, noise: torch.Tensor, a: torch.Tensor, null: torch.Tensor):
         """Sample the next block with the pending blocks' commit fused into the first denoise pass.

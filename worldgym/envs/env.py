@@ -26,7 +26,7 @@ from worldgym.engine import NumericsError, WorldModel
 from worldgym.model.networks import Model
 from worldgym.envs.starts import StartBank
 
-OBS_TYPES = ("rgb", "latent")
+OBS_TYPES = ("rgb", "latent", "features")
 RewardFn = Callable[[np.ndarray, Any], float]
 TerminationFn = Callable[[np.ndarray, Any], bool]
 
@@ -48,6 +48,8 @@ def observation_space(model: Model, obs_type: str) -> spaces.Box:
     ae = model.config.autoencoder
     if obs_type == "rgb":
         return spaces.Box(0, 255, (ae.frame_height, ae.frame_width, 3), np.uint8)
+    if obs_type == "features":  # the model's state after each committed block (the heads' input)
+        return spaces.Box(-np.inf, np.inf, (model.config.dynamics.dim,), np.float32)
     return spaces.Box(-np.inf, np.inf, (ae.tokens, ae.latent_channels), np.float32)
 
 
@@ -130,8 +132,10 @@ def draw_start(
     return frames, actions, index, seed
 
 
-def to_numpy_obs(latents: torch.Tensor, frames: torch.Tensor | None, obs_type: str) -> np.ndarray:
-    """A fresh numpy observation (never a view of engine memory): frames (..., H, W, 3) uint8 or latents (..., N, C) float32."""
+def to_numpy_obs(latents: torch.Tensor, frames: torch.Tensor | None, obs_type: str, features: torch.Tensor | None = None) -> np.ndarray:
+    """A fresh numpy observation (never a view of engine memory): frames (..., H, W, 3) uint8, latents (..., N, C) or features (..., D) float32."""
+    if obs_type == "features":
+        return features.detach().float().cpu().numpy().copy()
     if obs_type == "latent":
         return latents.detach().float().cpu().numpy().copy()
     return frames.detach().cpu().numpy().copy()
@@ -238,7 +242,7 @@ class WorldModelEnv(gym.Env):
         self.starts = check_starts(self.model, starts)
         config = self.model.config
         sampler = None if sampler_steps is None else dataclasses.replace(config.sampler, steps=sampler_steps)
-        self.engine = WorldModel(self.model, 1, device=device, dtype=dtype, sampler=sampler)
+        self.engine = WorldModel(self.model, 1, device=device, dtype=dtype, sampler=sampler, features=obs_type == "features")
         self.name = config.name
         self.obs_type = obs_type
         self.render_mode = render_mode
@@ -264,7 +268,7 @@ class WorldModelEnv(gym.Env):
         frames, actions, index, engine_seed = draw_start(self.model, self.np_random, options, self.starts)
         latents = self.engine.reset([0], frames[None], None if actions is None else [actions], seeds=[engine_seed])
         self._frame = frames[-1].numpy().copy()  # (H, W, 3)
-        self._obs = to_numpy_obs(latents[0], frames[-1], self.obs_type)
+        self._obs = to_numpy_obs(latents[0], frames[-1], self.obs_type, None if self.engine.features is None else self.engine.features[0])
         self._terminated = False
         self._warned = False
         info: dict[str, Any] = {"start_index": index, "termination_prob": 0.0, "reward_pred": 0.0}
@@ -292,7 +296,7 @@ class WorldModelEnv(gym.Env):
             raise NumericsError(f"{self.name} env 0 produced a non-finite output; no frame returned: {e}") from None
         elapsed = time.perf_counter() - start
         self._frame = None if out.frames is None else out.frames[0].cpu().numpy().copy()  # (H, W, 3)
-        self._obs = to_numpy_obs(out.latents[0], None if out.frames is None else out.frames[0], self.obs_type)
+        self._obs = to_numpy_obs(out.latents[0], None if out.frames is None else out.frames[0], self.obs_type, None if out.features is None else out.features[0])
         prob, reward_pred = float(out.termination[0]), float(out.reward[0])
         reward = float(self.reward_fn(self._obs.copy(), action)) if self.reward_fn else reward_pred
         terminated = bool(self.termination_fn(self._obs.copy(), action)) if self.termination_fn else prob > 0.5

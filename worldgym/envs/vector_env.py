@@ -123,7 +123,7 @@ class WorldModelVectorEnv(VectorEnv):
         self.starts = check_starts(self.model, starts)
         config = self.model.config
         sampler = None if sampler_steps is None else dataclasses.replace(config.sampler, steps=sampler_steps)
-        self.engine = WorldModel(self.model, num_envs, device=device, dtype=dtype, sampler=sampler)
+        self.engine = WorldModel(self.model, num_envs, device=device, dtype=dtype, sampler=sampler, features=obs_type == "features")
         self.num_envs = num_envs
         self.name = config.name
         self.obs_type = obs_type
@@ -178,7 +178,7 @@ class WorldModelVectorEnv(VectorEnv):
         latents = self.engine.reset(rows, torch.stack(frames), acts, seeds=seeds)  # (R, N, C)
         last = torch.stack([f[-1] for f in frames])  # (R, H, W, 3)
         self._frames[rows] = last.numpy()
-        self._obs[rows] = to_numpy_obs(latents, last, self.obs_type)
+        self._obs[rows] = to_numpy_obs(latents, last, self.obs_type, None if self.engine.features is None else self.engine.features[torch.as_tensor(rows)])
         self._elapsed[rows] = 0
         self._autoreset[rows] = False
         self._was_reset[rows] = True
@@ -252,7 +252,7 @@ class WorldModelVectorEnv(VectorEnv):
                 f"{self.name} vector env: non-finite output, no frames returned: {e} (rows are env indices)"
             ) from None
         elapsed = time.perf_counter() - start
-        obs = to_numpy_obs(out.latents, out.frames, self.obs_type)  # (B, ...)
+        obs = to_numpy_obs(out.latents, out.frames, self.obs_type, out.features)  # (B, ...)
         prob = out.termination.cpu().numpy().astype(np.float64)  # (B,)
         reward_pred = out.reward.cpu().numpy().astype(np.float64)  # (B,)
         reward = reward_pred.copy()

@@ -92,6 +92,9 @@ class DynamicsOutput:
         k: un-rotated keys of the first block per layer (L, B, N, H, Dh), only from commit passes.
         v: values of the first block per layer (L, B, N, H, Dh), only from commit passes.
         denoise_reward, denoise_term_logit: ``denoise_heads`` on the last block (B,), when asked.
+        features: the heads' input on the first block (B, D), only from commit passes: the
+            model's state after reading this block against its context (what agents observe
+            with ``obs_type="features"``).
     """
 
     pred: torch.Tensor
@@ -101,6 +104,7 @@ class DynamicsOutput:
     v: torch.Tensor | None = None
     denoise_reward: torch.Tensor | None = None
     denoise_term_logit: torch.Tensor | None = None
+    features: torch.Tensor | None = None
 
 
 class Dynamics(nn.Module):
@@ -334,6 +338,7 @@ class Dynamics(nn.Module):
         if commit and not skip:
             heads = self.heads(features[:, 0]).float()  # (B, 2)
             out.reward, out.term_logit = heads[:, 0], heads[:, 1]
+            out.features = features[:, 0]  # (B, D)
         if commit and keys:
             out.k, out.v = torch.stack(ks), torch.stack(vs)
         if denoise_heads:

@@ -1,0 +1,173 @@
+"""The world model's state as an observation: the filter over real frames equals the neural env, policies on it, the loop.
+
+Tiny models (tests/conftest.py) and a replay env that plays back given frames stand in for
+a real twin, so the filter's equivalence is exact and checked to 1e-5; the loop runs a whole
+turn on the real CartPole twin at 32x32 with the tiny training recipe.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+from conftest import tiny_model
+from gymnasium import spaces
+
+from worldgym.engine import WorldModel
+from worldgym.envs.env import WorldModelEnv
+from worldgym.envs.vector_env import WorldModelVectorEnv
+from worldgym.envs.wrappers import ModelState
+from worldgym.model import checkpoint
+from worldgym.policies.model_state import ModelStatePolicy, feature_actor, save_model_state_policy
+from worldgym.policy_io import load_policy
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class Replay(gym.Env):
+    """Plays back fixed frames whatever the actions (a stand-in for a real twin)."""
+
+    def __init__(self, frames: np.ndarray, n: int = 3) -> None:
+        self.frames = frames
+        self.observation_space = spaces.Box(0, 255, frames.shape[1:], np.uint8)
+        self.action_space = spaces.Discrete(n)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.t = 0
+        return self.frames[0].copy(), {}
+
+    def step(self, action):
+        self.t += 1
+        return self.frames[self.t].copy(), 1.0, self.t == len(self.frames) - 1, False, {}
+
+
+def frames_and_actions(seed: int = 0, count: int = 4) -> tuple[np.ndarray, list[int]]:
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, 256, (count, 16, 16, 3), dtype=np.uint8), [0, *rng.integers(0, 3, count - 1).tolist()]
+
+
+@pytest.mark.parametrize("fused", [False, True])
+def test_filter_features_equal_the_neural_env_fed_the_same_frames(fused):
+    model = tiny_model(fused=fused)
+    frames, actions = frames_and_actions()
+    neural = WorldModelEnv(model, obs_type="features")
+    assert neural.observation_space.shape == (model.config.dynamics.dim,)
+    filtered = ModelState(Replay(frames), model)
+    obs, _ = filtered.reset(seed=0)
+    first, _ = neural.reset(seed=0, options={"frames": frames[:1]})
+    np.testing.assert_allclose(obs, first, atol=1e-5)
+    for t in range(1, len(frames)):
+        obs, *_ = filtered.step(actions[t])
+        expected, _ = neural.reset(seed=0, options={"frames": frames[: t + 1], "actions": actions[: t + 1]})
+        np.testing.assert_allclose(obs, expected, atol=1e-5)
+        assert filtered.observation_space.contains(obs)
+
+
+def test_features_depend_on_history_and_step_commits_what_observe_would():
+    model = tiny_model()
+    frames, actions = frames_and_actions(count=3)
+    a = WorldModel(model, 1, features=True)
+    a.reset(None, torch.from_numpy(frames[None, 1:2]))
+    b = WorldModel(model, 1, features=True)
+    b.reset(None, torch.from_numpy(frames[None, :2]), [actions[:2]])
+    assert not torch.allclose(a.features, b.features)  # the same last frame, another history
+    # a dream step commits its own block: observing that block's latents gives the same features
+    out = b.step([2])
+    c = WorldModel(model, 1, features=True)
+    c.reset(None, torch.from_numpy(frames[None, :2]), [actions[:2]])
+    with torch.inference_mode():
+        c._commit(None, out.latents, torch.tensor([[2]]), torch.zeros(1, dtype=torch.bool))
+    torch.testing.assert_close(c.features, out.features, atol=1e-5, rtol=0)
+    with pytest.raises(RuntimeError, match="features=True"):
+        WorldModel(model, 1).observe(torch.from_numpy(frames[:1]), [0])
+
+
+def test_vector_env_features_match_single_env():
+    model = tiny_model()
+    frames, actions = frames_and_actions()
+    envs = WorldModelVectorEnv(model, 2, obs_type="features")
+    obs, _ = envs.reset(seed=0, options={"frames": np.stack([frames[:3], frames[:3]]), "actions": [actions[:3], actions[:3]]})
+    single = WorldModelEnv(model, obs_type="features")
+    one, _ = single.reset(seed=0, options={"frames": frames[:3], "actions": actions[:3]})
+    np.testing.assert_allclose(obs[0], one, atol=1e-5)
+    obs, *_ = envs.step(np.array([1, 1]))
+    assert obs.shape == (2, model.config.dynamics.dim) and np.isfinite(obs).all()
+
+
+def test_model_state_policy_round_trip(tmp_path):
+    model = tiny_model()
+    frames, _ = frames_and_actions()
+    actor = feature_actor(model.config.dynamics.dim, [8, 8], 3, out_gain=1.0)
+    path = save_model_state_policy(tmp_path / "policy", actor, model, [8, 8], 3, {"trained_in": "test"})
+    policy = load_policy(path)
+    assert isinstance(policy, ModelStatePolicy) and policy.config["trained_in"] == "test"
+    direct = ModelStatePolicy(model, actor)
+    for episode in range(2):
+        policy.reset()
+        direct.reset()
+        for f in frames:
+            assert policy(f) == direct(f)
+    # the weights are verified: a changed file is refused
+    (path / "policy.safetensors").write_bytes((path / "policy.safetensors").read_bytes()[:-4] + b"0000")
+    with pytest.raises(ValueError, match="sha256"):
+        load_policy(path)
+
+
+def cli(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    return subprocess.run([sys.executable, "-m", "worldgym.cli", *args], check=check, capture_output=True, text=True, env=env, timeout=600, cwd=ROOT)
+
+
+LOOP = ["--twin", "worldgym/CartPoleReal-v0", "--turns", "2", "--collect-steps", "40", "--finetune-steps", "2", "--selfforce-steps", "1",
+        "--imagine-steps", "256", "--horizon", "8", "--num-envs", "8", "--eval-episodes", "1", "--quiet"]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def tiny_cartpole(tmp_path_factory):
+    """A tiny 32x32 CartPole world model trained a few steps on 4 real episodes (configs/tiny.yaml)."""
+    tmp = tmp_path_factory.mktemp("loop")
+    data = tmp / "data"
+    cli("record", "--env", "real:CartPole", "--size", "32", "--episodes", "4", "--max-steps", "25", "--policy", "mix", "--out", str(data), "--quiet")
+    cli("train", "configs/tiny.yaml", "--data", str(data), "--out", str(tmp / "run"))
+    return tmp / "run" / "model", data
+
+
+def test_loop_turn_end_to_end_and_resume_after_a_kill(tiny_cartpole, tmp_path):
+    model, data = tiny_cartpole
+    out = tmp_path / "loop"
+    args = ["loop", "--model", str(model), "--data", str(data), "--out", str(out), *LOOP]
+    # kill the run inside turn 1's fine-tuning (after collecting): the state says what was done
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT), "WORLDGYM_LOOP_FAIL_AT": "finetune:1"}
+    killed = subprocess.run([sys.executable, "-m", "worldgym.cli", *args], capture_output=True, text=True, env=env, timeout=600, cwd=ROOT)
+    assert killed.returncode != 0
+    state = json.loads((out / "state.json").read_text())
+    assert state["done"] == ["imagine:0", "evaluate:0", "collect:1"]
+    collected = sorted(p.name for p in (out / "turn_1" / "data").iterdir())
+    manifest = (out / "turn_1" / "data" / "manifest.json").read_text()
+    cli(*args)  # resume: finishes turn 1 without collecting again
+    state = json.loads((out / "state.json").read_text())
+    assert state["done"] == ["imagine:0", "evaluate:0", "collect:1", "finetune:1", "imagine:1", "evaluate:1"]
+    assert (out / "turn_1" / "data" / "manifest.json").read_text() == manifest
+    assert sorted(p.name for p in (out / "turn_1" / "data").iterdir()) == collected
+    rows = (out / "loop.csv").read_text().splitlines()
+    assert rows[0].startswith("turn,real_steps") and len(rows) == 3
+    turns = state["turns"]
+    assert turns[1]["real_steps"] == turns[0]["real_steps"] + turns[1]["collected_steps"] and turns[1]["collected_steps"] >= 40
+    assert (out / "loop.png").stat().st_size > 0
+    # the policy of the last turn was trained in imagination and plays real frames as a loaded policy
+    policy = load_policy(out / "turn_1" / "policy")
+    assert policy.config["trained_in"] == "imagination" and policy.config["real_steps_seen_by_model"] == turns[1]["real_steps"]
+    real = gym.make("worldgym/CartPoleReal-v0", height=32, width=32)
+    obs, _ = real.reset(seed=0)
+    policy.reset()
+    assert real.action_space.contains(policy(obs))
+    # the finished model is a regular checkpoint
+    assert checkpoint.load(out / "turn_1" / "finetune" / "model").config.name == checkpoint.load(model).config.name

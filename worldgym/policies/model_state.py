@@ -1,0 +1,138 @@
+"""Policies that act on the world model's own state: the model filters RGB frames, an MLP acts on its features.
+
+A ``model_state_mlp`` policy folder holds the actor (``policy.safetensors``), its config
+(``policy.json``, with the weights' sha256) and the world model it observes through
+(``model/``, a regular checkpoint). The policy is a callable on RGB frames that keeps the
+filter's cache between calls: the first frame after ``reset()`` starts it, every later
+frame is committed under the action the policy returned before. Its observation is
+therefore the same function of (frames, actions) in a neural env (``obs_type="features"``)
+and in the real twin (`worldgym.envs.wrappers.ModelState`), so a policy trained only in
+imagination runs unchanged on real frames:
+
+```python
+import gymnasium as gym
+import worldgym
+from worldgym.policy_io import load_policy
+policy = load_policy("path/to/policy")          # a model_state_mlp or latent_mlp folder
+env = gym.make("worldgym/CartPoleReal-v0")
+obs, info = env.reset(seed=10_000); policy.reset()
+obs, reward, terminated, truncated, info = env.step(policy(obs))
+```
+
+Dimension letters: B rows, D the dynamics' width.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from worldgym.engine import WorldModel
+from worldgym.model import checkpoint
+from worldgym.model.networks import Model
+from worldgym.policies.saved import CONFIG, FORMAT, VERSION, WEIGHTS, ObsNorm, PolicyError, policy_net
+
+KIND = "model_state_mlp"
+
+
+def feature_actor(dim: int, hidden: list[int], n_actions: int, out_gain: float = 0.01) -> nn.Sequential:
+    """``ObsNorm`` over the (D,) features, then a tanh MLP to ``n_actions`` logits (keys ``0.*``, ``1.*``)."""
+    return policy_net(dim, 1, hidden, n_actions, out_gain, ObsNorm(dim, 1))
+
+
+class ModelStatePolicy:
+    """A callable ``policy(frame) -> action`` that filters the frames through a world model and acts on its features.
+
+    Args:
+        model: the world model the policy observes through.
+        actor: maps features (B, D) to logits (B, n_actions).
+        deterministic: argmax of the logits (default) or a sample (exploration).
+        config: the folder's ``policy.json`` (kept as ``self.config``).
+        seed: seed of the sampling generator (``reset(rng)`` reseeds it from ``rng``).
+    """
+
+    def __init__(self, model: Model, actor: nn.Module, deterministic: bool = True, config: dict | None = None, seed: int = 0) -> None:
+        self.model, self.actor = model, actor.eval()
+        self.engine = WorldModel(model, 1, features=True)
+        self.deterministic = deterministic
+        self.config = config or {}
+        self.rng = torch.Generator().manual_seed(seed)
+        self.last_action: int | None = None
+        self.started = False
+
+    def reset(self, rng: np.random.Generator | None = None) -> None:
+        """Start a new episode: the next frame restarts the filter (``rng``, if given, reseeds sampling)."""
+        self.started, self.last_action = False, None
+        if rng is not None:
+            self.rng.manual_seed(int(rng.integers(2**62)))
+
+    @torch.no_grad()
+    def features(self, frame: np.ndarray) -> torch.Tensor:
+        """Fold one RGB frame (H, W, 3) uint8 into the filter; returns the features (1, D)."""
+        x = torch.from_numpy(np.ascontiguousarray(frame))
+        if x.dim() != 3 or x.dtype != torch.uint8:
+            raise PolicyError(f"the policy takes one RGB frame (H, W, 3) uint8, got {tuple(x.shape)} {x.dtype}")
+        if not self.started:
+            self.engine.reset([0], x[None, None])
+            self.started = True
+        else:
+            self.engine.observe(x[None], [self.last_action])
+        return self.engine.features.clone()
+
+    @torch.no_grad()
+    def __call__(self, obs: np.ndarray, info: dict | None = None) -> int:
+        logits = self.actor(self.features(obs))[0]  # (n_actions,)
+        if self.deterministic:
+            action = int(logits.argmax())
+        else:
+            action = int(torch.multinomial(logits.softmax(-1), 1, generator=self.rng))
+        self.last_action = action
+        return action
+
+
+def save_model_state_policy(path: str | Path, actor: nn.Module, model: Model, hidden: list[int], n_actions: int, extra: dict[str, Any] | None = None) -> Path:
+    """Write a ``model_state_mlp`` policy folder (actor weights, JSON config with their sha256, the world model); returns it."""
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    checkpoint.save(model, path / "model")
+    tensors = {f"actor.{k}": v.detach().float().cpu().contiguous() for k, v in actor.state_dict().items()}
+    tmp = path / (WEIGHTS + ".tmp")
+    save_file(tensors, str(tmp))
+    os.replace(tmp, path / WEIGHTS)
+    config = {
+        "format": FORMAT,
+        "version": VERSION,
+        "kind": KIND,
+        "obs_dim": model.config.dynamics.dim,
+        "hidden": list(hidden),
+        "n_actions": n_actions,
+        "model": "model",
+        "sha256": hashlib.sha256((path / WEIGHTS).read_bytes()).hexdigest(),
+        **(extra or {}),
+    }
+    tmp_config = path / (CONFIG + ".tmp")
+    tmp_config.write_text(json.dumps(config, indent=2) + "\n")
+    os.replace(tmp_config, path / CONFIG)
+    return path
+
+
+def load_model_state_policy(folder: Path, config: dict, deterministic: bool = True) -> ModelStatePolicy:
+    """Build a `ModelStatePolicy` from a verified folder and its parsed ``policy.json``."""
+    try:
+        model = checkpoint.load(folder / config.get("model", "model"))
+    except checkpoint.CheckpointError as e:
+        raise PolicyError(f"policy {folder}: its world model does not load: {e}") from e
+    if model.config.dynamics.dim != config["obs_dim"]:
+        raise PolicyError(f"policy {folder}: actor reads {config['obs_dim']} features, its model gives {model.config.dynamics.dim}")
+    actor = feature_actor(config["obs_dim"], config["hidden"], config["n_actions"])
+    tensors = load_file(str(folder / WEIGHTS))
+    actor.load_state_dict({k[len("actor.") :]: v for k, v in tensors.items() if k.startswith("actor.")}, strict=True)
+    return ModelStatePolicy(model, actor, deterministic, config)

@@ -1,0 +1,382 @@
+"""``worldgym loop``: the model-based loop. Collect real episodes, fine-tune the world model, train the agent in imagination.
+
+Each turn (DIAMOND, DreamerV3, IRIS):
+
+1. **collect** real episodes with the current policy, sampling its actions (exploration),
+   through the world model as a filter (`ModelStatePolicy`); written as a dataset;
+2. **fine-tune** the world model on every dataset so far (the recordings it was trained on
+   plus every turn's episodes), a bounded number of optimizer steps;
+3. **imagine**: train the agent with PPO only in the neural env (`obs_type="features"`),
+   from real start contexts cut from those datasets; no gradient step sees a real transition;
+4. **evaluate** the saved policy greedily on the real twin, loaded from disk as a user would.
+
+Turn 0 skips 1-2: the agent first learns in the starting model. Every phase writes its
+result to ``OUT/turn_K/`` and ``OUT/state.json`` marks it done, so a killed run resumes at
+the phase it was in (fine-tuning resumes from its own checkpoint). ``OUT/loop.csv`` and
+``OUT/loop.png`` plot real return against real env steps; ``worldgym loop --baseline``
+trains the same agent model-free on the real twin (through `ModelState`), same budget axis,
+into ``OUT/baseline.csv`` and onto the same plot.
+
+Nothing here knows CartPole: any discrete-action real twin whose frames match the model works.
+
+Example:
+  worldgym loop --model cartpolefast --twin worldgym/CartPoleReal-v0 \\
+      --data runs/data/cartpole runs/data/cartpole_sticky runs/data/cartpole_random --out runs/loop
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import dataclasses
+import json
+import math
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+from safetensors.torch import load_model, save_model
+
+from worldgym.config_io import ConfigError, from_dict, to_dict
+from worldgym.data.dataset import load as load_dataset
+from worldgym.envs.starts import StartBank
+from worldgym.model import checkpoint
+from worldgym.play.record import Progress, record
+from worldgym.policies.model_state import ModelStatePolicy, save_model_state_policy
+from worldgym.policies.saved import load_policy
+from worldgym.training.data import TrainConfig
+from worldgym.training.imagination import Agent, PPOConfig, dream_envs, evaluate, make_real, ppo, real_envs
+from worldgym.training.train import train
+
+
+@dataclass
+class LoopConfig:
+    """One model-based loop run (a plain dump of this class is ``OUT/loop_config.json``).
+
+    Attributes:
+        model: the starting world model (checkpoint folder or installed name).
+        twin: Gymnasium id of the real env (RGB frames at the model's frame size).
+        data: datasets the starting model was trained on: replayed while fine-tuning and cut into start contexts.
+        prior_steps: real env steps the starting model saw (None = the steps in ``data``).
+        turns: loop turns (turn 0 trains the agent in the starting model only).
+        collect_steps: real env steps collected per turn (whole episodes, at least this many).
+        budget: the most real env steps the world model may see in all (prior + collected).
+        finetune: the world model's fine-tuning recipe per turn (its ``model`` is replaced by the current model's config).
+        ppo: the agent's PPO settings per turn (``total_steps`` imagined steps).
+        continue_agent: keep training the previous turn's agent (else a fresh agent each turn).
+        start_context: real frames in each imagined episode's start context.
+        start_bank: start contexts cut from the datasets per turn.
+        eval_episodes: greedy real episodes per turn (seeds ``eval_seed + i``, the same every turn).
+        eval_seed: first seed of the evaluation episodes.
+        threads: torch threads.
+    """
+
+    model: str = "cartpolefast"
+    twin: str = "worldgym/CartPoleReal-v0"
+    data: list[str] = field(default_factory=list)
+    prior_steps: int | None = None
+    turns: int = 6
+    collect_steps: int = 10_000
+    budget: int = 200_000
+    finetune: TrainConfig = field(
+        default_factory=lambda: TrainConfig(dyn_steps=600, dyn_batch=16, dyn_lr=3e-4, seq_frames=12, sf_steps=100, sf_lr=2e-4, sf_blocks=16, log_every=100, ckpt_every=200)
+    )
+    ppo: PPOConfig = field(default_factory=PPOConfig)
+    continue_agent: bool = True
+    start_context: int = 4
+    start_bank: int = 4096
+    eval_episodes: int = 20
+    eval_seed: int = 20_000
+    threads: int = 1
+
+
+CSV_FIELDS = ["turn", "real_steps", "collected_steps", "real_return", "real_return_std", "dream_return", "wall_s"]
+
+
+def dataset_steps(paths: list[str | Path]) -> int:
+    return sum(load_dataset(p, verify_hashes=False).total_steps for p in paths)
+
+
+class Loop:
+    """A resumable loop run in ``out``; `run` does the remaining turns."""
+
+    def __init__(self, out: str | Path, cfg: LoopConfig | None = None, progress: bool = True) -> None:
+        self.out = Path(out)
+        saved = self.out / "loop_config.json"
+        if saved.is_file():
+            stored = from_dict(LoopConfig, json.loads(saved.read_text()))
+            if cfg is not None and to_dict(cfg) != to_dict(stored):
+                raise ConfigError(f"{self.out} holds a loop with another config ({saved}); resume it without options or pick a new --out")
+            cfg = stored
+        if cfg is None:
+            raise ConfigError(f"no loop in {self.out} to resume: give a config")
+        self.cfg = cfg
+        self.progress = progress
+        self.out.mkdir(parents=True, exist_ok=True)
+        saved.write_text(json.dumps(to_dict(cfg), indent=2) + "\n")
+        self.state_path = self.out / "state.json"
+        self.state = json.loads(self.state_path.read_text()) if self.state_path.is_file() else {"done": [], "turns": [], "collected": {}}
+        if cfg.prior_steps is None:
+            cfg.prior_steps = dataset_steps(cfg.data) if cfg.data else 0
+
+    # ------------------------------------------------------------------ bookkeeping
+    def _mark(self, key: str, info: dict[str, Any] | None = None) -> None:
+        self.state["done"].append(key)
+        if info is not None:
+            self.state["turns"].append(info)
+        tmp = self.state_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.state, indent=2) + "\n")
+        os.replace(tmp, self.state_path)
+        if os.environ.get("WORLDGYM_LOOP_FAIL_AT") == _next_phase(key):  # tests: a kill inside the next phase
+            raise SystemExit(f"WORLDGYM_LOOP_FAIL_AT={_next_phase(key)}: stopped inside that phase")
+
+    def _done(self, key: str) -> bool:
+        return key in self.state["done"]
+
+    def turn_dir(self, k: int) -> Path:
+        return self.out / f"turn_{k}"
+
+    def datasets(self, upto: int) -> list[str]:
+        """The starting recordings plus the episodes collected in turns 1..upto."""
+        return [*self.cfg.data, *(str(self.turn_dir(k) / "data") for k in range(1, upto + 1))]
+
+    def model_path(self, k: int) -> str:
+        """The world model of turn k (turn 0: the starting model)."""
+        return self.cfg.model if k == 0 else str(self.turn_dir(k) / "finetune" / "model")
+
+    def real_steps(self, k: int) -> int:
+        """Real env steps the world model of turn k saw: the prior recordings plus turns 1..k's collections."""
+        return int(self.cfg.prior_steps) + sum(n for turn, n in self.state["collected"].items() if int(turn) <= k)
+
+    # ------------------------------------------------------------------ phases
+    def collect(self, k: int) -> int:
+        """Phase 1: real episodes of turn k-1's policy, actions sampled; returns the steps collected."""
+        out = self.turn_dir(k) / "data"
+        if self._done(f"collect:{k}"):
+            return self.state["collected"][str(k)]
+        already = self.real_steps(k - 1)
+        want = min(self.cfg.collect_steps, self.cfg.budget - already)
+        if want <= 0:
+            raise ConfigError(f"the real-step budget ({self.cfg.budget}) is spent after {already} steps; lower --turns or --collect-steps")
+        policy = load_policy(self.turn_dir(k - 1) / "policy", deterministic=False)
+        env = make_real(self.cfg.twin, policy.model)
+        last = self.state["turns"][-1]["real_return"] if self.state["turns"] else 20.0
+        episodes = max(4, math.ceil(want / max(last, 10.0)))
+        if out.exists():
+            shutil.rmtree(out)  # a collection killed before its rename leaves only OUT.partial, which the writer replaces
+        bar = Progress(episodes, f"turn {k} collect", enabled=self.progress)
+        record(env, _Sampling(policy), out, episodes, seed=1_000_000 * (k + 1), max_steps=10_000, metadata={"loop_turn": k}, progress=bar.update)
+        env.close()
+        steps = dataset_steps([out])
+        if already + steps > self.cfg.budget:  # whole episodes may overshoot: keep the first ones that fit
+            raise ConfigError(f"turn {k} collected {steps} steps, past the budget {self.cfg.budget} (had {already}); lower --collect-steps")
+        self.state["collected"][str(k)] = steps
+        self._mark(f"collect:{k}")
+        return steps
+
+    def finetune(self, k: int) -> None:
+        """Phase 2: fine-tune turn k-1's world model on every dataset so far."""
+        if self._done(f"finetune:{k}"):
+            return
+        prev = checkpoint.load(checkpoint.resolve(self.model_path(k - 1)))
+        seq = min(self.cfg.finetune.seq_frames, prev.config.dynamics.train_frames)  # the model's longest training sequence
+        cfg = dataclasses.replace(self.cfg.finetune, model=prev.config, threads=self.cfg.threads, seed=k, seq_frames=seq)
+        train(cfg, self.datasets(k), self.turn_dir(k) / "finetune", init=checkpoint.resolve(self.model_path(k - 1)), init_stage="dynamics")
+        self._mark(f"finetune:{k}")
+
+    def imagine(self, k: int) -> dict[str, Any]:
+        """Phase 3: PPO in turn k's world model only, from real start contexts; saves turn k's policy."""
+        policy_dir = self.turn_dir(k) / "policy"
+        if self._done(f"imagine:{k}"):
+            return json.loads((self.turn_dir(k) / "imagine.json").read_text())
+        model = checkpoint.load(checkpoint.resolve(self.model_path(k)))
+        self.turn_dir(k).mkdir(parents=True, exist_ok=True)
+        ae = model.config.autoencoder
+        data = self.datasets(k)
+        starts = StartBank.from_datasets(data, self.cfg.start_context, self.cfg.start_bank, seed=k, frame_size=(ae.frame_height, ae.frame_width)) if data else None
+        ppo_cfg = dataclasses.replace(self.cfg.ppo, seed=self.cfg.ppo.seed + 1000 * k)
+        agent = None
+        if self.cfg.continue_agent and k > 0:
+            agent = Agent(model.config.dynamics.dim, int(model.config.action.n), ppo_cfg.hidden)
+            load_model(agent, str(self.turn_dir(k - 1) / "agent.safetensors"))
+        bar = Progress(max(1, ppo_cfg.total_steps // (ppo_cfg.num_envs * ppo_cfg.num_steps)), f"turn {k} imagine", enabled=self.progress)
+        agent, summary = ppo(dream_envs(model, starts, ppo_cfg), ppo_cfg, agent, log=lambda d: bar.update(d["update"], f"dream return {d['return']:.1f}"))
+        save_model(agent, str(self.turn_dir(k) / "agent.safetensors"))  # actor + critic (+ shared ObsNorm), to continue next turn
+        save_model_state_policy(policy_dir, agent.actor, model, [ppo_cfg.hidden] * 2, int(model.config.action.n),
+                                {"trained_in": "imagination", "loop_turn": k, "world_model": self.model_path(k), "real_steps_seen_by_model": self.real_steps(k)})  # fmt: skip
+        (self.turn_dir(k) / "imagine.json").write_text(json.dumps(summary, indent=2) + "\n")
+        self._mark(f"imagine:{k}")
+        return summary
+
+    def evaluate(self, k: int, collected: int, dream: dict[str, Any], start: float) -> dict[str, Any]:
+        """Phase 4: the saved policy, loaded from disk, greedily on the real twin."""
+        policy = load_policy(self.turn_dir(k) / "policy")
+        env = make_real(self.cfg.twin, policy.model)
+        returns = evaluate(policy, env, self.cfg.eval_episodes, self.cfg.eval_seed)
+        env.close()
+        row = {"turn": k, "real_steps": self.real_steps(k), "collected_steps": collected,
+               "real_return": float(np.mean(returns)), "real_return_std": float(np.std(returns)),
+               "dream_return": dream.get("return_last100"), "wall_s": round(time.time() - start, 1)}  # fmt: skip
+        self._mark(f"evaluate:{k}", row)
+        write_csv(self.out / "loop.csv", self.state["turns"])
+        return row
+
+    def run(self) -> list[dict[str, Any]]:
+        """Do the remaining turns; returns every turn's row."""
+        torch.set_num_threads(self.cfg.threads)
+        for k in range(self.cfg.turns):
+            if self._done(f"evaluate:{k}"):
+                continue
+            start = time.time()
+            collected = 0
+            if k > 0:
+                collected = self.collect(k)
+                self.finetune(k)
+            dream = self.imagine(k)
+            self.evaluate(k, collected, dream, start)
+            plot_curves(self.out)
+        return self.state["turns"]
+
+
+def _next_phase(key: str) -> str:
+    """The phase marked after ``key`` (for WORLDGYM_LOOP_FAIL_AT): collect -> finetune -> imagine -> evaluate."""
+    phase, _, turn = key.partition(":")
+    order = ["collect", "finetune", "imagine", "evaluate"]
+    return f"{order[(order.index(phase) + 1) % 4]}:{int(turn) + (phase == 'evaluate')}"
+
+
+class _Sampling:
+    """Adapts a frames-to-action policy to the recorder's ``reset(rng)`` / ``policy(obs, info)`` protocol."""
+
+    def __init__(self, policy: ModelStatePolicy) -> None:
+        self.policy = policy
+
+    def reset(self, rng: np.random.Generator) -> None:
+        self.policy.reset(rng)
+
+    def __call__(self, obs: np.ndarray, info: dict) -> int:
+        return self.policy(obs)
+
+
+def write_csv(path: Path, rows: list[dict[str, Any]], fields: list[str] = CSV_FIELDS) -> None:
+    tmp = path.with_suffix(".tmp")
+    with open(tmp, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
+        w.writeheader()
+        w.writerows(rows)
+    os.replace(tmp, path)
+
+
+def read_curve(path: Path, x: str = "real_steps", y: str = "real_return") -> tuple[list[float], list[float]]:
+    if not path.is_file():
+        return [], []
+    with open(path) as f:
+        rows = list(csv.DictReader(f))
+    return [float(r[x]) for r in rows], [float(r[y]) for r in rows]
+
+
+def plot_curves(out: Path, size: tuple[int, int] = (640, 400)) -> Path:
+    """``OUT/loop.png``: real return against real env steps, the loop (blue) and the model-free baseline (red)."""
+    from PIL import Image, ImageDraw
+
+    curves = {"loop": (read_curve(out / "loop.csv"), (31, 119, 180)), "model-free PPO": (read_curve(out / "baseline.csv"), (214, 39, 40))}
+    W, H = size
+    left, right, top, bottom = 60, 20, 20, 40
+    img = Image.new("RGB", size, "white")
+    draw = ImageDraw.Draw(img)
+    xs = [x for (cx, _), _ in curves.values() for x in cx] or [0.0, 1.0]
+    x_max = max(xs) * 1.05 or 1.0
+    y_max = 520.0
+
+    def px(x: float, y: float) -> tuple[float, float]:
+        return left + (W - left - right) * x / x_max, H - bottom - (H - top - bottom) * min(y, y_max) / y_max
+
+    draw.rectangle([left, top, W - right, H - bottom], outline="black")
+    for y in (0, 100, 200, 300, 400, 500):
+        draw.line([px(0, y), px(x_max, y)], fill=(225, 225, 225))
+        draw.text((8, px(0, y)[1] - 6), f"{y}", fill="black")
+    for i in range(6):
+        x = x_max * i / 5
+        draw.text((px(x, 0)[0] - 15, H - bottom + 6), f"{x / 1000:.0f}k", fill="black")
+    draw.text((W // 2 - 60, H - 18), "real env steps", fill="black")
+    for n, (name, ((cx, cy), colour)) in enumerate(curves.items()):
+        pts = [px(x, y) for x, y in zip(cx, cy)]
+        if len(pts) > 1:
+            draw.line(pts, fill=colour, width=2)
+        for p in pts:
+            draw.ellipse([p[0] - 3, p[1] - 3, p[0] + 3, p[1] + 3], fill=colour)
+        draw.text((left + 10, top + 8 + 14 * n), f"{name} (real return)", fill=colour)
+    path = out / "loop.png"
+    img.save(path)
+    return path
+
+
+def baseline(out: str | Path, cfg: LoopConfig, total_steps: int, every: int, progress: bool = True) -> list[dict[str, Any]]:
+    """Model-free PPO with the same agent on the real twin (features through `ModelState`); ``OUT/baseline.csv``."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    torch.set_num_threads(cfg.threads)
+    model = checkpoint.load(checkpoint.resolve(cfg.model))
+    rows: list[dict[str, Any]] = []
+    agent = None
+    ppo_cfg = dataclasses.replace(cfg.ppo, total_steps=every)
+    envs = real_envs(cfg.twin, model, ppo_cfg.num_envs)
+    bar = Progress(total_steps, "baseline", enabled=progress)
+    for k in range(1, total_steps // every + 1):
+        agent, _ = ppo(envs, dataclasses.replace(ppo_cfg, seed=cfg.ppo.seed + k), agent)
+        save_model_state_policy(out / "policy", agent.actor, model, [ppo_cfg.hidden] * 2, int(model.config.action.n), {"trained_in": "real twin (model-free)"})
+        env = make_real(cfg.twin, model)
+        returns = evaluate(load_policy(out / "policy"), env, cfg.eval_episodes, cfg.eval_seed)
+        env.close()
+        rows.append({"turn": k, "real_steps": k * every, "collected_steps": every, "real_return": float(np.mean(returns)), "real_return_std": float(np.std(returns))})
+        write_csv(out / "baseline.csv", rows)
+        bar.update(k * every, f"real return {rows[-1]['real_return']:.1f}")
+    return rows
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    d = LoopConfig()
+    parser.add_argument("--out", default="runs/loop", help="run folder (resumes the loop already there)")
+    parser.add_argument("--model", default=d.model, help="starting world model: checkpoint folder or installed name")
+    parser.add_argument("--twin", default=d.twin, help="Gymnasium id of the real env")
+    parser.add_argument("--data", nargs="*", default=[], help="datasets the starting model was trained on (replayed, cut into starts, counted in the budget)")
+    parser.add_argument("--turns", type=int, default=d.turns, help="loop turns")
+    parser.add_argument("--collect-steps", type=int, default=d.collect_steps, help="real env steps collected per turn")
+    parser.add_argument("--budget", type=int, default=d.budget, help="most real env steps the world model may see in all")
+    parser.add_argument("--finetune-steps", type=int, default=d.finetune.dyn_steps, help="teacher-forcing steps of the world model per turn")
+    parser.add_argument("--selfforce-steps", type=int, default=d.finetune.sf_steps, help="self-forcing steps of the world model per turn")
+    parser.add_argument("--imagine-steps", type=int, default=d.ppo.total_steps, help="imagined env steps of PPO per turn")
+    parser.add_argument("--horizon", type=int, default=d.ppo.horizon, help="imagined episodes are cut after this many steps (critic bootstraps)")
+    parser.add_argument("--num-envs", type=int, default=d.ppo.num_envs, help="imagined envs per batch")
+    parser.add_argument("--eval-episodes", type=int, default=d.eval_episodes, help="greedy real episodes per turn")
+    parser.add_argument("--seed", type=int, default=d.ppo.seed, help="seed of the agent")
+    parser.add_argument("--threads", type=int, default=d.threads, help="torch threads")
+    parser.add_argument("--baseline", type=int, default=0, metavar="STEPS", help="instead: model-free PPO on the real twin for STEPS steps, into OUT/baseline.csv")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def run(args: argparse.Namespace) -> int:
+    d = LoopConfig()
+    cfg = LoopConfig(
+        model=args.model, twin=args.twin, data=list(args.data), turns=args.turns, collect_steps=args.collect_steps, budget=args.budget,
+        finetune=dataclasses.replace(d.finetune, dyn_steps=args.finetune_steps, sf_steps=args.selfforce_steps),
+        ppo=dataclasses.replace(d.ppo, total_steps=args.imagine_steps, horizon=args.horizon, num_envs=args.num_envs, seed=args.seed),
+        eval_episodes=args.eval_episodes, threads=args.threads,
+    )  # fmt: skip
+    if args.baseline:
+        rows = baseline(args.out, cfg, args.baseline, every=max(cfg.ppo.num_envs * cfg.ppo.num_steps, args.baseline // 10), progress=not args.quiet)
+        plot_curves(Path(args.out))
+        print(f"baseline: real return {rows[-1]['real_return']:.1f} after {rows[-1]['real_steps']} real steps; {Path(args.out) / 'baseline.csv'}")
+        return 0
+    loop = Loop(args.out, cfg, progress=not args.quiet)
+    for row in loop.run():
+        print(f"turn {row['turn']}: real return {row['real_return']:.1f} +- {row['real_return_std']:.1f}, "
+              f"{row['real_steps']} real steps seen by the model, dream {row['dream_return']}")  # fmt: skip
+    print(f"wrote {loop.out / 'loop.csv'} and {loop.out / 'loop.png'}")
+    return 0
