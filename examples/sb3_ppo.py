@@ -1,7 +1,7 @@
 """Stable-Baselines3 PPO inside a neural world model, evaluated in its real twin.
 
-    pip install "worldgym[sb3]"
-    python examples/sb3_ppo.py --env worldgym/CartPole-v0 --eval-env worldgym/CartPoleReal-v0
+    .venv/bin/pip install -e ".[sb3]"    # in the clone, after the README's install
+    .venv/bin/python examples/sb3_ppo.py --env worldgym/CartPole-v0 --eval-env worldgym/CartPoleReal-v0
 
 A worldgym env is a plain `gymnasium.Env`, so SB3 takes it as it is. Two wrappers make
 CartPole learnable from a neural env's latents: ``obs_type="latent"`` gives the (N, C)
@@ -25,9 +25,10 @@ from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.evaluation import evaluate_policy
 
 import worldgym  # registers worldgym/<Name>-v0 and worldgym/<Name>Real-v0
+from worldgym.config_io import HelpFormatter
 from worldgym.envs.wrappers import EncodeFrames
 
-parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
 parser.add_argument("--env", default="worldgym/CartPole-v0", help="neural env id, or a checkpoint folder")
 parser.add_argument("--eval-env", default="worldgym/CartPoleReal-v0", help="real twin id ('' skips evaluation)")
 parser.add_argument("--total-timesteps", type=int, default=100_000, help="training budget in env steps")
@@ -35,7 +36,7 @@ parser.add_argument("--n-envs", type=int, default=8, help="envs in SB3's DummyVe
 parser.add_argument("--frame-stack", type=int, default=4, help="latent frames stacked as the observation")
 parser.add_argument("--eval-episodes", type=int, default=10, help="episodes of the real-twin evaluation")
 parser.add_argument("--seed", type=int, default=0, help="seed of SB3 and the envs")
-parser.add_argument("--save", default="", help="save the SB3 model to this .zip path")
+parser.add_argument("--save", default="", help="save the SB3 model to this .zip path, e.g. runs/sb3_ppo.zip")
 args = parser.parse_args()
 torch.set_num_threads(1)
 

@@ -451,18 +451,18 @@ def test_invisible_window_is_refused(monkeypatch):
 
 def test_cli_without_display_or_pygame_says_what_to_do(monkeypatch, capsys):
     assert cli.main(["play", "worldgym/CartPoleReal-v0"]) == 2  # SDL_VIDEODRIVER=dummy without --headless
-    assert "--headless" in capsys.readouterr().out
+    assert "--headless" in capsys.readouterr().err
     assert cli.main(["play", "worldgym/CartPoleReal-v0", "--headless"]) == 2  # would never end
-    assert "--max-steps" in capsys.readouterr().out
+    assert "--max-steps" in capsys.readouterr().err
     for var in ("DISPLAY", "WAYLAND_DISPLAY", "SDL_VIDEODRIVER"):
         monkeypatch.delenv(var, raising=False)
     assert cli.main(["play", "worldgym/CartPoleReal-v0"]) == 2
-    assert "xvfb-run" in capsys.readouterr().out
+    assert "xvfb-run" in capsys.readouterr().err
     monkeypatch.setitem(sys.modules, "pygame", None)  # import pygame now fails
     with pytest.raises(DependencyNotInstalled, match="pip install"):
         Player(PixelTwin(render_mode="rgb_array"), mapper_for(PixelTwin()))
     assert cli.main(["play", "worldgym/CartPoleReal-v0"]) == 2
-    assert "pip install" in capsys.readouterr().out
+    assert "pip install" in capsys.readouterr().err
 
 
 def test_cli_headless_run_plays_records_and_screenshots(tmp_path, capsys):

@@ -3,13 +3,21 @@
 Each subcommand module defines ``add_arguments(parser)`` and ``run(args) -> int``; its
 module docstring is the subcommand's ``--help`` text. Modules are imported only when
 their subcommand runs, so ``worldgym --help`` is instant.
+
+A mistake in the input (a missing path, an unknown id, a config or dataset that does not
+fit) is reported here, in one place: one line ``worldgym CMD: error: MESSAGE`` on stderr
+and exit status 2, as argparse reports a bad flag. Anything else is a bug and keeps its
+traceback; ``--debug`` (or ``WORLDGYM_DEBUG=1``) shows the traceback of user errors too.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
+
+from worldgym.config_io import HelpFormatter, UserError
 
 COMMANDS = {
     "rollout": ("worldgym.play.rollout", "roll a model out beside its real twin: returns, speed, GIF of real vs neural"),
@@ -22,13 +30,29 @@ COMMANDS = {
 }
 
 
+def is_user_error(e: BaseException) -> bool:
+    """Whether ``e`` is a mistake in the command's input (reported in one line) rather than a bug (a traceback)."""
+    import gymnasium as gym
+
+    from worldgym.envs.display import NoDisplayError
+
+    if isinstance(e, (UserError, NoDisplayError, gym.error.UnregisteredEnv, gym.error.DependencyNotInstalled)):
+        return True
+    return isinstance(e, OSError) and e.filename is not None  # a path named on the command line that cannot be read or written
+
+
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
+    argv = sys.argv[1:] if argv is None else list(argv)
+    debug = os.environ.get("WORLDGYM_DEBUG", "") not in ("", "0")
+    if argv[:1] == ["--debug"]:
+        debug, argv = True, argv[1:]
     parser = argparse.ArgumentParser(
         prog="worldgym",
         description="Neural world models as environments: play them, record data, train, evaluate and benchmark.",
         epilog="Run `worldgym COMMAND --help` for the options of one command.",
+        formatter_class=HelpFormatter,
     )
+    parser.add_argument("--debug", action="store_true", help="show the traceback of input errors too (or set WORLDGYM_DEBUG=1)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (_, summary) in COMMANDS.items():
         sub.add_parser(name, help=summary, add_help=False)
@@ -37,16 +61,21 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if argv[0] not in COMMANDS:
         parser.print_usage(sys.stderr)
-        print(f"worldgym: unknown command {argv[0]!r}; choose from {', '.join(COMMANDS)}", file=sys.stderr)
+        print(f"worldgym: error: unknown command {argv[0]!r}; choose from {', '.join(COMMANDS)}", file=sys.stderr)
         return 2
     module = importlib.import_module(COMMANDS[argv[0]][0])
-    cmd = argparse.ArgumentParser(
-        prog=f"worldgym {argv[0]}",
-        description=module.__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    cmd = argparse.ArgumentParser(prog=f"worldgym {argv[0]}", description=module.__doc__, formatter_class=HelpFormatter)
     module.add_arguments(cmd)
-    return int(module.run(cmd.parse_args(argv[1:])) or 0)
+    cmd.add_argument("--debug", action="store_true", help="show the traceback of input errors too (or set WORLDGYM_DEBUG=1)")
+    args = cmd.parse_args(argv[1:])
+    try:
+        return int(module.run(args) or 0)
+    except Exception as e:
+        if debug or args.debug or not is_user_error(e):
+            raise
+        message = " ".join(str(e).split()) or type(e).__name__
+        print(f"{cmd.prog}: error: {message}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

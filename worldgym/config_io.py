@@ -20,8 +20,32 @@ import yaml
 T = TypeVar("T")
 
 
-class ConfigError(ValueError):
+class UserError(Exception):
+    """A mistake in what the user asked for (a path, a name, a config, a flag), not a bug in worldgym.
+
+    The project's error types for user input derive from it (`ConfigError`, `CheckpointError`,
+    `DatasetError`, `PolicyError`, `PlayerError`, ...); the `worldgym` command prints their
+    message as one line and exits with status 2, and shows a traceback for anything else.
+    """
+
+
+class ConfigError(UserError, ValueError):
     """A config that does not match its dataclass."""
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    """``--help`` that keeps the description's layout and appends each option's default.
+
+    Defaults that say nothing (None, an empty string, False of a ``store_true`` flag) are left
+    out, and so is the default of a help text that already states its own.
+    """
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        flag_off = action.default is False and not isinstance(action, argparse.BooleanOptionalAction)
+        if action.default is None or action.default == "" or flag_off or "(default" in text:  # also "%(default)s"
+            return action.help
+        return super()._get_help_string(action)
 
 
 def to_dict(config: Any) -> dict[str, Any]:
@@ -75,11 +99,11 @@ def parse_cli(cls: type[T], description: str | None = None, argv: list[str] | No
     """
     body = ast.parse(textwrap.dedent(inspect.getsource(cls))).body[0].body
     docs = {a.target.id: b.value.value for a, b in zip(body, body[1:]) if isinstance(a, ast.AnnAssign) and isinstance(b, ast.Expr)}
-    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=description, formatter_class=HelpFormatter)
     for f in dataclasses.fields(cls):
         kind = {"bool": argparse.BooleanOptionalAction}.get(f.type)
         parser.add_argument(
-            "--" + f.name.replace("_", "-"), default=f.default, help=f"{docs[f.name]} (default: {f.default})",
+            "--" + f.name.replace("_", "-"), default=f.default, help=docs[f.name],
             **({"action": kind} if kind else {"type": {"int": int, "float": float, "str": str}[f.type]}),
         )  # fmt: skip
     return cls(**vars(parser.parse_args(argv)))

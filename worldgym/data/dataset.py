@@ -47,12 +47,14 @@ from typing import Any, Iterator
 import gymnasium as gym
 import numpy as np
 
+from worldgym.config_io import UserError
+
 FORMAT, FORMAT_VERSION = "worldgym-dataset", 1
 MANIFEST, PARTIAL_MARK = "manifest.json", "PARTIAL"
 FIELDS = ("observations", "actions", "rewards", "terminations", "truncations", "states")
 
 
-class DatasetError(RuntimeError):
+class DatasetError(UserError, RuntimeError):
     """A dataset that is missing, incomplete, corrupt or inconsistent; the message names the file. Picklable."""
 
 
@@ -437,7 +439,7 @@ def minari_buffers(dataset: Dataset) -> list[Any]:
     try:
         from minari.data_collector import EpisodeBuffer
     except ImportError as e:
-        raise ImportError("Minari export needs the optional extra: pip install 'worldgym[minari]' h5py") from e
+        raise gym.error.DependencyNotInstalled(f"Minari export needs the optional extra minari ({e}); in the clone: pip install -e '.[minari]'") from e
     out = []
     for i, ep in enumerate(dataset.episodes):
         infos = {} if ep.states is None else {"state": np.asarray(ep.states)}
@@ -457,11 +459,12 @@ def export_minari(path: str | Path, dataset_id: str, data_format: str = "hdf5") 
     Needs ``minari`` plus its storage backend (``h5py`` for hdf5, ``pyarrow`` for arrow); JAX
     (``minari[create]``) is not needed. Returns the ``minari.MinariDataset``.
     """
+    ds = load(path)
+    buffers = minari_buffers(ds)  # first: without minari it says what to install
     import minari
 
-    ds = load(path)
     return minari.create_dataset_from_buffers(
-        dataset_id=dataset_id, buffer=minari_buffers(ds), observation_space=ds.observation_space,
+        dataset_id=dataset_id, buffer=buffers, observation_space=ds.observation_space,
         action_space=ds.action_space, algorithm_name=str(ds.metadata.get("policy", "worldgym record")),
         description=f"exported from the worldgym dataset {ds.path}", data_format=data_format,
     )  # fmt: skip
@@ -480,13 +483,14 @@ def run(args: Any) -> int:
         try:
             summary = check(args.path)
         except DatasetError as e:
+            if not Path(args.path).is_dir():
+                raise  # a wrong path, not a verdict on a dataset: the CLI reports it as an input error
             print(f"INVALID: {e}")
             return 1
         print(json.dumps({"valid": True, **summary}, indent=1))
         return 0
     if not args.id:
-        print("export-minari needs --id NAMESPACE/NAME-vN")
-        return 2
+        raise UserError("export-minari needs --id NAMESPACE/NAME-vN, e.g. --id worldgym/cartpole/mix-v0")
     mds = export_minari(args.path, args.id, args.format)
     print(f"wrote Minari dataset {args.id}: {mds.total_episodes} episodes, {mds.total_steps} steps")
     return 0

@@ -15,10 +15,12 @@ from pathlib import Path
 
 import numpy as np
 
+from worldgym.config_io import UserError
+
 FORMATS = (".gif", ".mp4")
 
 
-class VideoError(RuntimeError):
+class VideoError(UserError, RuntimeError):
     """A video file that cannot be written (unknown suffix, no encoder, bad frames)."""
 
 

@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from worldgym.config_io import UserError
 from worldgym.engine import WorldModel
 from worldgym.model.networks import Model
 
@@ -190,7 +191,7 @@ def bench_horizon(model: Model, horizon: int, probes: int = 200) -> dict[str, fl
     the A/B ratio compares the two states under the same conditions.
     """
     if horizon <= 101:
-        raise SystemExit(f"--horizon must be more than 101 steps (it is compared with step 100), got {horizon}")
+        raise UserError(f"--horizon must be more than 101 steps (it is compared with step 100), got {horizon}")
     engine = make_engine(model, 1)
     rng = np.random.default_rng(0)
     acts = [random_actions(model, 1, rng) for _ in range(16)]
@@ -327,8 +328,11 @@ def run(args: argparse.Namespace) -> int:
     sections = SECTIONS if args.sections == "all" else tuple(s.strip() for s in args.sections.split(","))
     unknown = set(sections) - set(SECTIONS)
     if unknown:
-        raise SystemExit(f"unknown sections {sorted(unknown)}; choose from {SECTIONS} or 'all'")
-    batches = [int(b) for b in args.batch_sizes.split(",")]
+        raise UserError(f"unknown sections {sorted(unknown)}; choose from {SECTIONS} or 'all'")
+    try:
+        batches = [int(b) for b in args.batch_sizes.split(",")]
+    except ValueError:
+        raise UserError(f"--batch-sizes must be a comma list of ints, e.g. 1,16,256; got {args.batch_sizes!r}") from None
     model, source = load_model(args.model)
     report: dict[str, Any] = {
         "model": source,

@@ -56,6 +56,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
+from worldgym.config_io import ConfigError
 from worldgym.model import checkpoint
 from worldgym.engine import WorldModel
 from worldgym.policies.builtin import make_policy
@@ -341,7 +342,7 @@ def evaluate(
     model = checkpoint.load(model_path)
     cfg = model.config
     if cfg.real_twin != "CartPole":
-        raise ValueError(f"evaluation needs a CartPole model with its real twin, got real_twin={cfg.real_twin!r}")
+        raise ConfigError(f"evaluation needs a CartPole model with its real twin, got real_twin={cfg.real_twin!r}; evaluate a CartPole model")
     size = (cfg.autoencoder.frame_height, cfg.autoencoder.frame_width)
     real = record_real(cfg.real_twin, size, episodes, seed, policy, max_steps)
     probe = fit_probe(real)

@@ -27,7 +27,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from worldgym.config_io import ConfigError, from_dict, to_dict
+from worldgym.config_io import ConfigError, UserError, from_dict, to_dict
 from worldgym.paths import model_dirs
 from worldgym.model.networks import Model, WorldModelConfig
 
@@ -36,7 +36,7 @@ WEIGHTS, CONFIG, MANIFEST = "model.safetensors", "config.json", "manifest.json"
 
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(UserError, RuntimeError):
     """A checkpoint that cannot be loaded; the message names the file and the fix. Picklable (one str)."""
 
 

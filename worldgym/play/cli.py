@@ -29,8 +29,9 @@ from typing import Any
 
 import gymnasium as gym
 
-from worldgym.envs.display import HEADLESS_DRIVERS, NoDisplayError, check_display, import_pygame
-from worldgym.play.keymap import ActionMapper, find_keymap, load_keymap, space_kind
+from worldgym.config_io import ConfigError, UserError
+from worldgym.envs.display import HEADLESS_DRIVERS, check_display, import_pygame
+from worldgym.play.keymap import ActionMapper, MissingKeysToAction, find_keymap, load_keymap, space_kind
 from worldgym.policies.agents import PlayerError, load_agent
 from worldgym.play.recorder import DatasetRecorder
 from worldgym.play.player import HELP_LINE, Player
@@ -76,7 +77,7 @@ def twin_id(env: gym.Env, name: str) -> str:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add = parser.add_argument
-    add("env", nargs="?", default=DEFAULT_ENV, help=f"env id or checkpoint directory (default {DEFAULT_ENV})")
+    add("env", nargs="?", default=DEFAULT_ENV, help="env id or checkpoint directory")
     add("--keymap", help="keymap YAML (default assets/keymaps/<Env>.yaml, else the one for the action space)")
     add("--side-by-side", action="store_true", help="the real twin left of the neural env, driven by the same keys")
     add("--twin", help="env id of the twin for --side-by-side (default: the model's real twin)")
@@ -100,18 +101,12 @@ def run(args: argparse.Namespace) -> int:
     os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
     os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
     if args.headless and args.max_steps is None:
-        print("worldgym play: --headless runs nobody can see; add --max-steps N so the run ends")
-        return 2
+        raise UserError("--headless runs nobody can see; add --max-steps N so the run ends")
     if os.environ.get("SDL_VIDEODRIVER") in HEADLESS_DRIVERS and not args.headless:
-        print(f"worldgym play: SDL_VIDEODRIVER={os.environ['SDL_VIDEODRIVER']} gives an invisible window; "
-              f"unset it to play, or add --headless --max-steps N for an unattended run")  # fmt: skip
-        return 2
-    try:
-        import_pygame()
-        check_display()
-    except (NoDisplayError, gym.error.DependencyNotInstalled) as e:
-        print(f"worldgym play: {e}")
-        return 2
+        raise UserError(f"SDL_VIDEODRIVER={os.environ['SDL_VIDEODRIVER']} gives an invisible window; "
+                        f"unset it to play, or add --headless --max-steps N for an unattended run")  # fmt: skip
+    import_pygame()  # NoDisplayError / DependencyNotInstalled: the CLI prints what to do
+    check_display()
     if args.threads is not None:
         import torch
 
@@ -132,7 +127,12 @@ def run(args: argparse.Namespace) -> int:
             keymap, keymap_file = load_keymap(args.keymap), Path(args.keymap)
         else:
             keymap, keymap_file = find_keymap([name, twin_name(env, name)], env.action_space)
-        mapper = ActionMapper(keymap, env.action_space, strict=keymap.kind != Path(keymap_file).stem)
+        try:
+            mapper = ActionMapper(keymap, env.action_space, strict=keymap.kind != Path(keymap_file).stem)
+        except MissingKeysToAction:
+            raise
+        except ValueError as e:  # a binding that does not fit the env's action space
+            raise ConfigError(f"keymap {keymap_file}: {e}; fix the binding or pass another --keymap") from e
         agent = load_agent(args.agent, env, args.seed) if args.agent else None
         if args.start == "agent" and agent is None:
             raise PlayerError("--start agent needs --agent")
@@ -159,9 +159,6 @@ def run(args: argparse.Namespace) -> int:
         if args.screenshot:
             print(f"wrote {args.screenshot}")
         return 0
-    except (PlayerError, NoDisplayError, ValueError, OSError) as e:
-        print(f"worldgym play: {e}")
-        return 2
     finally:
         for e in envs:
             e.close()

@@ -31,7 +31,7 @@ from typing import Any, Sequence
 import numpy as np
 from gymnasium import spaces
 
-from worldgym.config_io import ConfigError, load_yaml
+from worldgym.config_io import ConfigError, UserError, load_yaml
 from worldgym.paths import assets_dir
 
 log = logging.getLogger(__name__)
@@ -41,7 +41,7 @@ RESERVED_KEYS = ("r", "p", "n", "tab", "escape")
 KEYMAP_DIR = assets_dir() / "keymaps"
 
 
-class MissingKeysToAction(ValueError):
+class MissingKeysToAction(UserError, ValueError):
     """No way to play this env from the keyboard (Gymnasium's ``play`` raises an error of the same name)."""
 
 

@@ -22,6 +22,7 @@ from typing import Any, Callable
 import gymnasium as gym
 import numpy as np
 
+from worldgym.config_io import UserError
 from worldgym.data.dataset import DatasetWriter
 from worldgym.policies.builtin import POLICIES, make_policy
 
@@ -29,12 +30,18 @@ from worldgym.policies.builtin import POLICIES, make_policy
 def make_env(env_id: str, height: int = 64, width: int = 64) -> gym.Env:
     """``real:NAME`` -> a `PixelTwin`; anything else -> ``gymnasium.make(env_id)`` (worldgym ids registered)."""
     if env_id.startswith("real:"):
-        from worldgym.envs.twins import PixelTwin
+        from worldgym.envs.twins import TWINS, PixelTwin
 
+        if env_id[5:] not in TWINS:
+            raise UserError(f"--env {env_id!r}: no real twin named {env_id[5:]!r}; known: {', '.join('real:' + t for t in sorted(TWINS))}")
         return PixelTwin(env_id[5:], height=height, width=width)
     import worldgym.envs.registration  # noqa: F401  (registers worldgym/* ids)
 
-    return gym.make(env_id)
+    try:
+        return gym.make(env_id)
+    except gym.error.UnregisteredEnv as e:
+        known = ", ".join(sorted(k for k in gym.registry if k.startswith("worldgym/")))
+        raise UserError(f"--env {env_id!r}: {e} Registered worldgym envs: {known}; or real:NAME for a pixel twin") from e
 
 
 class Progress:

@@ -24,10 +24,10 @@ import torch
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("model", nargs="?", default="CartPole", help="shipped model name or checkpoint folder (default CartPole)")
-    parser.add_argument("--episodes", type=int, default=3, help="episodes to roll out (default 3)")
-    parser.add_argument("--agent", default="scripted", help="'scripted' (CartPole from pixels), 'random' or module:callable")
-    parser.add_argument("--max-steps", type=int, default=500, help="step limit per episode (default 500)")
+    parser.add_argument("model", nargs="?", default="CartPole", help="shipped model name or checkpoint folder")
+    parser.add_argument("--episodes", type=int, default=3, help="episodes to roll out")
+    parser.add_argument("--agent", default="scripted", help="scripted (CartPole from pixels), random, a worldgym.policies.builtin name, policy:PATH (a folder saved by agents/) or module:callable")
+    parser.add_argument("--max-steps", type=int, default=500, help="step limit per episode")
     parser.add_argument("--seed", type=int, default=0, help="seed of the first episode; episode i uses seed + i")
     parser.add_argument("--gif", default="", help="write real | neural frames side by side to this .gif/.mp4")
     parser.add_argument("--gif-steps", type=int, default=150, help="steps of the first episode written to the GIF")
@@ -37,13 +37,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run_episode(env: gym.Env, policy: Any, seed: int, max_steps: int, options: dict | None = None) -> tuple[float, int, list[np.ndarray], list[float]]:
     """One episode; returns (return, steps, frames, step seconds)."""
-    if hasattr(policy, "reset"):
-        policy.reset()
-    obs, _ = env.reset(seed=seed, options=options)
+    from worldgym.policies.agents import required_args
+
+    if hasattr(policy, "reset"):  # reset() or reset(rng), as worldgym.policies.builtin's policies take
+        policy.reset(np.random.default_rng(seed)) if required_args(policy.reset) else policy.reset()
+    takes_info = required_args(policy) >= 2  # obs -> action, or (obs, info) -> action
+    obs, info = env.reset(seed=seed, options=options)
     frames, times, total = [np.asarray(obs).copy()], [], 0.0
     for _ in range(max_steps):
+        action = policy(obs, info) if takes_info else policy(obs)
         t = time.perf_counter()
-        obs, reward, terminated, truncated, _ = env.step(policy(obs))
+        obs, reward, terminated, truncated, info = env.step(action)
         times.append(time.perf_counter() - t)
         total += float(reward)
         frames.append(np.asarray(obs).copy())

@@ -16,10 +16,12 @@ from typing import Any, Callable
 import gymnasium as gym
 import numpy as np
 
+from worldgym.config_io import UserError
+
 Policy = Callable[[Any], Any]
 
 
-class PlayerError(RuntimeError):
+class PlayerError(UserError, RuntimeError):
     """The player cannot start (bad env, bad agent spec, no way to record)."""
 
 

@@ -89,7 +89,7 @@ def make_policy(name: str, action_space: gym.Space) -> Any:
         try:
             return load_policy(name.partition(":")[2])
         except (PolicyError, OSError) as e:
-            raise ValueError(f"cannot load policy folder {name.partition(':')[2]!r}: {e}") from e
+            raise PolicyError(f"cannot load policy folder {name.partition(':')[2]!r}: {e}") from e
     if name == "random":
         return RandomPolicy(action_space)
     if name == "sticky":
@@ -98,11 +98,13 @@ def make_policy(name: str, action_space: gym.Space) -> Any:
         return CartPoleController()
     if name == "mix":
         return MixPolicy(action_space)
+    from worldgym.policies.saved import PolicyError  # a ValueError; imported here, as it imports torch
+
     if ":" in name:
         module, _, attr = name.partition(":")
         try:
             factory = getattr(importlib.import_module(module), attr)
         except (ImportError, AttributeError) as e:
-            raise ValueError(f"cannot load policy factory {name!r}: {e}") from e
+            raise PolicyError(f"cannot load policy factory {name!r}: {e}") from e
         return factory(action_space)
-    raise ValueError(f"policy must be one of {POLICIES}, 'policy:PATH' or 'module:function', got {name!r}")
+    raise PolicyError(f"policy must be one of {POLICIES}, 'policy:PATH' or 'module:function', got {name!r}")

@@ -44,6 +44,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from worldgym.config_io import UserError
 from worldgym.model.autoencoder import AutoencoderConfig, Encoder
 from worldgym.paths import assets_dir
 
@@ -56,7 +57,7 @@ POLICIES = assets_dir() / "policies"
 __all__ = ["CartPolePPO", "FrameEncoder", "LatentPolicy", "ObsNorm", "PolicyError", "PolicyFromEnv", "load_policy", "mlp", "policy_net", "save_policy"]
 
 
-class PolicyError(ValueError):
+class PolicyError(UserError, ValueError):
     """A policy folder that cannot be loaded (missing files, wrong format, hash mismatch, wrong observation)."""
 
 

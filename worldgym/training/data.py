@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from worldgym.model.actions import ActionConfig
-from worldgym.data.dataset import load as load_dataset
+from worldgym.data.dataset import DatasetError, load as load_dataset
 from worldgym.model.networks import WorldModelConfig
 
 STAGES = ("autoencoder", "dynamics", "selfforce", "decoder", "heads")
@@ -135,10 +135,10 @@ class Data:
         datasets = [load_dataset(p) for p in paths]
         for p, ds in zip(paths, datasets):
             if len(ds) == 0:
-                raise ValueError(f"dataset {p} has no episodes")
+                raise DatasetError(f"dataset {p} has no episodes; record some with `worldgym record`")
             shape, first = ds.episodes[0].observations.shape[1:], datasets[0].episodes[0].observations.shape[1:]
             if shape != first:
-                raise ValueError(
+                raise DatasetError(
                     f"dataset {p} has frames of shape {tuple(shape)}, {paths[0]} has {tuple(first)}; "
                     "train on datasets recorded at one size"
                 )

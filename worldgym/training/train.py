@@ -63,7 +63,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from worldgym.model import checkpoint
-from worldgym.config_io import dump_yaml, load_yaml, to_dict
+from worldgym.config_io import ConfigError, dump_yaml, load_yaml, to_dict
 from worldgym.training.losses import AutoencoderLoss, DecoderLoss, DynamicsLoss, SelfForcingLoss
 from worldgym.model.networks import Model, WorldModelConfig
 from worldgym.paths import user_models_dir
@@ -150,7 +150,7 @@ class Run:
 
     def part(self, batch: int) -> slice:
         if batch % self.world:
-            raise ValueError(f"global batch {batch} must divide evenly over {self.world} processes")
+            raise ConfigError(f"global batch {batch} must divide evenly over {self.world} processes; use batch sizes that are multiples of {self.world} in the config")
         n = batch // self.world
         return slice(self.rank * n, (self.rank + 1) * n)
 
@@ -183,7 +183,7 @@ def train(
             ``OUT`` already holds a checkpoint (the run resumes from it).
     """
     if init_stage not in STAGES:
-        raise ValueError(f"init_stage must be one of {STAGES}, got {init_stage!r}")
+        raise ConfigError(f"init_stage must be one of {STAGES}, got {init_stage!r}")
     out = Path(out)
     run = Run()
     torch.set_num_threads(cfg.threads)
@@ -197,7 +197,7 @@ def train(
     data_path = data.path
     want = (mc.autoencoder.frame_height, mc.autoencoder.frame_width, 3)
     if tuple(data.frames.shape[1:]) != want:
-        raise ValueError(
+        raise ConfigError(
             f"dataset {data_path} has frames of shape {tuple(data.frames.shape[1:])}, the config's model needs {want}; "
             f"record at that size (worldgym record --size {want[0]}) or change the autoencoder frame size"
         )
@@ -206,7 +206,7 @@ def train(
     if (ckpt / "manifest.json").is_file():
         model = checkpoint.load(ckpt)
         if to_dict(model.config) != to_dict(mc):
-            raise ValueError(f"{ckpt} was trained with a different model config; use a new --out folder or the same config")
+            raise ConfigError(f"{ckpt} was trained with a different model config; use a new --out folder or the same config")
         stage, start = model.extra["stage"], int(model.extra["step"])
         if run.rank == 0:
             log.info("resuming %s at step %d from %s", stage, start, ckpt)
@@ -229,7 +229,7 @@ def train(
         if name == "heads" and not total:
             continue  # nothing to fit (the stage is optional)
         if name == "heads" and not mc.dynamics.fused_commit:
-            raise ValueError("heads_steps > 0 fits denoise_heads, which only models with dynamics.fused_commit: true have")
+            raise ConfigError("heads_steps > 0 fits denoise_heads, which only models with dynamics.fused_commit: true have; set heads_steps: 0 or fused_commit: true")
         first = start if name == stage else 0
         if name == "autoencoder":
             params = list(model.autoencoder.parameters())
@@ -365,7 +365,7 @@ def init_model(init: str | Path, mc: WorldModelConfig, init_stage: str = "dynami
         return fresh_but("autoencoder.decoder.", {"decoder_from_scratch": True, "weights_from": str(init)})
     got["dynamics"]["fused_commit"] = True
     if got != want or model.config.dynamics.fused_commit:
-        raise ValueError(f"--init model {init} has a different model config than {mc.name!r} in the training config; "
+        raise ConfigError(f"--init model {init} has a different model config than {mc.name!r} in the training config; "
                          f"initialise from a model built with the same config (or the same without fused_commit), "
                          f"or with --init-stage dynamics from one with the same autoencoder, action and sampler, "
                          f"or with --init-stage decoder from one that differs only in autoencoder.decoder_widths")  # fmt: skip
