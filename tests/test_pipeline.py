@@ -25,17 +25,19 @@ def test_record_check_train_eval_load(tmp_path):
     assert (run / "model" / "manifest.json").is_file() and (run / "log.jsonl").is_file()
     report_path, strip = tmp_path / "eval.json", tmp_path / "strip.png"
     cli("eval", str(run / "model"), "--episodes", "2", "--max-steps", "20", "--branch-every", "5", "--branch-steps", "2",
-        "--stability-steps", "40", "--out", str(report_path), "--strip", str(strip))  # fmt: skip
+        "--stability-steps", "40", "--starts-episodes", "4", "--out", str(report_path), "--strip", str(strip))  # fmt: skip
     report = json.loads(report_path.read_text())
     bf16_path = tmp_path / "eval_bf16.json"
     cli("eval", str(run / "model"), "--episodes", "2", "--max-steps", "20", "--branch-every", "5", "--branch-steps", "2",
-        "--stability-steps", "40", "--dtype", "bfloat16", "--out", str(bf16_path))  # fmt: skip
+        "--stability-steps", "40", "--starts-episodes", "0", "--dtype", "bfloat16", "--out", str(bf16_path))  # fmt: skip
     bf16 = json.loads(bf16_path.read_text())
     assert report["dtype"] == "float32" and bf16["dtype"] == "bfloat16" and np.isfinite(bf16["fidelity"]["1"]["psnr_db"])
     assert set(report["fidelity"]) == {"1", "10", "50", "200"}
     assert report["fidelity"]["1"]["episodes"] == 2 and np.isfinite(report["fidelity"]["1"]["psnr_db"])
-    for key in ("controllability", "termination", "stability"):
+    for key in ("controllability", "termination", "stability", "starts"):
         assert key in report
+    assert set(report["starts"]["per_k"]) == {"1", "4", "8"} and "skipped" in report["starts"]["per_k"]["8"]  # tiny: sink + window = 4
+    assert report["starts"]["episodes"] == 4 and report["starts"]["per_k"]["1"]["episodes"] <= 4 and "starts" not in bf16
     assert report["stability"]["steps"] == 40 and strip.stat().st_size > 0
     # the trained checkpoint loads as a Gymnasium env
     import worldgym  # noqa: F401

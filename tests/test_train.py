@@ -16,6 +16,7 @@ from worldgym.training.losses import AutoencoderLoss, DecoderLoss, SelfForcingLo
 from worldgym.model.networks import Model
 from worldgym.policies.builtin import StickyRandomPolicy
 from worldgym.play.record import record
+from worldgym.training import recipes
 from worldgym.training.recipes import (
     cartpole_config,
     cartpole_fast_config,
@@ -51,6 +52,8 @@ def test_configs_are_dumps_of_the_dataclasses():
     assert load_yaml(TrainConfig, CONFIGS / "cartpole_fast2.yaml") == cartpole_fast2_config()
     assert load_yaml(TrainConfig, CONFIGS / "cartpole_fast2_decoder.yaml") == cartpole_fast2_decoder_config()
     assert load_yaml(TrainConfig, CONFIGS / "cartpole_fast_decoder32.yaml") == cartpole_fast_decoder32_config()
+    assert load_yaml(TrainConfig, CONFIGS / "cartpole_starts.yaml") == recipes.cartpole_starts_config()
+    assert load_yaml(TrainConfig, CONFIGS / "cartpole_fast_starts.yaml") == recipes.cartpole_fast_starts_config()
     assert load_yaml(TrainConfig, CONFIGS / "tiny.yaml") == tiny_config()
 
 

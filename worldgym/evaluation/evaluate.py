@@ -38,6 +38,10 @@ What is measured (CartPole; the pixel metrics apply to any twin):
    unreadable-frame share (collapse), and flicker: the spread of the mean frame-to-frame
    change across the phases of the cache window (a window-length artefact shows up as
    one phase that changes much more than the others).
+6. **Starts from real context** (contexts.py): the neural env reset from the first K = 1, 4,
+   8 real frames (and the actions that led to them) of ``--starts-episodes`` held-out
+   ``--starts-policy`` episodes, the rest of the actions replayed; the share whose predicted
+   end is within +-3 steps of the real one, over the episodes the true physics can time.
 
 Dimension letters: E episodes, T steps, H/W frame size.
 """
@@ -59,9 +63,10 @@ import torch
 from worldgym.config_io import ConfigError
 from worldgym.model import checkpoint
 from worldgym.engine import WorldModel
+from worldgym.evaluation.contexts import CONTEXTS, context_starts, format_table
 from worldgym.policies.builtin import make_policy
 from worldgym.worlds.cartpole import CartPoleController
-from worldgym.worlds.cartpole import CartPoleProbe
+from worldgym.worlds.cartpole import CartPoleProbe, replay_end
 from worldgym.envs.twins import PixelTwin
 
 log = logging.getLogger("worldgym.evaluation.evaluate")
@@ -335,6 +340,9 @@ def evaluate(
     strip: str | Path | None = None,
     threads: int = 1,
     dtype: str = "float32",
+    starts_episodes: int = 100,
+    starts_policy: str = "random",
+    starts_contexts: tuple[int, ...] = CONTEXTS,
 ) -> dict[str, Any]:
     """All metrics of the module docstring as a JSON-ready dict; the neural env runs in ``dtype`` ("float32" or "bfloat16")."""
     torch.set_num_threads(threads)
@@ -420,6 +428,11 @@ def evaluate(
     report["autoencoder"] = autoencoder_floor(real_frames, decoded, np.concatenate([e["states"] for e in real]), probe)
     wm1 = WorldModel(model, batch_size=1, dtype=dtype)
     report["stability"] = stability(wm1, real[0]["frames"][0], stability_steps, probe, frame_stats(real_frames), frame_stats(decoded), seed)
+    # 6. starts from real context
+    if starts_episodes > 0:
+        held_out = record_real(cfg.real_twin, size, starts_episodes, seed, starts_policy, max_steps)
+        report["starts"] = {"episodes": starts_episodes, "policy": starts_policy, "seed": seed,
+                            **context_starts(model, held_out, starts_contexts, replay_end, dtype=dtype)}  # fmt: skip
     report["dtype"] = dtype
     report["seconds"] = time.time() - t0
     if strip is not None:
@@ -439,6 +452,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--stability-steps", type=int, default=10_000, help="length of the no-reset stability rollout")
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
     parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"), help="the neural env's precision (bfloat16: autocast)")
+    parser.add_argument("--starts-episodes", type=int, default=100, help="held-out episodes of the starts-from-real-context section (0 skips it)")
+    parser.add_argument("--starts-policy", default="random", help="policy of those episodes")
+    parser.add_argument("--starts-context", type=int, nargs="+", default=list(CONTEXTS), help="context lengths K of that section")
     parser.add_argument("--out", default=None, help="JSON report path (default: print only)")
     parser.add_argument("--strip", default=None, help="PNG strip of real vs neural frames")
 
@@ -447,7 +463,7 @@ def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, stream=sys.stderr)
     report = evaluate(
         args.model, args.episodes, args.seed, args.policy, args.max_steps, args.branch_every, args.branch_steps,
-        args.stability_steps, args.strip, args.threads, args.dtype,
+        args.stability_steps, args.strip, args.threads, args.dtype, args.starts_episodes, args.starts_policy, tuple(args.starts_context),
     )  # fmt: skip
     report["command"] = "worldgym eval " + " ".join(sys.argv[2:] if len(sys.argv) > 2 else [])
     text = json.dumps(report, indent=1)
@@ -463,5 +479,9 @@ def run(args: argparse.Namespace) -> int:
         "termination_within_3_physics_predictable": report["termination"]["share_within_3_steps_physics_predictable"],
         "stability_collapse": report["stability"]["collapse"],
     }
+    if "starts" in report:
+        summary["starts_within_3_physics_timeable"] = {k: r.get("share_within") for k, r in report["starts"]["per_k"].items()}
     print(json.dumps(summary, indent=1))
+    if "starts" in report:
+        print(format_table(report["starts"]))
     return 0

@@ -163,6 +163,30 @@ def cartpole_fast_decoder32_config() -> TrainConfig:
     )  # fmt: skip
 
 
+def cartpole_starts_config() -> TrainConfig:
+    """Fourth run of ``worldgym/CartPole-v0`` (configs/cartpole_starts.yaml): starts from real context.
+
+    ``worldgym train configs/cartpole_starts.yaml --init assets/models/cartpole --init-stage selfforce``:
+    self-forcing through 32-block rollouts in which half of the rollouts start at an episode's
+    first frame and commit its first 1-8 real frames with the actions that led to them (as
+    ``reset(options={"frames", "actions"})`` gives them; before, such rollouts committed one
+    frame only), the rest commit 2-8 real frames inside episodes; every weight of the dynamics
+    and both head pairs train, the autoencoder is kept (no decoder or heads stage).
+    """
+    return dataclasses.replace(
+        cartpole_fused_config(), sf_steps=300, sf_lr=1e-4, sf_context_max=8, sf_start_context_max=8, warmup=10,
+        dec_steps=0, heads_steps=0,
+    )  # fmt: skip
+
+
+def cartpole_fast_starts_config() -> TrainConfig:
+    """Third run of ``worldgym/CartPoleFast-v0`` (configs/cartpole_fast_starts.yaml): `cartpole_starts_config` for it.
+
+    ``worldgym train configs/cartpole_fast_starts.yaml --init assets/models/cartpolefast --init-stage selfforce``.
+    """
+    return dataclasses.replace(cartpole_starts_config(), model=cartpole_fast_long_rollouts_config().model)
+
+
 def tiny_config() -> TrainConfig:
     """A few-second config for tests (32x32 frames so the state probe can still see the pole, 2 layers, 32 dims).
 
@@ -204,6 +228,8 @@ if __name__ == "__main__":
         "cartpole_fast2": cartpole_fast2_config(),
         "cartpole_fast2_decoder": cartpole_fast2_decoder_config(),
         "cartpole_fast_decoder32": cartpole_fast_decoder32_config(),
+        "cartpole_starts": cartpole_starts_config(),
+        "cartpole_fast_starts": cartpole_fast_starts_config(),
         "tiny": tiny_config(),
     }
     for name, cfg in configs.items():

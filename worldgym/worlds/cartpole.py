@@ -119,6 +119,26 @@ class CartPoleController:
         return int(u > 0)
 
 
+def replay_end(state: np.ndarray, actions: np.ndarray, extra: int = 10) -> int | None:
+    """Steps until the true CartPole physics terminates, replaying ``actions`` open loop from ``state``.
+
+    ``state`` is the source env's observation ``[x, x_dot, theta, theta_dot]``; after the
+    actions run out the last one repeats for up to ``extra`` steps. Returns the number of
+    steps to the terminating one (1 = the first action ends the episode), or None.
+    """
+    from gymnasium.envs.classic_control.cartpole import CartPoleEnv
+
+    env = CartPoleEnv()
+    env.reset(seed=0)
+    env.state = np.asarray(state, dtype=np.float64).copy()
+    actions = np.asarray(actions).reshape(-1)
+    for t, a in enumerate(np.concatenate([actions, np.full(extra, actions[-1])]) if len(actions) else []):
+        _, _, terminated, _, _ = env.step(int(a))
+        if terminated:
+            return t + 1
+    return None
+
+
 def pole_lean(frame: np.ndarray) -> float:
     """How far CartPole's pole leans right, from pixels: -dx/dy of a line fit to the tan pole pixels."""
     f = frame.astype(np.int16)
