@@ -26,6 +26,7 @@ COMMANDS = {
     "dataset": ("worldgym.data.dataset", "check a recorded dataset, or export it to Minari"),
     "train": ("worldgym.training.train", "train a world model (autoencoder, dynamics, self-forcing) from a YAML config"),
     "eval": ("worldgym.evaluation.evaluate", "measure a world model against its real twin: PSNR, state probe, control, termination"),
+    "loop": ("worldgym.training.loop", "the model-based loop: collect real episodes, fine-tune the world model, train the agent in imagination"),
     "bench": ("worldgym.evaluation.bench", "measure step latency, throughput, cache speed-up and memory"),
 }
 

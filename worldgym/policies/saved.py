@@ -239,8 +239,8 @@ def save_policy(
     return path
 
 
-def load_policy(path: str | Path, deterministic: bool = True) -> LatentPolicy:
-    """Load a policy folder written by `save_policy` into a callable ``policy(obs) -> action``.
+def load_policy(path: str | Path, deterministic: bool = True) -> Any:
+    """Load a policy folder (`save_policy`'s ``latent_mlp`` or a ``model_state_mlp``) into a callable ``policy(obs) -> action``.
 
     Args:
         path: the folder (or its ``policy.json`` / ``policy.safetensors``), or the name of a
@@ -256,11 +256,16 @@ def load_policy(path: str | Path, deterministic: bool = True) -> LatentPolicy:
         shipped = sorted(p.name for p in POLICIES.glob("*") if p.is_dir()) if POLICIES.is_dir() else []
         raise PolicyError(f"no policy at {folder}: expected {CONFIG} and {WEIGHTS} (shipped policies: {shipped})")
     config = json.loads((folder / CONFIG).read_text())
-    if config.get("format") != FORMAT or config.get("kind") != "latent_mlp":
-        raise PolicyError(f"{folder / CONFIG} is not a worldgym latent_mlp policy (format {config.get('format')!r}, kind {config.get('kind')!r})")
+    kinds = ("latent_mlp", "model_state_mlp")
+    if config.get("format") != FORMAT or config.get("kind") not in kinds:
+        raise PolicyError(f"{folder / CONFIG} is not a worldgym policy of kind {kinds} (format {config.get('format')!r}, kind {config.get('kind')!r})")
     digest = hashlib.sha256((folder / WEIGHTS).read_bytes()).hexdigest()
     if digest != config.get("sha256"):
         raise PolicyError(f"{folder / WEIGHTS} has sha256 {digest}, its config says {config.get('sha256')}; the weights changed or are corrupt")
+    if config["kind"] == "model_state_mlp":
+        from worldgym.policies.model_state import load_model_state_policy
+
+        return load_model_state_policy(folder, config, deterministic)
     tensors = load_file(str(folder / WEIGHTS))
     obs_shape = tuple(config["obs_shape"])
     frame_dim, stack = int(np.prod(obs_shape)), config["frame_stack"]
