@@ -164,8 +164,12 @@ class WorldModelEnv(gym.Env):
     ``obs_type="rgb"`` (default): ``Box(0, 255, (H, W, 3), uint8)``, the decoded frame
     (64x64 for CartPole). ``obs_type="latent"``: the clean latent block
     ``Box(-inf, inf, (N, C), float32)``, a small observation for fast RL; without a
-    ``render_mode`` the decoder is then skipped altogether. Every returned observation
-    is a fresh copy.
+    ``render_mode`` the decoder is then skipped altogether. ``obs_type="features"``: the
+    model's state ``Box(-inf, inf, (D,), float32)``, the heads' input after committing the
+    block, which reads the cache and so carries velocity and history; every block is then
+    committed in its own step (two passes, no fused commit) and
+    `worldgym.envs.wrappers.ModelState` gives the same observation from a real env's frames.
+    Every returned observation is a fresh copy.
 
     ## Rewards
     The model's reward head, clipped to ``config.reward_range``, as a Python float
@@ -207,7 +211,7 @@ class WorldModelEnv(gym.Env):
     ```
     * ``checkpoint``: a checkpoint folder, a shipped model's name, or a built `Model`.
     * ``render_mode``: None, "rgb_array" or "human" (a pygame window).
-    * ``obs_type``: "rgb" or "latent".
+    * ``obs_type``: "rgb", "latent" or "features".
     * ``device`` / ``dtype``: where and in which precision ("float32", "bfloat16") to run.
     * ``sampler_steps``: denoising passes per step (default: the model's).
     * ``reward_fn`` / ``termination_fn``: callables ``(obs, action)`` overriding the heads.
