@@ -74,6 +74,8 @@ class LoopConfig:
         start_bank: start contexts cut from the datasets per turn.
         eval_episodes: greedy real episodes per turn (seeds ``eval_seed + i``, the same every turn).
         eval_seed: first seed of the evaluation episodes.
+        dtype: precision of the imagination ("bfloat16" measured 1.8x faster at 256 envs on an AMX CPU); the
+            saved policy's filter runs in float32.
         threads: torch threads.
     """
 
@@ -93,6 +95,7 @@ class LoopConfig:
     start_bank: int = 4096
     eval_episodes: int = 20
     eval_seed: int = 20_000
+    dtype: str = "float32"
     threads: int = 1
 
 
@@ -206,7 +209,7 @@ class Loop:
             agent = Agent(model.config.dynamics.dim, int(model.config.action.n), ppo_cfg.hidden)
             load_model(agent, str(self.turn_dir(k - 1) / "agent.safetensors"))
         bar = Progress(max(1, ppo_cfg.total_steps // (ppo_cfg.num_envs * ppo_cfg.num_steps)), f"turn {k} imagine", enabled=self.progress)
-        agent, summary = ppo(dream_envs(model, starts, ppo_cfg), ppo_cfg, agent, log=lambda d: bar.update(d["update"], f"dream return {d['return']:.1f}"))
+        agent, summary = ppo(dream_envs(model, starts, ppo_cfg, self.cfg.dtype), ppo_cfg, agent, log=lambda d: bar.update(d["update"], f"dream return {d['return']:.1f}"))
         save_model(agent, str(self.turn_dir(k) / "agent.safetensors"))  # actor + critic (+ shared ObsNorm), to continue next turn
         save_model_state_policy(policy_dir, agent.actor, model, [ppo_cfg.hidden] * 2, int(model.config.action.n),
                                 {"trained_in": "imagination", "loop_turn": k, "world_model": self.model_path(k), "real_steps_seen_by_model": self.real_steps(k)})  # fmt: skip
@@ -356,6 +359,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--num-envs", type=int, default=d.ppo.num_envs, help="imagined envs per batch")
     parser.add_argument("--eval-episodes", type=int, default=d.eval_episodes, help="greedy real episodes per turn")
     parser.add_argument("--seed", type=int, default=d.ppo.seed, help="seed of the agent")
+    parser.add_argument("--dtype", default=d.dtype, choices=["float32", "bfloat16"], help="precision of the imagination")
     parser.add_argument("--threads", type=int, default=d.threads, help="torch threads")
     parser.add_argument("--baseline", type=int, default=0, metavar="STEPS", help="instead: model-free PPO on the real twin for STEPS steps, into OUT/baseline.csv")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -367,7 +371,7 @@ def run(args: argparse.Namespace) -> int:
         model=args.model, twin=args.twin, data=list(args.data), turns=args.turns, collect_steps=args.collect_steps, budget=args.budget,
         finetune=dataclasses.replace(d.finetune, dyn_steps=args.finetune_steps, sf_steps=args.selfforce_steps),
         ppo=dataclasses.replace(d.ppo, total_steps=args.imagine_steps, horizon=args.horizon, num_envs=args.num_envs, seed=args.seed),
-        eval_episodes=args.eval_episodes, threads=args.threads,
+        eval_episodes=args.eval_episodes, dtype=args.dtype, threads=args.threads,
     )  # fmt: skip
     if args.baseline:
         rows = baseline(args.out, cfg, args.baseline, every=max(cfg.ppo.num_envs * cfg.ppo.num_steps, args.baseline // 10), progress=not args.quiet)
