@@ -5,7 +5,7 @@ import pytest
 import torch
 from gymnasium import spaces
 
-from tests.conftest import tiny_model
+from conftest import tiny_model
 from worldgym.data.dataset import DatasetWriter
 from worldgym.envs.env import WorldModelEnv
 from worldgym.envs.starts import StartBank

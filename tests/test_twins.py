@@ -93,6 +93,6 @@ def test_bad_input():
         with pytest.raises(gym.error.InvalidAction, match=r"Discrete\(2\)"):
             env.step(bad)
     with pytest.raises(ValueError, match="no real twin named"):
-        PixelTwin(name="Pong")
+        PixelTwin(name="NoSuchTwin")
     env.close()
     env.close()

@@ -470,15 +470,19 @@ def export_minari(path: str | Path, dataset_id: str, data_format: str = "hdf5") 
     )  # fmt: skip
 
 
-# ---------------------------------------------------------------------- CLI: worldgym dataset check|export-minari
+# ---------------------------------------------------------------------- CLI: worldgym dataset check|export-minari|merge
 def add_arguments(parser: Any) -> None:
-    parser.add_argument("action", choices=["check", "export-minari"], help="check: validate; export-minari: write a Minari dataset")
-    parser.add_argument("path", help="dataset folder")
+    parser.add_argument("action", choices=["check", "export-minari", "merge"], help="check: validate; export-minari: write a Minari dataset; merge: join --shards into PATH (worldgym.data.shards)")
+    parser.add_argument("path", help="dataset folder (merge: the one to write)")
+    parser.add_argument("--shards", nargs="+", default=[], help="merge: the datasets to join, e.g. the OUT-shard-i-of-n of `worldgym record --shard`")
     parser.add_argument("--id", default=None, help="Minari dataset id for export-minari, e.g. worldgym/cartpole/mix-v0")
     parser.add_argument("--format", default="hdf5", choices=["hdf5", "arrow"], help="Minari storage backend")
 
 
 def run(args: Any) -> int:
+    if args.action == "merge":
+        from worldgym.data.shards import merge  # imports this module
+        return print(json.dumps({"valid": True, **merge(args.path, args.shards)}, indent=1)) or 0
     if args.action == "check":
         try:
             summary = check(args.path)

@@ -6,12 +6,15 @@ Registered by ``import worldgym``:
   `worldgym.envs.env:WorldModelEnv`, vector entry point
   `worldgym.envs.vector_env:WorldModelVectorEnv`), with ``max_episode_steps`` taken from the
   real twin's `TwinSpec` when ``config.real_twin`` names one;
-* ``worldgym/<Name>Real-v0`` for each real twin in `worldgym.envs.twins.TWINS`, at the frame
-  size of the shipped model that imitates it (64x64 otherwise);
+* ``worldgym/<Name>Real-v0`` for each real twin in `worldgym.envs.twins.TWINS` and each twin
+  config file ``<Name>.yaml`` (`worldgym.worlds.spec.twin_dirs`), at the frame size of the
+  shipped model that imitates it (the spec's otherwise), when the modules it requires are
+  installed (``worldgym/CrafterReal-v0`` needs ``worldgym[crafter]``);
 * ``worldgym/WorldModel-v0``: any checkpoint, ``gym.make("worldgym/WorldModel-v0", checkpoint=path)``.
 
-Registration reads only each model's small ``config.json``; no weights are loaded or
-hashed and torch is not imported, so ``import worldgym`` stays cheap.
+Registration reads only each model's small ``config.json`` and the twin config files; no
+weights are loaded or hashed, no env is built, torch and the twins' optional packages are
+not imported, so ``import worldgym`` stays cheap.
 """
 
 from __future__ import annotations
@@ -23,8 +26,9 @@ from typing import Any
 
 import gymnasium as gym
 
+from worldgym.config_io import ConfigError
 from worldgym.paths import model_dirs
-from worldgym.worlds import TWINS
+from worldgym.worlds import TWINS, TwinSpec, load_twin, twin_files
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +56,19 @@ def shipped_models(assets: Path | None = None) -> list[tuple[Path, dict[str, Any
     return found
 
 
+def known_twins() -> dict[str, TwinSpec]:
+    """Every twin by name: the worlds' own, then the twin config files (an unreadable one is skipped with a warning)."""
+    twins = dict(TWINS)
+    for name, path in twin_files().items():
+        if name in twins:
+            continue
+        try:
+            twins[name] = load_twin(path)
+        except ConfigError as e:
+            log.warning("skipping twin config %s: %s", path, e)
+    return twins
+
+
 def register_all(assets: Path | None = None) -> list[str]:
     """Register every shipped model, every real twin and the generic id; returns the ids (idempotent)."""
     ids = []
@@ -64,9 +81,10 @@ def register_all(assets: Path | None = None) -> list[str]:
 
     add("worldgym/WorldModel-v0", entry_point=ENTRY_POINT, vector_entry_point=VECTOR_ENTRY_POINT)
     twin_sizes: dict[str, tuple[int, int]] = {}
+    twins = known_twins()
     for folder, config in shipped_models(assets):
         twin = config.get("real_twin", "")
-        spec = TWINS.get(twin)
+        spec = twins.get(twin)
         if twin and spec is None:
             log.warning("shipped model %s names real twin %r, which worldgym does not know", folder, twin)
         ae = config["autoencoder"]
@@ -79,8 +97,10 @@ def register_all(assets: Path | None = None) -> list[str]:
             max_episode_steps=None if spec is None else spec.max_episode_steps,
             kwargs={"checkpoint": str(folder)},
         )
-    for name, spec in TWINS.items():
-        height, width = twin_sizes.get(name, (64, 64))
+    for name, spec in twins.items():
+        if spec.missing():
+            continue  # its optional extra is not installed: nothing to make
+        height, width = twin_sizes.get(name, (spec.height, spec.width))
         add(
             f"worldgym/{name}Real-v0",
             entry_point=TWIN_ENTRY_POINT,

@@ -2,13 +2,25 @@
 
 Examples:
     worldgym record --env real:CartPole --episodes 400 --policy mix --seed 0 --out runs/data/cartpole
+    worldgym record --env real:Crafter --episodes 20 --policy crafter_explorer --out runs/data/crafter
+    worldgym record --env gym:ALE/Pong-v5 --twin configs/twins/Pong.yaml --episodes 4 --out runs/data/pong
+    worldgym record --env gym:CarRacing-v3 --size 64 --episodes 4 --policy random --out runs/data/car
+    worldgym record --env real:Crafter --episodes 100 --shard 0/4 --out runs/data/crafter   # then shards 1-3, then:
+    worldgym dataset merge runs/data/crafter --shards runs/data/crafter-shard-*-of-4
     worldgym record --env worldgym/CartPole-v0 --episodes 10 --policy controller --out runs/data/dream
 
-``--env real:NAME`` records the pixel twin of a source env (twins.py) and stores its
-state vector per frame; any other id goes through ``gymnasium.make``. Episode i is reset
-with seed ``seed + i``; an episode still running after ``--max-steps`` is cut and marked
-truncated. The dataset is written to ``OUT.partial`` and renamed to ``OUT`` only when
-every episode is written, so an interrupted recording leaves the previous ``OUT`` valid.
+``--env real:NAME`` records the pixel twin of a known source env (`worldgym.worlds.TWINS`
+or a twin config file ``configs/twins/NAME.yaml``); ``--env gym:ID`` the pixel twin of any
+Gymnasium env that renders ``rgb_array`` (crop, frame size and frame skip from ``--twin
+FILE.yaml``, a dump of `worldgym.worlds.spec.TwinSpec`); both store the source's state
+vector per frame when it has one. Any other id goes through ``gymnasium.make``. Episode i
+is reset with seed ``seed + i``; an episode still running after ``--max-steps`` is cut and
+marked truncated. The dataset is written to ``OUT.partial`` and renamed to ``OUT`` only
+when every episode is written, so an interrupted recording leaves the previous ``OUT`` valid.
+
+``--shard i/n`` (or torchrun's ``RANK``/``WORLD_SIZE``) records episodes i, i+n, i+2n, ...
+of the ``--episodes`` (with the seeds an unsharded run gives them) into ``OUT-shard-i-of-n``;
+``worldgym dataset merge`` joins the shards and verifies the combined manifest.
 """
 
 from __future__ import annotations
@@ -17,31 +29,57 @@ import argparse
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import gymnasium as gym
 import numpy as np
 
-from worldgym.config_io import UserError
+from worldgym.config_io import UserError, to_dict
 from worldgym.data.dataset import DatasetWriter
+from worldgym.data.shards import current_shard, shard_path
 from worldgym.policies.builtin import POLICIES, make_policy
+from worldgym.worlds import TwinSpec, load_twin
 
 
-def make_env(env_id: str, height: int = 64, width: int = 64) -> gym.Env:
-    """``real:NAME`` -> a `PixelTwin`; anything else -> ``gymnasium.make(env_id)`` (worldgym ids registered)."""
+def twin_spec(env_id: str, twin: str | Path | None = None) -> TwinSpec | None:
+    """The `TwinSpec` of ``real:NAME`` or ``gym:ID`` (``twin``: a twin config file for ``gym:ID``), else None."""
+    if twin is not None and not env_id.startswith("gym:"):
+        raise UserError(f"--twin {twin} goes with --env gym:ID (the twin file's source env), got --env {env_id!r}")
     if env_id.startswith("real:"):
-        from worldgym.envs.twins import TWINS, PixelTwin
+        from worldgym.envs.registration import known_twins
 
-        if env_id[5:] not in TWINS:
-            raise UserError(f"--env {env_id!r}: no real twin named {env_id[5:]!r}; known: {', '.join('real:' + t for t in sorted(TWINS))}")
-        return PixelTwin(env_id[5:], height=height, width=width)
+        twins = known_twins()
+        if env_id[5:] not in twins:
+            raise UserError(f"--env {env_id!r}: no real twin named {env_id[5:]!r}; known: {', '.join('real:' + t for t in sorted(twins))}, "
+                            "or gym:ID for the pixel twin of any Gymnasium env")  # fmt: skip
+        return twins[env_id[5:]]
+    if not env_id.startswith("gym:"):
+        return None
+    source = env_id[4:]
+    if twin is None:
+        ale = source.startswith("ALE/")  # ale-py registers its ids when imported
+        return TwinSpec(f"ale_py:{source}" if ale else source, requires=("ale_py",) if ale else (), extra="atari" if ale else "")
+    spec = load_twin(twin)
+    if spec.source_id.rpartition(":")[2] != source.rpartition(":")[2]:
+        raise UserError(f"--twin {twin} is a twin of {spec.source_id!r}, but --env asks for {source!r}; pass --env gym:{spec.source_id}")
+    return spec
+
+
+def make_env(env_id: str, height: int | None = None, width: int | None = None, twin: str | Path | None = None) -> gym.Env:
+    """``real:NAME`` or ``gym:ID`` -> a `PixelTwin`; anything else -> ``gymnasium.make(env_id)`` (worldgym ids registered)."""
+    spec = twin_spec(env_id, twin)
+    if spec is not None:
+        from worldgym.envs.twins import PixelTwin
+
+        name = env_id[5:] if env_id.startswith("real:") else None
+        return PixelTwin(name, height=height, width=width, spec=spec)
     import worldgym.envs.registration  # noqa: F401  (registers worldgym/* ids)
 
     try:
         return gym.make(env_id)
     except gym.error.UnregisteredEnv as e:
         known = ", ".join(sorted(k for k in gym.registry if k.startswith("worldgym/")))
-        raise UserError(f"--env {env_id!r}: {e} Registered worldgym envs: {known}; or real:NAME for a pixel twin") from e
+        raise UserError(f"--env {env_id!r}: {e} Registered worldgym envs: {known}; or real:NAME / gym:ID for a pixel twin") from e
 
 
 class Progress:
@@ -76,12 +114,17 @@ def record(
     max_steps: int = 500,
     metadata: dict | None = None,
     progress: Callable[[int, str], None] | None = None,
+    indices: Sequence[int] | None = None,
 ) -> Path:
-    """Record ``episodes`` episodes of ``policy`` in ``env`` to the dataset folder ``out``; returns its path."""
+    """Record ``episodes`` episodes of ``policy`` in ``env`` to the dataset folder ``out``; returns its path.
+
+    ``indices`` records only those episodes (of a sharded recording), each with the seed and
+    policy generator it has in the whole recording.
+    """
     meta = {"seed": seed, "max_steps": max_steps, **(metadata or {})}
     total_steps = 0
     with DatasetWriter(out, env.observation_space, env.action_space, meta) as writer:
-        for i in range(episodes):
+        for done, i in enumerate(range(episodes) if indices is None else indices):
             ep_seed = seed + i
             obs, info = env.reset(seed=ep_seed)
             policy.reset(np.random.default_rng([seed, i]))
@@ -105,34 +148,41 @@ def record(
             )  # fmt: skip
             total_steps += len(actions)
             if progress is not None:
-                progress(i + 1, f"{total_steps} steps")
+                progress(done + 1, f"{total_steps} steps")
     return Path(out)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--env", default="real:CartPole", help="real:NAME for a pixel twin, or a Gymnasium id")
+    parser.add_argument("--env", default="real:CartPole", help="real:NAME for a known pixel twin, gym:ID for the pixel twin of any Gymnasium env, or a Gymnasium id")
+    parser.add_argument("--twin", default=None, help="twin config file for --env gym:ID (crop, size, frame skip), e.g. configs/twins/Pong.yaml")
     parser.add_argument("--episodes", type=int, default=100, help="number of episodes")
     parser.add_argument("--policy", default="mix", help=f"one of {POLICIES}, policy:PATH (a folder saved by agents/) or module:function")
     parser.add_argument("--seed", type=int, default=0, help="episode i is reset with seed + i")
     parser.add_argument("--max-steps", type=int, default=500, help="cut (truncate) episodes after this many steps")
-    parser.add_argument("--size", type=int, default=64, help="frame height and width of a real twin")
+    parser.add_argument("--size", type=int, default=None, help="frame height and width of a real twin (default: its twin config's, 64)")
     parser.add_argument("--out", required=True, help="dataset folder to write")
+    parser.add_argument("--shard", default=None, help="i/n: record episodes i, i+n, ... into OUT-shard-i-of-n (default under torchrun: RANK/WORLD_SIZE)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def run(args: argparse.Namespace) -> int:
-    env = make_env(args.env, args.size, args.size)
+    env = make_env(args.env, args.size, args.size, args.twin)
     policy = make_policy(args.policy, env.action_space)
-    bar = Progress(args.episodes, "record", enabled=not args.quiet)
+    index, count = current_shard(args.shard)
+    indices = list(range(index, args.episodes, count))
+    out = shard_path(args.out, index, count) if count > 1 else Path(args.out)
+    metadata = {"env": args.env, "policy": args.policy, "command": " ".join(sys.argv)}
+    if args.twin is not None or args.env.startswith(("real:", "gym:")):
+        metadata["twin"] = to_dict(env.unwrapped.spec_)
+    if count > 1:
+        metadata["shard"] = {"index": index, "count": count, "episodes": args.episodes, "indices": indices}
+    bar = Progress(len(indices), "record" if count == 1 else f"record {index}/{count}", enabled=not args.quiet)
     t0 = time.time()
-    path = record(
-        env, policy, args.out, args.episodes, args.seed, args.max_steps,
-        metadata={"env": args.env, "policy": args.policy, "command": " ".join(sys.argv)},
-        progress=bar.update,
-    )  # fmt: skip
+    path = record(env, policy, out, args.episodes, args.seed, args.max_steps, metadata=metadata, progress=bar.update, indices=indices)
     env.close()
     from worldgym.data.dataset import check
 
     summary = check(path)
-    print(f"wrote {path}: {summary['episodes']} episodes, {summary['steps']} steps in {time.time() - t0:.1f}s")
+    seconds = time.time() - t0
+    print(f"wrote {path}: {summary['episodes']} episodes, {summary['steps']} steps in {seconds:.1f}s ({summary['steps'] / max(seconds, 1e-9):.0f} steps/s)")
     return 0

@@ -1,10 +1,10 @@
-"""Policies that drive recordings: random, sticky-random, a world's scripted controller, a per-episode mix, or your own.
+"""Policies that drive recordings: random, sticky-random, a world's scripted controller or explorer, a per-episode mix, or your own.
 
 A policy is an object with ``reset(rng)`` (called at the start of every episode with a
 ``numpy.random.Generator``) and ``__call__(observation, info) -> action``. All randomness
 comes from the generator handed to ``reset``, so a recording is reproducible from its
 seed. `make_policy` builds one from a name (``random``, ``sticky``, ``controller``,
-``mix``) or from ``module:function``, a factory ``function(action_space) -> policy`` for a
+``mix``, ``crafter_explorer``) or from ``module:function``, a factory ``function(action_space) -> policy`` for a
 trained policy (for example a PPO actor loaded from your own checkpoint).
 """
 
@@ -77,7 +77,7 @@ class MixPolicy:
         return self.current(observation, info)
 
 
-POLICIES = ("random", "sticky", "controller", "mix")
+POLICIES = ("random", "sticky", "controller", "mix", "crafter_explorer")
 
 
 def make_policy(name: str, action_space: gym.Space) -> Any:
@@ -98,6 +98,10 @@ def make_policy(name: str, action_space: gym.Space) -> Any:
         return CartPoleController()
     if name == "mix":
         return MixPolicy(action_space)
+    if name == "crafter_explorer":  # walks, collects, places and crafts (worldgym.worlds.crafter)
+        from worldgym.worlds.crafter import CrafterExplorer
+
+        return CrafterExplorer(action_space)
     from worldgym.policies.saved import PolicyError  # a ValueError; imported here, as it imports torch
 
     if ":" in name:
