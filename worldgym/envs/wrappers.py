@@ -20,6 +20,18 @@ from gymnasium import spaces
 from worldgym.model.networks import Model
 
 
+def check_frames(env: gym.Env, model: Model, wrapper: str) -> None:
+    """A ValueError unless ``env`` observes uint8 RGB frames at the model's frame size."""
+    ae = model.config.autoencoder
+    expected = (ae.frame_height, ae.frame_width, 3)
+    if env.observation_space.shape != expected or env.observation_space.dtype != np.uint8:
+        raise ValueError(
+            f"{wrapper} needs uint8 frames of shape {expected} (the model's frame size), got "
+            f"{env.observation_space.shape} {env.observation_space.dtype}; make the twin with "
+            f"height={ae.frame_height}, width={ae.frame_width}"
+        )
+
+
 class EncodeFrames(gym.ObservationWrapper):
     """Replace (H, W, 3) uint8 frames by the world model's latents (N, C) float32.
 
@@ -42,16 +54,10 @@ class EncodeFrames(gym.ObservationWrapper):
         from worldgym.envs.env import load_model
 
         model = load_model(checkpoint, device)
+        check_frames(env, model, "EncodeFrames")
         self.autoencoder = model.autoencoder.eval()
         self.device = torch.device(device)
         ae = model.config.autoencoder
-        expected = (ae.frame_height, ae.frame_width, 3)
-        if env.observation_space.shape != expected or env.observation_space.dtype != np.uint8:
-            raise ValueError(
-                f"EncodeFrames needs uint8 frames of shape {expected} (the model's frame size), got "
-                f"{env.observation_space.shape} {env.observation_space.dtype}; make the twin with "
-                f"height={ae.frame_height}, width={ae.frame_width}"
-            )
         self.observation_space = spaces.Box(-np.inf, np.inf, (ae.tokens, ae.latent_channels), np.float32)
 
     @torch.no_grad()
@@ -93,14 +99,7 @@ class ModelState(gym.Wrapper):
         from worldgym.envs.env import load_model
 
         model = load_model(checkpoint, device)
-        ae = model.config.autoencoder
-        expected = (ae.frame_height, ae.frame_width, 3)
-        if env.observation_space.shape != expected or env.observation_space.dtype != np.uint8:
-            raise ValueError(
-                f"ModelState needs uint8 frames of shape {expected} (the model's frame size), got "
-                f"{env.observation_space.shape} {env.observation_space.dtype}; make the twin with "
-                f"height={ae.frame_height}, width={ae.frame_width}"
-            )
+        check_frames(env, model, "ModelState")
         self.engine = WorldModel(model, 1, device=device, dtype=dtype, features=True)
         self.observation_space = spaces.Box(-np.inf, np.inf, (model.config.dynamics.dim,), np.float32)
 
