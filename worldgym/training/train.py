@@ -3,10 +3,13 @@
 Examples:
     worldgym train configs/cartpole.yaml --data runs/data/cartpole --out runs/cartpole
     worldgym train configs/cartpole.yaml --data runs/data/cartpole --out runs/cartpole --install MyCartPole
+    worldgym train --data runs/data/mine --out runs/mine --install Mine   # the default recipe, sized to the data
     torchrun --nproc_per_node 2 -m worldgym.cli train configs/cartpole.yaml --data ... --out ...
 
-The YAML file is a plain dump of `TrainConfig` (which nests the `WorldModelConfig`). The
-stages run in order and each writes checkpoints into ``OUT``; rerunning the same
+The YAML file is a plain dump of `TrainConfig` (which nests the `WorldModelConfig`); without
+one, `worldgym.training.recipes.data_recipe` sizes a recipe to the data (frame size, action
+space, tokens; ``--recipe tiny`` for a few-step smoke run) and the run folder keeps it as
+``config.yaml``. The stages run in order and each writes checkpoints into ``OUT``; rerunning the same
 command resumes from the last checkpoint (weights, optimizer state, stage and step):
 
 1. **autoencoder**: frames -> latents -> frames, MSE with extra weight on the pixels
@@ -378,7 +381,9 @@ def init_model(init: str | Path, mc: WorldModelConfig, init_stage: str = "dynami
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("config", help="YAML dump of TrainConfig, e.g. configs/cartpole.yaml")
+    parser.add_argument("config", nargs="?", default=None, help="YAML dump of TrainConfig, e.g. configs/cartpole.yaml (default: a recipe sized to the data, see --recipe)")
+    parser.add_argument("--recipe", default="default", choices=["default", "tiny"], help="without a config: the data-sized recipe's scale (tiny: a few steps)")
+    parser.add_argument("--name", default=None, help="without a config: the model's name, worldgym/<NAME>-v0 (default: from the dataset's env)")
     parser.add_argument("--data", required=True, nargs="+", help="dataset folder(s) written by `worldgym record`")
     parser.add_argument("--out", required=True, help="run folder (checkpoints, log.jsonl, model/); rerun to resume")
     parser.add_argument("--stop-after", type=int, default=None, help="stop after this many optimizer steps (resume later)")
@@ -404,7 +409,15 @@ def install_destination(value: str) -> Path:
 
 def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stdout)
-    cfg = load_yaml(TrainConfig, args.config)
+    if args.config is not None:
+        cfg = load_yaml(TrainConfig, args.config)
+    elif Path(args.out, "config.yaml").is_file():  # resuming a run that started from the data-sized recipe
+        cfg = load_yaml(TrainConfig, Path(args.out, "config.yaml"))
+    else:
+        from worldgym.training.recipes import data_recipe
+
+        cfg = data_recipe(args.data, args.name, args.recipe)
+        log.info("no config: %s recipe sized to the data: %s", args.recipe, cfg.model)
     final = train(cfg, args.data, args.out, args.stop_after, args.init, args.init_stage)
     if args.install and final.is_dir() and int(os.environ.get("RANK", "0")) == 0:
         dest = args.install
