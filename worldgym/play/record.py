@@ -156,7 +156,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--env", default="real:CartPole", help="real:NAME for a known pixel twin, gym:ID for the pixel twin of any Gymnasium env, or a Gymnasium id")
     parser.add_argument("--twin", default=None, help="twin config file for --env gym:ID (crop, size, frame skip), e.g. configs/twins/Pong.yaml")
     parser.add_argument("--episodes", type=int, default=100, help="number of episodes")
-    parser.add_argument("--policy", default="mix", help=f"one of {POLICIES}, policy:PATH (a folder saved by agents/) or module:function")
+    parser.add_argument("--policy", default=None, help=f"one of {POLICIES}, policy:PATH (a folder saved by agents/) or module:function (default: mix for CartPole, else random)")
     parser.add_argument("--seed", type=int, default=0, help="episode i is reset with seed + i")
     parser.add_argument("--max-steps", type=int, default=500, help="cut (truncate) episodes after this many steps")
     parser.add_argument("--size", type=int, default=None, help="frame height and width of a real twin (default: its twin config's, 64)")
@@ -167,6 +167,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     env = make_env(args.env, args.size, args.size, args.twin)
+    args.policy = args.policy or ("mix" if "CartPole" in args.env else "random")  # mix drives CartPole's controller
     policy = make_policy(args.policy, env.action_space)
     index, count = current_shard(args.shard)
     indices = list(range(index, args.episodes, count))
