@@ -129,11 +129,12 @@ def test_disabled_autoreset_and_partial_reset_leaves_other_rows_bit_identical(mo
 # ---------------------------------------------------------------------------- batch invariance
 def test_env_i_of_a_batch_of_16_matches_a_single_env_seeded_seed_plus_i(model):
     """Tolerance: batched matmuls are not bit-identical to batch-1 ones on CPU (~1e-6 in latents),
-    so latent observations agree to atol 1e-4 and uint8 frames differ by at most 2 LSB on < 1 % of values."""
+    so latent observations agree to atol 1e-4 and uint8 frames differ by at most 2 LSB on < 1 % of values.
+    Both in float32: ``dtype="auto"`` may resolve differently for a batch and for one env."""
     B, steps, seed = 16, 4, 100
     actions = np.random.default_rng(0).integers(0, 3, (steps, B))
-    frames_vec = WorldModelVectorEnv(model, B, termination_fn=never, wall_time_info=False)
-    latent_vec = WorldModelVectorEnv(model, B, obs_type="latent", termination_fn=never, wall_time_info=False)
+    frames_vec = WorldModelVectorEnv(model, B, termination_fn=never, dtype="float32")
+    latent_vec = WorldModelVectorEnv(model, B, obs_type="latent", termination_fn=never, dtype="float32")
     fv, lv = [frames_vec.reset(seed=seed)[0]], [latent_vec.reset(seed=seed)[0]]
     for a in actions:
         fv.append(frames_vec.step(a)[0])
@@ -141,7 +142,7 @@ def test_env_i_of_a_batch_of_16_matches_a_single_env_seeded_seed_plus_i(model):
     fv, lv = np.stack(fv), np.stack(lv)  # (T, B, ...)
     worst, frac = 0, 0.0
     for i in range(B):
-        single = WorldModelEnv(model, obs_type="latent", render_mode="rgb_array", termination_fn=never)
+        single = WorldModelEnv(model, obs_type="latent", render_mode="rgb_array", termination_fn=never, dtype="float32")
         lat, fr = [single.reset(seed=seed + i)[0]], [single.render()]
         for a in actions[:, i]:
             lat.append(single.step(int(a))[0])
@@ -156,8 +157,8 @@ def test_env_i_of_a_batch_of_16_matches_a_single_env_seeded_seed_plus_i(model):
 def test_native_vector_env_matches_sync_vector_env_through_autoresets(model):
     """The same episodes (with real termination heads and NEXT_STEP autoresets) as SyncVectorEnv of single envs."""
     B = 4
-    native = WorldModelVectorEnv(model, B, obs_type="latent", wall_time_info=False)
-    sync = SyncVectorEnv([functools.partial(WorldModelEnv, model, obs_type="latent", wall_time_info=False)] * B)
+    native = WorldModelVectorEnv(model, B, obs_type="latent", dtype="float32")
+    sync = SyncVectorEnv([functools.partial(WorldModelEnv, model, obs_type="latent", dtype="float32")] * B)
     a, b = native.reset(seed=9)[0], sync.reset(seed=9)[0]
     np.testing.assert_allclose(a, b, atol=1e-4, rtol=0)
     dones = 0
@@ -216,6 +217,23 @@ def test_bad_batched_actions_raise_and_change_nothing(model):
     for bad in [np.array([0, 3]), np.array([0]), np.array([0.5, 1.0]), [0, None], None, 1]:
         with pytest.raises(gym.error.InvalidAction):
             envs.step(bad)
+    assert state_equal(envs.get_state(), before)
+
+
+def test_a_bad_action_names_its_row_and_no_row_advances(model):
+    """``actions[3] must be ...`` for the row at fault, also for a row awaiting its NEXT_STEP autoreset."""
+    envs = WorldModelVectorEnv(model, 5, termination_fn=ends_on_2)  # Discrete(3)
+    envs.reset(seed=0)
+    before = envs.get_state()
+    with pytest.raises(gym.error.InvalidAction, match=r"^actions\[3\] must be an int in \[0, 3\), got np.int64\(7\) for Discrete\(3\)$"):
+        envs.step(np.array([0, 1, 0, 7, 1]))
+    with pytest.raises(InvalidActionError, match=r"^actions\[1\] must be an element of Discrete\(3\), got None$"):
+        envs.step([0, None, 0, 0, 0])
+    assert state_equal(envs.get_state(), before)
+    envs.step(np.array([2, 0, 0, 0, 0]))  # row 0 ends; its next action is ignored, but still checked
+    before = envs.get_state()
+    with pytest.raises(gym.error.InvalidAction, match=r"^actions\[0\] must be an int in \[0, 3\)"):
+        envs.step(np.array([9, 0, 0, 0, 0]))
     assert state_equal(envs.get_state(), before)
 
 

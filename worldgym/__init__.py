@@ -22,6 +22,7 @@ _PUBLIC = {
     "WorldModelVectorEnv": "worldgym.envs.vector_env",
     "TorchRLWorldModelEnv": "worldgym.envs.torchrl_env",
     "StartBank": "worldgym.envs.starts",
+    "set_threads": "worldgym.model.hardware",
     "load_policy": "worldgym.policies.saved",
     "save_policy": "worldgym.policies.saved",
 }

@@ -40,6 +40,7 @@ import torch
 
 from worldgym.model.actions import to_tensor
 from worldgym.model.cache import KVCache
+from worldgym.model.hardware import resolve_dtype
 from worldgym.model.networks import Model
 from worldgym.model.sampler import SamplerConfig, draw_noise, flow_schedule, sample
 
@@ -80,7 +81,9 @@ class WorldModel:
     ``dtype="bfloat16"`` runs the passes under bf16 autocast with a bf16 cache: deterministic
     like float32, and one step from the same state within 5 % (of the largest latent) of the
     float32 step (tests/test_engine.py); rollouts then drift apart, so a bf16 model's fidelity
-    is its own `worldgym eval`.
+    is its own `worldgym eval`. ``dtype="auto"`` resolves (`worldgym.model.hardware.resolve_dtype`)
+    to bfloat16 where it measured faster (AMX CPUs at 32 rows or more, bf16-capable CUDA)
+    and float32 elsewhere; ``self.dtype`` holds the resolved name.
     """
 
     def __init__(
@@ -95,9 +98,8 @@ class WorldModel:
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        if dtype not in DTYPES:
-            raise ValueError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
         self.device = torch.device(device)
+        dtype = resolve_dtype(dtype, self.device, batch_size)  # "auto" -> "float32" or "bfloat16"
         if self.device.type == "cuda" and not torch.cuda.is_available():
             raise RuntimeError("device 'cuda' was requested but CUDA is not available; use device='cpu'")
         self.model = model.to(self.device).eval()

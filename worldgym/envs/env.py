@@ -22,6 +22,7 @@ import torch
 from gymnasium import logger, spaces
 
 from worldgym.model.actions import validate_action
+from worldgym.model.hardware import set_threads
 from worldgym.engine import NumericsError, WorldModel
 from worldgym.model.networks import Model
 from worldgym.envs.starts import StartBank
@@ -32,8 +33,21 @@ TerminationFn = Callable[[np.ndarray, Any], bool]
 
 
 # ---------------------------------------------------------------------------- shared helpers
-def load_model(checkpoint: str | Path | Model, device: str | torch.device = "cpu") -> Model:
-    """A `Model` from a checkpoint folder, a shipped model's name, or an already built `Model`."""
+def load_model(checkpoint: str | Path | Model | None, device: str | torch.device = "cpu") -> Model:
+    """A `Model` from a checkpoint folder, a shipped model's name, or an already built `Model`.
+
+    Raises:
+        TypeError: for ``checkpoint=None`` (``gym.make("worldgym/WorldModel-v0")`` without
+            one), naming the argument and the ids that need none.
+    """
+    if checkpoint is None:
+        shipped = sorted(k for k, spec in gym.registry.items() if k.startswith("worldgym/") and spec.kwargs.get("checkpoint"))
+        raise TypeError(
+            "a worldgym world model env needs checkpoint= (a checkpoint folder, a shipped model's name or a "
+            'built Model), got none: use gym.make("worldgym/WorldModel-v0", checkpoint="path/to/model") or '
+            'gym.make_vec("worldgym/WorldModel-v0", num_envs=N, checkpoint="path/to/model"), or an id that '
+            f"brings its own model: {', '.join(shipped)}"
+        )
     if isinstance(checkpoint, Model):
         return checkpoint
     from worldgym.model import checkpoint as ckpt
@@ -195,9 +209,11 @@ class WorldModelEnv(gym.Env):
     generating (the cache stays bounded) and warns once, as CartPole does.
 
     ``info`` holds ``"termination_prob"`` (the head's probability), ``"reward_pred"``
-    (the head's reward before any ``reward_fn``) and ``"step_time"`` (wall seconds of
-    the step; turn it off with ``wall_time_info=False`` when comparing infos exactly,
-    as ``gymnasium.utils.env_checker.check_env`` does).
+    (the head's reward before any ``reward_fn``) and, with ``wall_time_info=True``,
+    ``"step_time"`` (wall seconds of the step). Timings are off by default so that the
+    same seed and actions give the same ``info`` (``gymnasium.utils.env_checker.check_env``
+    compares them); ``env.unwrapped.last_step_time`` always holds the last reset's or
+    step's wall seconds.
 
     ## Arguments
     ```python
@@ -212,10 +228,14 @@ class WorldModelEnv(gym.Env):
     * ``checkpoint``: a checkpoint folder, a shipped model's name, or a built `Model`.
     * ``render_mode``: None, "rgb_array" or "human" (a pygame window).
     * ``obs_type``: "rgb", "latent" or "features".
-    * ``device`` / ``dtype``: where and in which precision ("float32", "bfloat16") to run.
+    * ``device`` / ``dtype``: where and in which precision to run: "auto" (default: bfloat16
+      where it measured faster, see `worldgym.model.hardware.resolve_dtype`; float32 for a
+      single env on CPU), "float32" or "bfloat16". ``env.unwrapped.dtype`` shows the choice.
     * ``sampler_steps``: denoising passes per step (default: the model's).
     * ``reward_fn`` / ``termination_fn``: callables ``(obs, action)`` overriding the heads.
-    * ``wall_time_info``: put ``"step_time"`` in ``info`` (default True).
+    * ``wall_time_info``: put ``"step_time"`` in ``info`` (default False).
+    * ``threads``: torch's CPU thread count (None, the default, leaves it alone). Process-global
+      (`worldgym.model.hardware.set_threads`): on a busy 2-core machine 1 thread is fastest.
 
     ``get_state()`` / ``set_state(state)`` snapshot and restore the whole env (cache
     rows, positions, noise generator, ``np_random``, counters): one state can be branched
@@ -229,19 +249,21 @@ class WorldModelEnv(gym.Env):
 
     def __init__(
         self,
-        checkpoint: str | Path | Model,
+        checkpoint: str | Path | Model | None = None,
         render_mode: str | None = None,
         obs_type: str = "rgb",
         device: str | torch.device = "cpu",
-        dtype: str = "float32",
+        dtype: str = "auto",
         sampler_steps: int | None = None,
         reward_fn: RewardFn | None = None,
         termination_fn: TerminationFn | None = None,
-        wall_time_info: bool = True,
+        wall_time_info: bool = False,
         starts: StartBank | None = None,
+        threads: int | None = None,
     ) -> None:
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode must be one of {self.metadata['render_modes']} or None, got {render_mode!r}")
+        set_threads(threads)
         self.model = load_model(checkpoint, device)
         self.starts = check_starts(self.model, starts)
         config = self.model.config
@@ -252,6 +274,8 @@ class WorldModelEnv(gym.Env):
         self.render_mode = render_mode
         self.reward_fn, self.termination_fn = reward_fn, termination_fn
         self.wall_time_info = wall_time_info
+        self.dtype = self.engine.dtype  # "auto" resolved: "float32" or "bfloat16"
+        self.last_step_time: float | None = None  # wall seconds of the last reset or step
         self.metadata = {**self.metadata, "render_fps": int(config.fps)}
         self.action_config = config.action
         self.action_space = config.action.space()
@@ -276,8 +300,9 @@ class WorldModelEnv(gym.Env):
         self._terminated = False
         self._warned = False
         info: dict[str, Any] = {"start_index": index, "termination_prob": 0.0, "reward_pred": 0.0}
+        self.last_step_time = time.perf_counter() - start
         if self.wall_time_info:
-            info["step_time"] = time.perf_counter() - start
+            info["step_time"] = self.last_step_time
         if self.render_mode == "human":
             self.render()
         return self._obs.copy(), info
@@ -298,7 +323,7 @@ class WorldModelEnv(gym.Env):
             out = self.engine.step([checked], decode=self._decode)
         except NumericsError as e:
             raise NumericsError(f"{self.name} env 0 produced a non-finite output; no frame returned: {e}") from None
-        elapsed = time.perf_counter() - start
+        self.last_step_time = time.perf_counter() - start
         self._frame = None if out.frames is None else out.frames[0].cpu().numpy().copy()  # (H, W, 3)
         self._obs = to_numpy_obs(out.latents[0], None if out.frames is None else out.frames[0], self.obs_type, None if out.features is None else out.features[0])
         prob, reward_pred = float(out.termination[0]), float(out.reward[0])
@@ -307,7 +332,7 @@ class WorldModelEnv(gym.Env):
         self._terminated = self._terminated or terminated
         info: dict[str, Any] = {"termination_prob": prob, "reward_pred": reward_pred}
         if self.wall_time_info:
-            info["step_time"] = elapsed
+            info["step_time"] = self.last_step_time
         if self.render_mode == "human":
             self.render()
         return self._obs.copy(), reward, terminated, False, info

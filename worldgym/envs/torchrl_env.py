@@ -30,6 +30,7 @@ from torchrl.data import Binary, Bounded, Categorical, Composite, MultiCategoric
 from torchrl.envs import EnvBase
 
 from worldgym.model.actions import ActionConfig
+from worldgym.model.hardware import set_threads
 from worldgym.engine import NumericsError, WorldModel
 from worldgym.envs.env import RewardFn, TerminationFn, check_starts, draw_start, load_model
 from worldgym.model.networks import Model
@@ -62,7 +63,9 @@ class TorchRLWorldModelEnv(EnvBase):
         batch_size: ``()`` (one env) or ``[N]``.
         obs_type: "rgb" (``"pixels"`` key) or "latent" (``"observation"`` key).
         max_episode_steps: set ``truncated`` after this many steps (None = never).
-        device / dtype / sampler_steps / reward_fn / termination_fn / starts: as in `WorldModelEnv`.
+        device / dtype / sampler_steps / reward_fn / termination_fn / starts: as in `WorldModelEnv`
+            (``dtype="auto"`` by default; ``self.dtype`` shows what it resolved to for this batch).
+        threads: torch's CPU thread count, process-global (None leaves torch's setting).
     """
 
     def __init__(
@@ -72,11 +75,12 @@ class TorchRLWorldModelEnv(EnvBase):
         obs_type: str = "rgb",
         max_episode_steps: int | None = None,
         device: str | torch.device = "cpu",
-        dtype: str = "float32",
+        dtype: str = "auto",
         sampler_steps: int | None = None,
         reward_fn: RewardFn | None = None,
         termination_fn: TerminationFn | None = None,
         starts: StartBank | None = None,
+        threads: int | None = None,
     ) -> None:
         batch = tuple(torch.Size(batch_size))
         if len(batch) > 1 or (batch and batch[0] < 1):
@@ -84,12 +88,14 @@ class TorchRLWorldModelEnv(EnvBase):
         if obs_type not in ("rgb", "latent"):
             raise ValueError(f"obs_type must be 'rgb' or 'latent', got {obs_type!r}")
         super().__init__(device=device, batch_size=torch.Size(batch))
+        set_threads(threads)
         self.model = load_model(checkpoint, device)
         self.starts = check_starts(self.model, starts)
         config = self.model.config
         self.rows = batch[0] if batch else 1
         sampler = None if sampler_steps is None else dataclasses.replace(config.sampler, steps=sampler_steps)
         self.engine = WorldModel(self.model, self.rows, device=device, dtype=dtype, sampler=sampler)
+        self.dtype = self.engine.dtype  # "auto" resolved: "float32" or "bfloat16"
         self.obs_type = obs_type
         self.obs_key = "pixels" if obs_type == "rgb" else "observation"
         self.max_episode_steps = max_episode_steps

@@ -3,8 +3,10 @@
 Each sub-env is one row of a single `WorldModel` engine, with its own cache rows, noise
 generator and Gymnasium ``np_random``. Row i seeded with ``seed + i`` runs the episode a
 single `WorldModelEnv` seeded with ``seed + i`` runs (up to CPU matmul batch
-non-invariance, ~1e-6 in latents). Every reset, automatic or masked, is a per-row cache
-flush through the engine; the other rows are untouched, bit for bit.
+non-invariance, ~1e-6 in latents) when both run in one dtype (``dtype="auto"`` picks
+bfloat16 for 32 envs or more on an AMX CPU and float32 for one env). Every reset,
+automatic or masked, is a per-row cache flush through the engine; the other rows are
+untouched, bit for bit.
 
 Autoreset modes (``gymnasium.vector.AutoresetMode``):
 
@@ -37,6 +39,8 @@ from gymnasium.vector.utils import batch_space
 from worldgym.engine import NumericsError, WorldModel
 from worldgym.envs.env import RewardFn, TerminationFn, check_starts, draw_start, load_model, observation_space, to_numpy_obs
 from worldgym.envs.starts import StartBank
+from worldgym.model.actions import validate_action
+from worldgym.model.hardware import set_threads
 from worldgym.model.networks import Model
 
 
@@ -84,8 +88,13 @@ class WorldModelVectorEnv(VectorEnv):
     int or B ints) or ``"frames"`` ((B, F, H, W, 3) uint8) with optional ``"actions"``
     ((B, F)); only the rows being reset read them. ``starts`` (a `worldgym.envs.starts.StartBank`)
     replaces the model's bank of start contexts (see `WorldModelEnv`). ``info`` holds per-env
-    ``"termination_prob"``, ``"reward_pred"`` and (``wall_time_info``) ``"step_time"``,
-    the wall seconds of the batched step, each with its ``"_key"`` mask.
+    ``"termination_prob"``, ``"reward_pred"`` and (``wall_time_info=True``, off by default)
+    ``"step_time"``, the wall seconds of the batched step, each with its ``"_key"`` mask;
+    ``last_step_time`` always holds that figure. ``dtype="auto"`` (default) resolves per
+    machine and batch (`worldgym.model.hardware.resolve_dtype`; ``self.dtype`` shows it);
+    ``threads`` sets torch's process-global thread count (None leaves it). A bad action
+    raises `gymnasium.error.InvalidAction` naming its row (``actions[3] must be ...``) and no
+    row advances; every row's action is checked, also a row being autoreset.
     ``get_state(indices)`` / ``set_state(indices, state)`` snapshot and restore rows.
     """
 
@@ -93,19 +102,20 @@ class WorldModelVectorEnv(VectorEnv):
 
     def __init__(
         self,
-        checkpoint: str | Path | Model,
+        checkpoint: str | Path | Model | None = None,
         num_envs: int = 1,
         render_mode: str | None = None,
         obs_type: str = "rgb",
         autoreset_mode: AutoresetMode | str = AutoresetMode.NEXT_STEP,
         max_episode_steps: int | None = None,
         device: str | torch.device = "cpu",
-        dtype: str = "float32",
+        dtype: str = "auto",
         sampler_steps: int | None = None,
         reward_fn: RewardFn | None = None,
         termination_fn: TerminationFn | None = None,
-        wall_time_info: bool = True,
+        wall_time_info: bool = False,
         starts: StartBank | None = None,
+        threads: int | None = None,
     ) -> None:
         if num_envs < 1:
             raise ValueError(f"num_envs must be >= 1, got {num_envs}")
@@ -119,6 +129,7 @@ class WorldModelVectorEnv(VectorEnv):
             ) from None
         if max_episode_steps is not None and max_episode_steps < 1:
             raise ValueError(f"max_episode_steps must be >= 1 or None, got {max_episode_steps}")
+        set_threads(threads)
         self.model = load_model(checkpoint, device)
         self.starts = check_starts(self.model, starts)
         config = self.model.config
@@ -132,6 +143,8 @@ class WorldModelVectorEnv(VectorEnv):
         self.max_episode_steps = max_episode_steps
         self.reward_fn, self.termination_fn = reward_fn, termination_fn
         self.wall_time_info = wall_time_info
+        self.dtype = self.engine.dtype  # "auto" resolved: bfloat16 only at num_envs >= 32 on an AMX CPU here
+        self.last_step_time: float | None = None  # wall seconds of the last batched reset or step
         self.metadata = {**self.metadata, "render_fps": int(config.fps), "autoreset_mode": autoreset_mode}
         self.action_config = config.action
         self.single_action_space = config.action.space()
@@ -216,8 +229,9 @@ class WorldModelVectorEnv(VectorEnv):
         start = time.perf_counter()
         index = self._reset_rows(rows, options)
         info = {"start_index": index, "_start_index": mask.copy()}
+        self.last_step_time = time.perf_counter() - start
         if self.wall_time_info:
-            info["step_time"] = np.where(mask, time.perf_counter() - start, 0.0)
+            info["step_time"] = np.where(mask, self.last_step_time, 0.0)
             info["_step_time"] = mask.copy()
         if self.render_mode == "human":
             self.render()
@@ -238,20 +252,23 @@ class WorldModelVectorEnv(VectorEnv):
                 raise gym.error.InvalidAction(
                     f"expected a batch of {self.num_envs} actions for {self.action_space}, got {len(actions)}: {actions!r}"
                 )
-            # rows being autoreset ignore their action (as in SyncVectorEnv); the engine gets a null action
+            # rows being autoreset ignore their action (as in SyncVectorEnv); the engine gets a null action,
+            # but a bad one is still an error naming its row (the engine checks the other rows)
+            for i in np.flatnonzero(resetting).tolist():
+                validate_action(self.action_config, actions[i], f"actions[{i}]")
             null = self.action_config.null_action()
             batch = [null if resetting[i] else a for i, a in enumerate(actions)]
         else:
             raise gym.error.InvalidAction(f"expected a batch of {self.num_envs} actions in {self.action_space}, got {actions!r}")
         start = time.perf_counter()
         try:
-            # a bad action raises InvalidActionError naming the action and the space; nothing changes
+            # a bad action raises InvalidActionError naming its row ("actions[3] must be ..."); nothing changes
             out = self.engine.step(batch, decode=self._decode)
         except NumericsError as e:
             raise NumericsError(
                 f"{self.name} vector env: non-finite output, no frames returned: {e} (rows are env indices)"
             ) from None
-        elapsed = time.perf_counter() - start
+        self.last_step_time = elapsed = time.perf_counter() - start
         obs = to_numpy_obs(out.latents, out.frames, self.obs_type, out.features)  # (B, ...)
         prob = out.termination.cpu().numpy().astype(np.float64)  # (B,)
         reward_pred = out.reward.cpu().numpy().astype(np.float64)  # (B,)

@@ -34,6 +34,7 @@ import torch
 
 from worldgym.config_io import UserError
 from worldgym.engine import WorldModel
+from worldgym.model.hardware import resolve_dtype
 from worldgym.model.networks import Model
 
 SECTIONS = ("latency", "throughput", "cache", "horizon", "dtype", "twin")
@@ -369,6 +370,8 @@ def run(args: argparse.Namespace) -> int:
         print("\ndtype:")
         for r in report["dtype"]:
             print(f"  {json.dumps(r)}")
+        report["dtype_auto"] = {str(b): resolve_dtype("auto", "cpu", b) for b in (1, max(batches))}
+        print(f"  dtype=\"auto\" on this machine: {report['dtype_auto']} (batch -> dtype)")
     if "twin" in sections:
         report["twin"] = bench_twin(model, batches, args)
         print("\nreal twin      batch   pixels steps/s")

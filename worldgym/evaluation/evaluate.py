@@ -63,6 +63,7 @@ import torch
 from worldgym.config_io import ConfigError
 from worldgym.model import checkpoint
 from worldgym.engine import WorldModel
+from worldgym.model.hardware import DTYPE_CHOICES, resolve_dtype
 from worldgym.evaluation.contexts import CONTEXTS, context_starts, format_table
 from worldgym.policies.builtin import make_policy
 from worldgym.worlds.cartpole import CartPoleController
@@ -339,13 +340,19 @@ def evaluate(
     stability_steps: int = 10_000,
     strip: str | Path | None = None,
     threads: int = 1,
-    dtype: str = "float32",
+    dtype: str = "auto",
     starts_episodes: int = 100,
     starts_policy: str = "random",
     starts_contexts: tuple[int, ...] = CONTEXTS,
 ) -> dict[str, Any]:
-    """All metrics of the module docstring as a JSON-ready dict; the neural env runs in ``dtype`` ("float32" or "bfloat16")."""
+    """All metrics of the module docstring as a JSON-ready dict; the neural env runs in ``dtype``.
+
+    ``dtype="auto"`` resolves once, to what ``gymnasium.make`` gives one env on this machine
+    (`worldgym.model.hardware.resolve_dtype` at batch 1: float32 on CPUs), and every engine of
+    the evaluation runs in it; ``report["dtype"]`` holds the resolved name.
+    """
     torch.set_num_threads(threads)
+    dtype = resolve_dtype(dtype, "cpu", 1)
     t0 = time.time()
     model = checkpoint.load(model_path)
     cfg = model.config
@@ -451,7 +458,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--branch-steps", type=int, default=10, help="steps each controllability branch holds its push")
     parser.add_argument("--stability-steps", type=int, default=10_000, help="length of the no-reset stability rollout")
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
-    parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"), help="the neural env's precision (bfloat16: autocast)")
+    parser.add_argument("--dtype", default="auto", choices=DTYPE_CHOICES, help="the neural env's precision (auto: as gymnasium.make gives one env here; bfloat16: autocast)")
     parser.add_argument("--starts-episodes", type=int, default=100, help="held-out episodes of the starts-from-real-context section (0 skips it)")
     parser.add_argument("--starts-policy", default="random", help="policy of those episodes")
     parser.add_argument("--starts-context", type=int, nargs="+", default=list(CONTEXTS), help="context lengths K of that section")

@@ -9,4 +9,5 @@ Layer 1 (imports only `worldgym.config_io`). One concept per module:
 - `sampler`: the flow-matching schedule and the few-step loop (explicit generator);
 - `networks`: `WorldModelConfig` and `Model` (autoencoder + dynamics + start bank);
 - `checkpoint`: safetensors + JSON config + sha256, atomic writes, safe loads.
+- `hardware`: what this machine runs fastest: ``dtype="auto"`` and torch's thread count.
 """

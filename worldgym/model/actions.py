@@ -91,8 +91,10 @@ class InvalidActionError(gym.error.InvalidAction):
     """An action that is not in the model's action space. Picklable (one str argument)."""
 
 
-def validate_action(config: ActionConfig, action: Any) -> np.ndarray:
+def validate_action(config: ActionConfig, action: Any, name: str = "action") -> np.ndarray:
     """Check one action against the space and return it as a numpy array.
+
+    ``name`` is what the error calls the action (``"actions[3]"`` for a row of a batch).
 
     Raises:
         InvalidActionError: naming the action and the space, for None, wrong type, shape,
@@ -100,35 +102,35 @@ def validate_action(config: ActionConfig, action: Any) -> np.ndarray:
     """
     space = config.space()
     if action is None:
-        raise InvalidActionError(f"action must be an element of {space}, got None")
+        raise InvalidActionError(f"{name} must be an element of {space}, got None")
     if isinstance(action, torch.Tensor):
         action = action.detach().cpu().numpy()
     if config.kind == "discrete":
         if isinstance(action, (bool, np.bool_)) or not isinstance(action, (int, np.integer, np.ndarray)):
-            raise InvalidActionError(f"action must be an int in [0, {config.n}), got {action!r} for {space}")
+            raise InvalidActionError(f"{name} must be an int in [0, {config.n}), got {action!r} for {space}")
         arr = np.asarray(action)
         if arr.shape != () or not np.issubdtype(arr.dtype, np.integer):
-            raise InvalidActionError(f"action must be an int in [0, {config.n}), got {action!r} for {space}")
+            raise InvalidActionError(f"{name} must be an int in [0, {config.n}), got {action!r} for {space}")
         if not 0 <= int(arr) < config.n:
-            raise InvalidActionError(f"action must be an int in [0, {config.n}), got {action!r} for {space}")
+            raise InvalidActionError(f"{name} must be an int in [0, {config.n}), got {action!r} for {space}")
         return arr.astype(np.int64)
     arr = np.asarray(action)
     shape = (config.width,)
     if arr.shape != shape:
-        raise InvalidActionError(f"action must have shape {shape} for {space}, got shape {arr.shape}: {action!r}")
+        raise InvalidActionError(f"{name} must have shape {shape} for {space}, got shape {arr.shape}: {action!r}")
     if config.kind == "box":
         if not np.issubdtype(arr.dtype, np.floating) and not np.issubdtype(arr.dtype, np.integer):
-            raise InvalidActionError(f"action must be a float array for {space}, got dtype {arr.dtype}: {action!r}")
+            raise InvalidActionError(f"{name} must be a float array for {space}, got dtype {arr.dtype}: {action!r}")
         if not np.all(np.isfinite(arr)):
-            raise InvalidActionError(f"action must be finite for {space}, got {action!r}")
+            raise InvalidActionError(f"{name} must be finite for {space}, got {action!r}")
         if np.any(arr < config.low) or np.any(arr > config.high):
-            raise InvalidActionError(f"action must lie in [{config.low}, {config.high}] for {space}, got {action!r}")
+            raise InvalidActionError(f"{name} must lie in [{config.low}, {config.high}] for {space}, got {action!r}")
         return arr.astype(np.float32)
     if not np.issubdtype(arr.dtype, np.integer) and arr.dtype != np.bool_:
-        raise InvalidActionError(f"action must be an integer array for {space}, got dtype {arr.dtype}: {action!r}")
+        raise InvalidActionError(f"{name} must be an integer array for {space}, got dtype {arr.dtype}: {action!r}")
     high = np.array(config.nvec) if config.kind == "multi_discrete" else 2
     if np.any(arr < 0) or np.any(arr >= high):
-        raise InvalidActionError(f"action out of range for {space}, got {action!r}")
+        raise InvalidActionError(f"{name} out of range for {space}, got {action!r}")
     return arr.astype(np.int64)
 
 
@@ -156,7 +158,7 @@ def to_tensor(config: ActionConfig, actions: Any, batch_size: int, device: torch
         raise InvalidActionError(f"expected a batch of {batch_size} actions, got {actions!r}")
     if len(rows) != batch_size:
         raise InvalidActionError(f"expected a batch of {batch_size} actions, got {len(rows)}")
-    checked = np.stack([np.atleast_1d(validate_action(config, a)) for a in rows])  # (B, width)
+    checked = np.stack([np.atleast_1d(validate_action(config, a, f"actions[{i}]")) for i, a in enumerate(rows)])  # (B, width)
     dtype = torch.float32 if config.kind == "box" else torch.int64
     return torch.as_tensor(checked, dtype=dtype, device=device)
 

@@ -93,7 +93,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--video-scale", type=int, default=4, help="nearest-neighbour upscaling of video frames")
     add("--max-steps", type=int, default=None, help="quit after this many steps")
     add("--screenshot", metavar="PATH", help="save the window as PNG when the player quits")
-    add("--threads", type=int, default=None, help="torch CPU threads for the model (1 is best on a busy machine)")
+    add("--threads", type=int, default=1, help="torch CPU threads, process-wide (default 1: torch's one per core stalls when other work shares the cores)")
     add("--headless", action="store_true", help="allow an invisible window (SDL_VIDEODRIVER=dummy); needs --max-steps")
 
 

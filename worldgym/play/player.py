@@ -269,7 +269,8 @@ class Player:
             side.frame = frame_of(side.env, side.obs)
             side.reward = float(reward)
             side.episode_return += side.reward
-            side.step_ms = float(info["step_ms"] if "step_ms" in info else info.get("step_time", elapsed / 1000) * 1000)
+            model_time = getattr(side.env.unwrapped, "last_step_time", None)  # a worldgym env's own step, no wrappers
+            side.step_ms = float(info["step_ms"] if "step_ms" in info else info.get("step_time", model_time or elapsed / 1000) * 1000)
             side.termination = float(info.get("termination_prob", float(side.terminated)))
             side.info = info
         self.steps += 1

@@ -1,0 +1,105 @@
+"""What runs fastest on this machine: the precision ``dtype="auto"`` resolves to, and torch's thread count.
+
+Two choices that depend on the hardware and on the batch, not on the model's weights:
+
+- `resolve_dtype`: ``"auto"`` -> ``"bfloat16"`` or ``"float32"``, from the CPU's flags (or
+  the CUDA device) and the number of rows stepped together;
+- `set_threads`: torch's intra-op thread count, which is process-global.
+
+This module never imports the engine or an env; they call it.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import torch
+
+DTYPE_CHOICES = ("auto", "float32", "bfloat16")
+AUTO_BF16_MIN_BATCH = 32  # below this many rows float32 measured faster even with AMX (see resolve_dtype)
+
+
+def cpu_flags(cpuinfo: str | None = None) -> set[str]:
+    """The CPU feature flags of the first ``flags`` line of ``/proc/cpuinfo`` (or of the given text).
+
+    Returns an empty set where there is no such file (macOS, Windows) or no flags line.
+    """
+    if cpuinfo is None:
+        path = Path("/proc/cpuinfo")
+        if not sys.platform.startswith("linux") or not path.is_file():
+            return set()
+        try:
+            cpuinfo = path.read_text()
+        except OSError:
+            return set()
+    for line in cpuinfo.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() == "flags":
+            return set(value.split())
+    return set()
+
+
+def resolve_dtype(
+    dtype: str, device: str | torch.device = "cpu", batch_size: int = 1, cpuinfo: str | None = None
+) -> str:
+    """The precision a world model runs in: ``dtype`` itself, or the measured-faster one for ``"auto"``.
+
+    ``"auto"`` picks ``"bfloat16"`` only where bf16 autocast measured faster than float32:
+
+    - CPU: the CPU has AMX (``amx_bf16`` and ``amx_tile`` in the ``/proc/cpuinfo`` flags)
+      and at least ``AUTO_BF16_MIN_BATCH`` (32) rows are stepped together. Measured with
+      CartPoleFast (64x64, 1.5M parameters) on 2 cores of an AMX Xeon: at 256 envs bf16 ran
+      7,500-8,000 env-steps/s against 4,900-5,250 in float32, but one env stepped in 4.2 ms
+      against 2.6 ms (small steps are dispatch-bound and autocast adds operators). float32
+      stayed ahead up to 16 envs (2,770 vs 2,410 env-steps/s), bf16 led from 32 (1 thread:
+      1,910 vs 1,470 at 32, 2,420 vs 1,710 at 64). A CPU with ``avx512_bf16`` but no AMX
+      measured bf16 about 20 % *slower* than float32 at 256 envs, so it gets float32, as do
+      other CPUs.
+    - CUDA: bf16 where the device supports it (``torch.cuda.is_bf16_supported()``).
+    - any other device: float32.
+
+    Args:
+        dtype: "auto", "float32" or "bfloat16".
+        device: where the model runs.
+        batch_size: rows stepped together (1 for a single env, ``num_envs`` for a vector env).
+        cpuinfo: the text of ``/proc/cpuinfo`` to read the flags from (None = this machine's).
+
+    Returns:
+        "float32" or "bfloat16".
+    """
+    if dtype not in DTYPE_CHOICES:
+        raise ValueError(f"dtype must be one of {list(DTYPE_CHOICES)}, got {dtype!r}")
+    if dtype != "auto":
+        return dtype
+    kind = torch.device(device).type
+    if kind == "cuda":
+        return "bfloat16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "float32"
+    if kind != "cpu":
+        return "float32"
+    amx = {"amx_bf16", "amx_tile"} <= cpu_flags(cpuinfo)
+    return "bfloat16" if amx and batch_size >= AUTO_BF16_MIN_BATCH else "float32"
+
+
+def set_threads(threads: int | None) -> None:
+    """Set torch's intra-op CPU thread count (None leaves torch's setting as it is).
+
+    ``torch.set_num_threads`` is process-global: every model, env and agent network in the
+    process then uses ``threads`` threads, whichever env or call set it.
+
+    On a 2-core machine that other processes keep busy, torch's default (one thread per
+    core) stalls: the threads wait for each other at every operator. Measured with
+    CartPoleFast in float32 under a load average of 5-7 on 2 cores: one env 215 env-steps/s
+    with 1 thread against 69 with 2; 64 envs 1,660 against 390; 256 envs 2,370 against 300.
+    On an idle machine 2 threads help large batches (BENCHMARKS.md's figures are 2-thread
+    runs). Use 1 thread when other work shares the cores (envs in parallel processes, a
+    training run beside the env).
+
+    Args:
+        threads: an int >= 1, or None.
+    """
+    if threads is None:
+        return
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+        raise ValueError(f"threads must be an int >= 1 or None (leave torch's setting), got {threads!r}")
+    torch.set_num_threads(threads)
