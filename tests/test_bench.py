@@ -6,6 +6,7 @@ import json
 
 from worldgym.model import checkpoint
 from worldgym.cli import main
+from worldgym.model.hardware import RELEVANT_FLAGS, cpu_summary
 
 from conftest import tiny_model
 
@@ -23,6 +24,8 @@ def test_bench_all_sections_write_json(tmp_path, capsys):
     assert [r["dtype"] for r in report["dtype"]] == ["float32", "bfloat16"]
     printed = capsys.readouterr().out
     assert "cache vs recompute" in printed and "targets (DESIGN.md section 6)" in printed
+    assert set(report["machine"]["cpu_flags"]) == set(RELEVANT_FLAGS) and report["machine"]["cpu"]
+    assert "cpu: " in printed and "avx512_bf16" in printed and "amx_bf16" in printed
     whats = [r["what"] for r in report["targets"]]
     assert "one env p50 ms" in whats and any(w.startswith("cache vs recomputing window") and w.endswith("batch 3") for w in whats)
 
@@ -60,3 +63,10 @@ def test_targets_are_judged_from_the_report_figures():
     assert [(r["what"], r["met"]) for r in check_targets(small) if "twin" in r["what"]] == [("float32 vs the real twin at batch 16", True)]
     # a run of some sections judges only what it measured
     assert [r["what"] for r in check_targets({"latency": report["latency"]})] == ["one env p50 ms", "one env p99 ms"]
+
+
+def test_cpu_summary_reads_model_and_relevant_flags():
+    text = "processor\t: 0\nmodel name\t: Test CPU @ 2GHz\nflags\t\t: fpu avx2 avx512f avx512_bf16\n"
+    summary = cpu_summary(text)
+    assert summary["model"] == "Test CPU @ 2GHz" and summary["amx"] is False
+    assert summary["flags"] == {"amx_bf16": False, "amx_tile": False, "avx512_bf16": True, "avx512f": True, "avx2": True}

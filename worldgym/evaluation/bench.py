@@ -34,7 +34,7 @@ import torch
 
 from worldgym.config_io import UserError
 from worldgym.engine import WorldModel
-from worldgym.model.hardware import resolve_dtype
+from worldgym.model.hardware import cpu_summary, resolve_dtype
 from worldgym.model.networks import Model
 
 SECTIONS = ("latency", "throughput", "cache", "horizon", "dtype", "twin")
@@ -335,11 +335,14 @@ def run(args: argparse.Namespace) -> int:
     except ValueError:
         raise UserError(f"--batch-sizes must be a comma list of ints, e.g. 1,16,256; got {args.batch_sizes!r}") from None
     model, source = load_model(args.model)
+    cpu = cpu_summary()
     report: dict[str, Any] = {
         "model": source,
         "parameters": model.num_parameters(),
         "machine": {
-            "cpu": platform.processor() or platform.machine(),
+            "cpu": cpu["model"],
+            "cpu_flags": cpu["flags"],  # the relevant ones (hardware.RELEVANT_FLAGS), present or not
+            "amx": cpu["amx"],
             "cores": os.cpu_count(),
             "torch_threads": torch.get_num_threads(),
             "torch": torch.__version__,
@@ -348,6 +351,8 @@ def run(args: argparse.Namespace) -> int:
         "sampler_steps": model.config.sampler.steps,
     }
     print(f"model {source}: {model.num_parameters():,} parameters, sampler {model.config.sampler.steps} step(s)")
+    have = " ".join(f if on else f"no-{f}" for f, on in cpu["flags"].items())
+    print(f"cpu: {cpu['model']}, {os.cpu_count()} cores; flags: {have}")
     print(f"machine: {report['machine']}")
     if "latency" in sections:
         r = report["latency"] = bench_latency(model, args)

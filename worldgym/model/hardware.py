@@ -11,6 +11,7 @@ This module never imports the engine or an env; they call it.
 
 from __future__ import annotations
 
+import platform
 import sys
 from pathlib import Path
 
@@ -20,24 +21,52 @@ DTYPE_CHOICES = ("auto", "float32", "bfloat16")
 AUTO_BF16_MIN_BATCH = 32  # below this many rows float32 measured faster even with AMX (see resolve_dtype)
 
 
+# the flags that decide what runs fastest here (bf16 autocast needs AMX to pay off, see resolve_dtype)
+RELEVANT_FLAGS = ("amx_bf16", "amx_tile", "avx512_bf16", "avx512f", "avx2")
+
+
+def _cpuinfo_field(name: str, cpuinfo: str | None) -> str | None:
+    """The value of the first ``name`` line of ``/proc/cpuinfo`` (or of the given text); None if absent."""
+    if cpuinfo is None:
+        path = Path("/proc/cpuinfo")
+        if not sys.platform.startswith("linux") or not path.is_file():
+            return None
+        try:
+            cpuinfo = path.read_text()
+        except OSError:
+            return None
+    for line in cpuinfo.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() == name:
+            return value.strip()
+    return None
+
+
 def cpu_flags(cpuinfo: str | None = None) -> set[str]:
     """The CPU feature flags of the first ``flags`` line of ``/proc/cpuinfo`` (or of the given text).
 
     Returns an empty set where there is no such file (macOS, Windows) or no flags line.
     """
-    if cpuinfo is None:
-        path = Path("/proc/cpuinfo")
-        if not sys.platform.startswith("linux") or not path.is_file():
-            return set()
-        try:
-            cpuinfo = path.read_text()
-        except OSError:
-            return set()
-    for line in cpuinfo.splitlines():
-        key, _, value = line.partition(":")
-        if key.strip() == "flags":
-            return set(value.split())
-    return set()
+    return set((_cpuinfo_field("flags", cpuinfo) or "").split())
+
+
+def cpu_model(cpuinfo: str | None = None) -> str:
+    """The CPU's model name (``/proc/cpuinfo``'s ``model name``), else `platform.processor()` or the machine type."""
+    return _cpuinfo_field("model name", cpuinfo) or platform.processor() or platform.machine() or "unknown"
+
+
+def cpu_summary(cpuinfo: str | None = None) -> dict[str, object]:
+    """The CPU model and which of `RELEVANT_FLAGS` it has: what a benchmark figure needs beside it.
+
+    Returns:
+        ``{"model": str, "flags": {flag: bool for RELEVANT_FLAGS}, "amx": bool}``.
+    """
+    flags = cpu_flags(cpuinfo)
+    return {
+        "model": cpu_model(cpuinfo),
+        "flags": {f: f in flags for f in RELEVANT_FLAGS},
+        "amx": {"amx_bf16", "amx_tile"} <= flags,
+    }
 
 
 def resolve_dtype(
