@@ -472,22 +472,28 @@ class WorldModel:
     def get_state(self, rows: Sequence[int] | torch.Tensor | None = None) -> dict[str, Any]:
         """A deep copy of rows' full state: cache, positions, RNG and step counters."""
         r = self._rows(rows)
-        return {
+        state = {
             "cache": self.cache.get_rows(r),
             "pending": {n: t[r].clone() for n, t in self.pending.items()},
             "rng": [self.generators[i].get_state() for i in r.tolist()],
             "steps": self.steps[r.cpu()].clone(),
             "is_reset": self.is_reset[r.cpu()].clone(),
         }
+        if self.features is not None:
+            state["features"] = self.features[r].clone()
+        return state
 
     def set_state(self, rows: Sequence[int] | torch.Tensor | None, state: dict[str, Any]) -> None:
         """Restore rows from `get_state` output (possibly taken from other rows of the same model)."""
         r = self._rows(rows)
-        if set(state) != {"cache", "pending", "rng", "steps", "is_reset"} or len(state["rng"]) != len(r):
+        keys = {"cache", "pending", "rng", "steps", "is_reset"} | ({"features"} if self.features is not None else set())
+        if set(state) != keys or len(state["rng"]) != len(r):
             raise ValueError(f"state does not fit {len(r)} rows; pass the output of get_state() for as many rows")
         if set(state["pending"]) != set(self.pending) or state["pending"]["latents"].shape[1:] != self.pending["latents"].shape[1:]:
             raise ValueError("state's pending block does not fit this engine; snapshots only restore into an engine of the same model")
         self.cache.set_rows(r, state["cache"])
+        if self.features is not None:
+            self.features[r] = state["features"].to(self.features)
         for n, t in self.pending.items():
             t[r] = state["pending"][n].to(t)
         for i, s in zip(r.tolist(), state["rng"]):

@@ -82,6 +82,8 @@ class WorldModelVectorEnv(VectorEnv):
         autoreset_mode: an `AutoresetMode` (or its string value); NEXT_STEP by default.
         max_episode_steps: truncate episodes after this many steps (None = never); set
             from the registration by ``make_vec``.
+        termination_threshold: an episode ends when the termination head's probability
+            exceeds this (0.5 by default; lower is a stricter, more pessimistic imagination).
 
     ``reset(seed=s)`` seeds env i with ``s + i`` (a list gives one seed per env);
     ``options`` takes ``"reset_mask"`` ((B,) bool, every mode), ``"start_index"`` (an
@@ -116,7 +118,10 @@ class WorldModelVectorEnv(VectorEnv):
         wall_time_info: bool = False,
         starts: StartBank | None = None,
         threads: int | None = None,
+        termination_threshold: float = 0.5,
     ) -> None:
+        if not 0.0 < termination_threshold < 1.0:
+            raise ValueError(f"termination_threshold must be a probability in (0, 1), got {termination_threshold!r}")
         if num_envs < 1:
             raise ValueError(f"num_envs must be >= 1, got {num_envs}")
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
@@ -142,6 +147,7 @@ class WorldModelVectorEnv(VectorEnv):
         self.autoreset_mode = autoreset_mode
         self.max_episode_steps = max_episode_steps
         self.reward_fn, self.termination_fn = reward_fn, termination_fn
+        self.termination_threshold = termination_threshold
         self.wall_time_info = wall_time_info
         self.dtype = self.engine.dtype  # "auto" resolved: bfloat16 only at num_envs >= 32 on an AMX CPU here
         self.last_step_time: float | None = None  # wall seconds of the last batched reset or step
@@ -278,7 +284,7 @@ class WorldModelVectorEnv(VectorEnv):
         if self.termination_fn is not None:
             terminated = np.array([bool(self.termination_fn(obs[i].copy(), actions[i])) for i in range(self.num_envs)])
         else:
-            terminated = prob > 0.5
+            terminated = prob > self.termination_threshold
         stepped = ~resetting
         self._obs[stepped] = obs[stepped]
         if out.frames is not None:

@@ -45,6 +45,7 @@ class PPOConfig:
         num_envs: parallel envs (imagination: rows of one batched model).
         num_steps: steps per env per rollout.
         horizon: imagined episodes are cut (truncated, bootstrapped) after this many steps.
+        termination_threshold: imagined episodes end when the termination head's probability passes this.
         hidden: width of the two hidden layers of actor and critic.
         learning_rate: Adam learning rate, annealed linearly to 0.
         gamma, gae_lambda: discount and GAE lambda.
@@ -57,6 +58,7 @@ class PPOConfig:
     num_envs: int = 64
     num_steps: int = 32
     horizon: int = 100
+    termination_threshold: float = 0.5
     hidden: int = 64
     learning_rate: float = 1e-3
     gamma: float = 0.99
@@ -74,7 +76,7 @@ def dream_envs(model: Model, starts: StartBank | None, cfg: PPOConfig, dtype: st
     """The imagination: ``num_envs`` rows of the neural env observing features, from real starts, cut at ``horizon``."""
     return WorldModelVectorEnv(
         model, cfg.num_envs, obs_type="features", starts=starts, max_episode_steps=cfg.horizon,
-        autoreset_mode="SameStep", dtype=dtype,
+        autoreset_mode="SameStep", dtype=dtype, termination_threshold=cfg.termination_threshold,
     )  # fmt: skip
 
 
