@@ -185,3 +185,17 @@ def test_snapshots_restore_the_features():
     engine.set_state([1], state)
     assert torch.equal(engine.features[1], before[1])  # the restored row reads its state at the snapshot
     torch.testing.assert_close(engine.step([0, 1]).features[1], first, atol=1e-6, rtol=0)
+
+
+def test_reencoded_dream_step_is_the_filter_fed_the_decoded_frame():
+    model = tiny_model()
+    frames, actions = frames_and_actions(count=2)
+    dream = WorldModel(model, 1, features=True, reencode=True)
+    filt = WorldModel(model, 1, features=True)
+    for e in (dream, filt):
+        e.reset(None, torch.from_numpy(frames[None]), [actions])
+    out = dream.step([1])
+    assert out.frames is not None  # reencoding decodes every step
+    torch.testing.assert_close(filt.observe(out.frames, [1]).features, out.features, atol=1e-5, rtol=0)
+    with pytest.raises(ValueError, match="two-pass"):
+        WorldModel(tiny_model(fused=True), 1, reencode=True)

@@ -95,6 +95,7 @@ class WorldModel:
         dtype: str = "float32",
         sampler: SamplerConfig | None = None,
         features: bool = False,
+        reencode: bool = False,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -131,6 +132,11 @@ class WorldModel:
         # features mode: every block is committed in the step that makes it (two passes), and the
         # commit pass's head features (B, D) are each row's observable state (`observe` does the same for real frames)
         self.features = torch.zeros(batch_size, dyn.dim, device=self.device) if features else None
+        # reencode: commit the encoding of the decoded frame, not the generated latents (the pipeline
+        # `observe` runs on real frames), so the cache and the features only ever hold encoded frames
+        if reencode and self.fused:
+            raise ValueError("reencode needs two-pass steps: build the engine with features=True (or a model without fused_commit)")
+        self.reencode = reencode
         self.pending = {
             "latents": torch.zeros(batch_size, ae.tokens, ae.latent_channels, device=self.device),  # (B, N, C)
             "actions": torch.zeros(batch_size, act.width, dtype=self.cache.actions.dtype, device=self.device),  # (B, A)
@@ -315,6 +321,7 @@ class WorldModel:
                 if bool(bad.any()):
                     raise NumericsError(f"non-finite latents for rows {bad.nonzero().flatten().tolist()}; nothing was committed")
                 # 3. decode before committing, so a failure leaves the cache untouched
+                decode = decode or self.reencode
                 frames, finite = self.autoencoder.decode_frames(x0) if decode else (None, None)  # (B, H, W, 3) uint8
                 bad = ~finite if decode else torch.zeros(1, dtype=torch.bool)
                 if bool(bad.any()):
@@ -323,6 +330,8 @@ class WorldModel:
                 if self.fused:
                     commit()
                 else:
+                    if self.reencode:
+                        x0 = self.autoencoder.encode(frames).float()  # (B, N, C): what the frame's encoder reads
                     reward, term_logit = self._commit(None, x0, a, null, context)
         except Exception:
             for g, s in zip(self.generators, states):

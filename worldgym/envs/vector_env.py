@@ -84,6 +84,8 @@ class WorldModelVectorEnv(VectorEnv):
             from the registration by ``make_vec``.
         termination_threshold: an episode ends when the termination head's probability
             exceeds this (0.5 by default; lower is a stricter, more pessimistic imagination).
+        reencode: with ``obs_type="features"``, commit each generated block as the encoding of
+            its decoded frame, as `worldgym.envs.wrappers.ModelState` commits real frames.
 
     ``reset(seed=s)`` seeds env i with ``s + i`` (a list gives one seed per env);
     ``options`` takes ``"reset_mask"`` ((B,) bool, every mode), ``"start_index"`` (an
@@ -119,6 +121,7 @@ class WorldModelVectorEnv(VectorEnv):
         starts: StartBank | None = None,
         threads: int | None = None,
         termination_threshold: float = 0.5,
+        reencode: bool = False,
     ) -> None:
         if not 0.0 < termination_threshold < 1.0:
             raise ValueError(f"termination_threshold must be a probability in (0, 1), got {termination_threshold!r}")
@@ -139,7 +142,7 @@ class WorldModelVectorEnv(VectorEnv):
         self.starts = check_starts(self.model, starts)
         config = self.model.config
         sampler = None if sampler_steps is None else dataclasses.replace(config.sampler, steps=sampler_steps)
-        self.engine = WorldModel(self.model, num_envs, device=device, dtype=dtype, sampler=sampler, features=obs_type == "features")
+        self.engine = WorldModel(self.model, num_envs, device=device, dtype=dtype, sampler=sampler, features=obs_type == "features", reencode=reencode)
         self.num_envs = num_envs
         self.name = config.name
         self.obs_type = obs_type

@@ -46,6 +46,7 @@ class PPOConfig:
         num_steps: steps per env per rollout.
         horizon: imagined episodes are cut (truncated, bootstrapped) after this many steps.
         termination_threshold: imagined episodes end when the termination head's probability passes this.
+        reencode: commit each imagined block as the encoding of its decoded frame (the filter's pipeline).
         hidden: width of the two hidden layers of actor and critic.
         learning_rate: Adam learning rate, annealed linearly to 0.
         gamma, gae_lambda: discount and GAE lambda.
@@ -59,6 +60,7 @@ class PPOConfig:
     num_steps: int = 32
     horizon: int = 100
     termination_threshold: float = 0.5
+    reencode: bool = False
     hidden: int = 64
     learning_rate: float = 1e-3
     gamma: float = 0.99
@@ -77,6 +79,7 @@ def dream_envs(model: Model, starts: StartBank | None, cfg: PPOConfig, dtype: st
     return WorldModelVectorEnv(
         model, cfg.num_envs, obs_type="features", starts=starts, max_episode_steps=cfg.horizon,
         autoreset_mode="SameStep", dtype=dtype, termination_threshold=cfg.termination_threshold,
+        reencode=cfg.reencode,
     )  # fmt: skip
 
 
