@@ -149,6 +149,8 @@ class WorldModel:
         self.steps = torch.zeros(batch_size, dtype=torch.int64)  # blocks generated since each row's reset
         self.is_reset = torch.zeros(batch_size, dtype=torch.bool)
         self._all = torch.arange(batch_size, device=self.device)
+        self._known = torch.zeros(batch_size, dtype=torch.bool, device=self.device)  # (B,) a step's null flags
+        self._levels: dict[tuple[float, ...], torch.Tensor] = {}  # noise levels of the passes (`_level`), made once
 
     @property
     def batch_size(self) -> int:
@@ -158,6 +160,11 @@ class WorldModel:
         if self.dtype == "bfloat16":
             return torch.autocast(self.device.type, dtype=torch.bfloat16)
         return contextlib.nullcontext()
+
+    def _level(self, *t: float) -> torch.Tensor:  # (B,) for one noise level, (B, F) for several: constants, made once
+        if t not in self._levels:
+            self._levels[t] = torch.tensor([t if len(t) > 1 else t[0]] * self.batch_size, device=self.device)
+        return self._levels[t]
 
     def _rows(self, rows: Sequence[int] | torch.Tensor | None) -> torch.Tensor:
         if rows is None:
@@ -209,8 +216,8 @@ class WorldModel:
 
     def _bound_positions(self) -> None:
         """Rebase rows whose rotary position passed POSITION_LIMIT (re-rotate their window keys; outputs unchanged)."""
-        far = (self.cache.pos >= POSITION_LIMIT).nonzero().flatten()
-        if far.numel():
+        far = (self.cache.pos >= POSITION_LIMIT).nonzero().flatten() if int(self.cache.pos.max()) >= POSITION_LIMIT else ()
+        if len(far):
             shift = self.cache.filled()[far] - self.cache.pos[far]  # (R,) back to the smallest positions
             self.dynamics.rotate_window(self.cache, far, shift)
 
@@ -296,7 +303,7 @@ class WorldModel:
             missing = (~self.is_reset).nonzero().flatten().tolist()
             raise NotResetError(f"rows {missing} were never reset; call reset() before step()")
         a = to_tensor(self.config.action, actions, self.batch_size, self.device)  # (B, A)
-        null = torch.zeros(self.batch_size, dtype=torch.bool, device=self.device)
+        null = self._known
         dyn = self.dynamics
         ae = self.config.autoencoder
         states = [g.get_state() for g in self.generators]
@@ -306,26 +313,28 @@ class WorldModel:
                 self._bound_positions()
                 noise = draw_noise(self.generators, (ae.tokens, ae.latent_channels), self.device)  # (B, N, C)
                 if self.fused:
-                    x0, reward, term_logit, commit = self._denoise_fused(noise, a, null)
+                    x0, reward, term_logit, commit, kv = self._denoise_fused(noise, a, null)
                 else:
                     context = dyn.attention_context(self.cache)
                     position = self.cache.pos
 
                     # 2. denoise from per-row noise; the passes only read the cache
                     def denoise(x: torch.Tensor, t: float) -> torch.Tensor:
-                        tt = torch.full((self.batch_size,), t, device=self.device)
-                        return dyn.forward_cached(x, tt, a, null, context, position, commit=False).pred.float()
+                        return dyn.forward_cached(x, self._level(t), a, null, context, position, commit=False).pred.float()
 
                     x0 = sample(denoise, noise, self.schedule)  # (B, N, C)
-                bad = ~torch.isfinite(x0).flatten(1).all(1)
-                if bool(bad.any()):
-                    raise NumericsError(f"non-finite latents for rows {bad.nonzero().flatten().tolist()}; nothing was committed")
                 # 3. decode before committing, so a failure leaves the cache untouched
                 decode = decode or self.reencode
                 frames, finite = self.autoencoder.decode_frames(x0) if decode else (None, None)  # (B, H, W, 3) uint8
-                bad = ~finite if decode else torch.zeros(1, dtype=torch.bool)
-                if bool(bad.any()):
-                    raise NumericsError(f"non-finite frames for rows {bad.nonzero().flatten().tolist()}; nothing was committed")
+                # the step's finiteness checks as one sum per row and one sync (fused: keys/values, heads, latents; frames)
+                total = x0.sum((1, 2)) + kv + reward + term_logit if self.fused else x0.sum((1, 2))  # (B,)
+                ok = torch.isfinite(total) if finite is None else torch.isfinite(total) & finite
+                if not bool(ok.all()):
+                    heads = ~(torch.isfinite(reward) & torch.isfinite(term_logit)) if self.fused else x0.new_zeros(0, dtype=torch.bool)
+                    for what, bad in [("keys/values", ~torch.isfinite(kv) if self.fused else heads), ("heads", heads),
+                                      ("latents", ~torch.isfinite(x0).flatten(1).all(1)), ("frames", ~ok)]:  # in the order of the stages
+                        if bool(bad.any()):
+                            raise NumericsError(f"non-finite {what} for rows {bad.nonzero().flatten().tolist()}; nothing was committed")
                 # 4. commit: one pass writes the clean block (fused: the pass already ran; write the pending blocks)
                 if self.fused:
                     commit()
@@ -381,7 +390,8 @@ class WorldModel:
 
         Returns:
             x0 (B, N, C), reward and termination logit (B,) from ``denoise_heads`` on the last
-            pass, and the function that commits the pending blocks and makes x0 pending.
+            pass, the function that commits the pending blocks and makes x0 pending, and (B,) the
+            sum of the pending blocks' keys and values over every layer (0 for rows without one).
         """
         dyn, p, B, N = self.dynamics, self.pending, self.batch_size, self.cache.tokens
         pend = p["has"]
@@ -389,34 +399,27 @@ class WorldModel:
         position = self.cache.pos + pend.long()  # (B,) of the new block
         passes = len(self.schedule) - 1
         done: list[Any] = []
+        kv: list[torch.Tensor] = []
 
         def denoise(x: torch.Tensor, t: float) -> torch.Tensor:
-            tt = torch.full((B,), t, device=self.device)
             last = len(done) == passes - 1
             if not done:  # the fused pass: [pending block at the commit level | new block]
-                commit_t = torch.full((B,), self.sampler.commit_noise, device=self.device)
-                xs, ts = torch.cat([p["latents"], x], 1), torch.stack([commit_t, tt], 1)
+                xs, ts = torch.cat([p["latents"], x], 1), self._level(self.sampler.commit_noise, t)  # (B, 2N, C), (B, 2)
                 acts, nulls = torch.stack([p["actions"], a], 1), torch.stack([p["null"], null], 1)
                 both = torch.stack([self.cache.pos, position], 1)
                 to_sink = bool((pend & (self.cache.count < self.cache.sink)).any())  # raw keys only for blocks going to the sink
                 out = dyn.forward_cached(xs, ts, acts, nulls, (k, v, mask, start), both, True, last, keys=to_sink, keys_only=True)
                 # the pending blocks' keys and values in their scratch slots, every layer (one reduction per buffer)
-                finite = torch.isfinite(k[..., start : start + N, :].sum((0, 2, 3, 4)) + v[..., start : start + N, :].sum((0, 2, 3, 4)))
-                committed = ~pend | finite
-                if not bool(committed.all()):
-                    rows = (~committed).nonzero().flatten().tolist()
-                    raise NumericsError(f"non-finite keys/values for rows {rows}; nothing was committed")
+                kv_sum = k[..., start : start + N, :].sum((0, 2, 3, 4)) + v[..., start : start + N, :].sum((0, 2, 3, 4))  # (B,)
+                kv.append(torch.where(pend, kv_sum, 0.0))  # rows without a pending block commit nothing
                 done.append(out)
             else:  # the new block alone, against the same context (its scratch slot is the second one)
-                out = dyn.forward_cached(x, tt, a, null, (k, v, mask[:, :, N:], start + N), position, commit=False, denoise_heads=last)
+                out = dyn.forward_cached(x, self._level(t), a, null, (k, v, mask[:, :, N:], start + N), position, commit=False, denoise_heads=last)
                 done.append(out)
             return out.pred.float()
 
         x0 = sample(denoise, noise, self.schedule)  # (B, N, C)
         final, first = done[-1], done[0]
-        bad = ~(torch.isfinite(final.denoise_reward) & torch.isfinite(final.denoise_term_logit))
-        if bool(bad.any()):
-            raise NumericsError(f"non-finite heads for rows {bad.nonzero().flatten().tolist()}; nothing was committed")
 
         def commit() -> None:
             rows = None if bool(pend.all()) else pend.nonzero().flatten()
@@ -432,7 +435,7 @@ class WorldModel:
             p["null"].copy_(null)
             p["has"].fill_(True)
 
-        return x0, final.denoise_reward, final.denoise_term_logit, commit
+        return x0, final.denoise_reward, final.denoise_term_logit, commit, kv[0]
 
     # ------------------------------------------------------------------ cache operations
     @torch.inference_mode()

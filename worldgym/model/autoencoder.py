@@ -111,6 +111,21 @@ class Decoder(nn.Module):
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         return self.net(z)  # (B, 3, H, W)
 
+    def head(self, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        """The pixel-shuffle head's 1x1 convolution as `frames` applies it: weight (K, f*f*3) in ``dtype``,
+        bias (f*f*3,) float32, with the pixel scale folded in; kept until the convolution's weights change."""
+        conv, f = self.net[-2], 2**self.shuffle
+        key = (conv.weight._version, conv.bias._version, conv.weight.data_ptr(), conv.bias.data_ptr(), dtype)
+        if getattr(self, "_head", (None,))[0] != key:
+            with torch.inference_mode(False), torch.no_grad():
+                K = conv.weight.shape[1]
+                # the pixel scale folded into the head: y = 127.5 * (features @ W + b + 1) + 0.5, so that after
+                # the clamp the uint8 cast's truncation is rounding (half up; torch.round breaks ties to even)
+                weight = conv.weight.view(3, f, f, K).permute(1, 2, 0, 3).reshape(f * f * 3, K) * 127.5  # rows (fy, fx, c)
+                bias = (conv.bias.view(3, f, f).permute(1, 2, 0).reshape(-1) + 1.0) * 127.5 + 0.5
+                self._head = (key, weight.t().to(dtype), bias)
+        return self._head[1], self._head[2]
+
     @torch.no_grad()
     def frames(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Inference: latents z (B, C, h, w) -> frames (B, H, W, 3) uint8 and finiteness (B,) bool.
@@ -133,12 +148,8 @@ class Decoder(nn.Module):
         for layer in list(self.net)[:-2]:  # everything before the 1x1 convolution and the shuffle
             features = layer(features)
         B, K, h, w = features.shape
-        conv = self.net[-2]
-        # the pixel scale folded into the head: y = 127.5 * (features @ W + b + 1) + 0.5, so that after
-        # the clamp the uint8 cast's truncation is rounding (half up; torch.round breaks ties to even)
-        weight = conv.weight.view(3, f, f, K).permute(1, 2, 0, 3).reshape(f * f * 3, K) * 127.5  # rows (fy, fx, c)
-        bias = (conv.bias.view(3, f, f).permute(1, 2, 0).reshape(-1) + 1.0) * 127.5 + 0.5
-        y = torch.matmul(features.permute(0, 2, 3, 1).contiguous(), weight.t().to(features.dtype))  # (B, h, w, f*f*3), no bias yet
+        weight, bias = self.head(features.dtype)
+        y = torch.matmul(features.permute(0, 2, 3, 1).contiguous(), weight)  # (B, h, w, f*f*3), no bias yet
         y = y.float()  # a no-op in float32; bf16 products are biased in float32
         y.add_(bias)  # in place on the contiguous block
         finite = torch.isfinite(y.sum(dim=(1, 2, 3)))  # before the clamp, which would hide an inf

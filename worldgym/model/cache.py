@@ -97,6 +97,8 @@ class KVCache:
         self._rows = torch.arange(batch_size, device=device)
         self._offsets = torch.arange(window, device=device)
         self._slot_index = torch.arange(self.slots, device=device)
+        # attention masks of one-row passes, memoised by the dynamics by (blocks, pending, count class, dtype): derived, not state
+        self.masks: dict[tuple, torch.Tensor | None] = {}
 
     @property
     def batch_size(self) -> int:
@@ -153,6 +155,20 @@ class KVCache:
             latents, actions, null: the block's clean latents (R, N, C), action (R, A) and null flag (R,).
             rows: (R,) rows written (default all); other rows are untouched.
         """
+        if rows is None and self.batch_size == 1:  # one row: its slot is a Python int and every write a plain slice
+            c = int(self.count[0])
+            s = c if c < self.sink else self.sink + (c - self.sink) % self.window
+            tok = self.tokens_of(s)
+            self.k[:, :, :, tok] = k
+            self.v[:, :, :, tok] = v
+            if s < self.sink:
+                self.sink_k[:, :, :, tok] = raw_k.transpose(2, 3).to(self.sink_k.dtype)
+            self.latents[:, s] = latents.float()
+            self.actions[:, s] = actions.to(self.actions.dtype)
+            self.null[:, s] = null
+            self.count += 1
+            self.pos += 1
+            return
         everyone = rows is None
         rows = self._rows if rows is None else rows
         slot = self.write_slot()[rows]  # (R,)

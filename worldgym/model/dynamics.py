@@ -36,7 +36,7 @@ from torch import nn
 
 from worldgym.model.actions import ActionConfig, ActionEmbedding
 from worldgym.model.cache import CacheView, KVCache
-from worldgym.model.rope import Rotary, rotate
+from worldgym.model.rope import Rotary, rotate, rotate_full
 from worldgym.model.transformer import Block, modulate, timestep_embedding
 
 
@@ -172,8 +172,9 @@ class Dynamics(nn.Module):
         """Hidden (B, F*N, D) -> predicted clean latents (B, F*Nl, C) and per-frame head features (B, F, D)."""
         B, L, D = h.shape
         shift, scale = self.final_ada(cond).chunk(2, dim=-1)  # (B, F, D) each
-        hn = modulate(self.norm(h), shift, scale, frames)  # (B, F*N, D)
-        features = self.norm(h).view(B, frames, L // frames, D).mean(dim=2)  # (B, F, D)
+        normed = self.norm(h)  # (B, F*N, D)
+        hn = modulate(normed, shift, scale, frames)  # (B, F*N, D)
+        features = normed.view(B, frames, L // frames, D).mean(dim=2)  # (B, F, D)
         return self.unpatch(self.out(hn)), features
 
     def rotate_context(self, view: CacheView) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -229,28 +230,40 @@ class Dynamics(nn.Module):
         raw = cache.sink_k if rows is None else cache.sink_k[:, rows]  # (L, R, H, S*N, Dh)
 
         def put_sink(first_slot: int, sink_pos: torch.Tensor) -> None:  # into k: the cache's workspace or the rows' copy
-            cos, sin = self.rotary.at(sink_pos[:, None] + torch.arange(S, device=pos.device))  # (R, S*N, 1, Dh/2)
-            k[:, :, :, first_slot * N : (first_slot + S) * N] = rotate(raw, cos.transpose(1, 2)[None], sin.transpose(1, 2)[None])
+            cos, sin = self.rotary.at_full(sink_pos[:, None] + cache._slot_index[:S])  # (R, S*N, 1, Dh)
+            k[:, :, :, first_slot * N : (first_slot + S) * N] = rotate_full(raw, cos.transpose(1, 2)[None], sin.transpose(1, 2)[None])
 
         if S:
             put_sink(0, pos - filled)
-        valid = cache.valid(rows)  # (R, S+W)
+        extra = cache.workspace
+        if blocks == 2 and extra < 2 + S:
+            raise ValueError(f"a fused pass needs a cache with {2 + S} workspace slots, this one has {extra}")
+        if blocks == 2 and S:  # the sink as the next block sees it: keys rotated to its distance, the same values
+            pend = pending.to(torch.int64)  # (R,)
+            put_sink(P + 2, pos + pend - (filled + pend).clamp(max=P))  # at the distance it has once the pending block is in
+            v[:, :, :, (P + 2) * N : (P + 2 + S) * N] = v[:, :, :, : S * N]  # v is the cache's or the rows' copy
+        count = cache.count if rows is None else cache.count[rows]
+        if R == 1 and count.device.type == "cpu":  # one row: the mask is a function of two small ints, built once
+            c, has = int(count[0]), blocks == 2 and bool(pending[0])
+            key = (blocks, has, c if c < P else P + (c - S) % cache.window, k.dtype)
+            if key not in cache.masks:
+                cache.masks[key] = self._mask(cache, cache.valid(rows), count, pending, blocks, k.dtype)
+            return k, v, cache.masks[key], P * N
+        return k, v, self._mask(cache, cache.valid(rows), count, pending, blocks), P * N
+
+    def _mask(
+        self, cache: KVCache, valid: torch.Tensor, count: torch.Tensor, pending: torch.Tensor | None, blocks: int, dtype: torch.dtype | None = None
+    ) -> torch.Tensor | None:
+        """`attention_context`'s mask of R rows: bool (R, 1, blocks*N, T) (additive in ``dtype`` when given), or None."""
+        S, N, P, R = cache.sink, cache.tokens, cache.slots, valid.shape[0]
         extra = cache.workspace
         if blocks == 1:
             if extra == 1 and bool(valid.all()):
-                return k, v, None, P * N  # every slot is valid: attention takes its fast path
+                return None  # every slot is valid: attention takes its fast path
             work = torch.zeros(R, extra, dtype=torch.bool, device=valid.device)
             work[:, 0] = True  # the block's own scratch slot
             slot_mask = torch.cat([valid, work], dim=1)[:, None]  # (R, 1, slots)
         else:
-            if extra < 2 + S:
-                raise ValueError(f"a fused pass needs a cache with {2 + S} workspace slots, this one has {extra}")
-            pend = pending.to(torch.int64)  # (R,)
-            count = cache.count if rows is None else cache.count[rows]
-            next_filled = (filled + pend).clamp(max=P)  # what the next block attends to once the pending one is in
-            if S:  # the sink as the next block sees it: keys rotated to its distance, the same values
-                put_sink(P + 2, pos + pend - next_filled)
-                v[:, :, :, (P + 2) * N : (P + 2 + S) * N] = v[:, :, :, : S * N]  # v is the cache's or the rows' copy
             first = torch.cat([valid, torch.ones(R, 1, dtype=torch.bool, device=valid.device), valid.new_zeros(R, extra - 1)], 1)
             evicted = (count >= P) & pending.bool()  # committing the pending block drops the oldest window block
             slot = (S + (count - S) % cache.window)[:, None]  # (R, 1)
@@ -259,7 +272,11 @@ class Dynamics(nn.Module):
             second = torch.cat([second_valid, pending.bool()[:, None], torch.ones_like(pending.bool())[:, None], valid[:, :S]], 1)
             slot_mask = torch.stack([first, second], dim=1)  # (R, 2, slots)
         mask = slot_mask.repeat_interleave(N, dim=1).repeat_interleave(N, dim=2)[:, None]  # (R, 1, blocks*N, T)
-        return k, v, mask, P * N
+        if dtype is None:
+            return mask
+        if bool(mask.all()):
+            return None
+        return torch.zeros(mask.shape, dtype=dtype, device=mask.device).masked_fill_(~mask, float("-inf"))  # additive
 
     def rotate_window(self, cache: KVCache, rows: torch.Tensor, delta: torch.Tensor) -> None:
         """Move rows' rotary positions by ``delta`` (R,): re-rotate their window keys and shift ``pos``.
@@ -318,21 +335,26 @@ class Dynamics(nn.Module):
         F_, N = t.shape[1], self.tokens
         start = context[3] if len(context) > 3 else ctx_k[0].shape[-2] - F_ * N
         cond = self.condition(t, actions, null)  # (B, F, D)
-        cos, sin = self.rotary.at(position)  # (B, F*N, 1, Dh/2)
+        cos, sin = self.rotary.at_full(position)  # (B, F*N, 1, Dh): [cos, cos] and [-sin, sin], once for every layer
+        cos, sin = cos[:, :, None], sin[:, :, None]  # (B, F*N, 1, 1, Dh) against queries and keys (B, F*N, 2, H, Dh)
         if mask is not None and mask.dtype == torch.bool:
             if bool(mask.all()):
                 mask = None  # every slot is valid: let attention take its fast path
             else:  # additive, built once for every layer: a float mask costs attention less than a bool one
                 mask = torch.zeros(mask.shape, dtype=ctx_k.dtype, device=mask.device).masked_fill_(~mask, float("-inf"))
         skip = int(keys_only and commit and F_ > 1)
-        h = self.embed(x)  # (B, F*N, D)
+        B = x.shape[0]
+        h = self.embed(x).view(B, F_, N, -1)  # (B, F, N, D): per frame inside the blocks
+        act = torch.nn.functional.silu(cond)  # (B, F, D): every block's adaLN input
         ks, vs = [], []
         last = len(self.blocks) - 1
         for i, block in enumerate(self.blocks):
-            h, k, v = block.forward_cached(h, cond, cos, sin, ctx_k[i], ctx_v[i], mask, start, skip if i == last else 0)
+            mods = block.cached_mods(act)
+            h, k, v = block.forward_cached(h, mods, cos, sin, ctx_k[i], ctx_v[i], mask, start, skip if i == last else 0)
             if commit and keys:
                 ks.append(k[:, :N])
                 vs.append(v[:, :N])
+        h = h.reshape(B, (F_ - skip) * N, -1)  # (B, (F-skip)*N, D)
         pred, features = self.readout(h, cond[:, skip:], F_ - skip)  # (B, (F-skip)*Nl, C), (B, F-skip, D)
         out = DynamicsOutput(pred=pred[:, -self.latent_tokens :])
         if commit and not skip:

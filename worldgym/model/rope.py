@@ -50,6 +50,11 @@ class Rotary(nn.Module):
         self.register_buffer("time_freqs", freqs(temporal), persistent=False)  # (temporal,) float64
         self.register_buffer("grid_cos", angles[0, :, temporal:].cos().float(), persistent=False)  # (N, 2*spatial)
         self.register_buffer("grid_sin", angles[0, :, temporal:].sin().float(), persistent=False)
+        # `at_full`'s layout [cos, cos] / [-sin, sin] as one angle per pair slot: position * freq + grid angle
+        no_grid, no_time = torch.zeros(2 * spatial, dtype=torch.float64), torch.zeros(n, temporal, dtype=torch.float64)
+        self.register_buffer("full_freqs", torch.cat([freqs(temporal), no_grid] * 2), persistent=False)  # (Dh,)
+        self.register_buffer("full_grid", torch.cat([no_time, angles[0, :, temporal:]] * 2, -1), persistent=False)  # (N, Dh)
+        self.register_buffer("full_sign", torch.cat([-torch.ones(pairs), torch.ones(pairs)]), persistent=False)  # (Dh,)
 
     def tables(self, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Temporal positions (..., F) of whole frames -> cos, sin of shape (..., F*N, 1, Dh/2)."""
@@ -78,10 +83,30 @@ class Rotary(nn.Module):
         return cos.reshape(shape), sin.reshape(shape)  # (..., F*N, 1, Dh/2)
 
 
+    def at_full(self, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """`at`'s tables laid out for `rotate_full`: cos (..., F*N, 1, Dh) = [cos, cos], sin (..., F*N, 1, Dh) = [-sin, sin].
+
+        The same values `rotate` builds from `at`'s half tables, made once per pass instead of
+        once per layer (fewer operators for a dispatch-bound step).
+        """
+        # position * freq in the temporal slots, the grid angle in the others: each slot's angle exactly as `at` makes it
+        angles = torch.addcmul(self.full_grid, positions.to(torch.float64)[..., None, None], self.full_freqs)  # (..., F, N, Dh)
+        cos, sin = angles.cos().float(), angles.sin().float().mul_(self.full_sign)  # (..., F, N, Dh)
+        shape = (*positions.shape[:-1], positions.shape[-1] * self.tokens, 1, cos.shape[-1])
+        return cos.reshape(shape), sin.reshape(shape)  # (..., F*N, 1, Dh)
+
+
+def rotate_full(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotate x (..., Dh) by full tables broadcastable to (..., Dh) (`Rotary.at_full`'s [cos, cos] and [-sin, sin])."""
+    if cos.dtype != x.dtype:
+        cos, sin = cos.to(x.dtype), sin.to(x.dtype)
+    swapped = x.roll(x.shape[-1] // 2, dims=-1)  # (x2, x1)
+    return torch.addcmul(x * cos, swapped, sin)  # (x1 cos - x2 sin, x2 cos + x1 sin)
+
+
 def rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
     """Rotate x (..., Dh) by tables broadcastable to (..., Dh/2) ("rotate half" layout), e.g. (B, L, H, Dh) by (B, L, 1, Dh/2)."""
     cos, sin = cos.to(x.dtype), sin.to(x.dtype)
     full_cos = torch.cat([cos, cos], dim=-1)  # (..., Dh): tables are small, the rotated tensor is not
     signed_sin = torch.cat([-sin, sin], dim=-1)
-    swapped = x.roll(x.shape[-1] // 2, dims=-1)  # (x2, x1)
-    return torch.addcmul(x * full_cos, swapped, signed_sin)  # (x1 cos - x2 sin, x2 cos + x1 sin)
+    return rotate_full(x, full_cos, signed_sin)

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from worldgym.model.rope import rotate
+from worldgym.model.rope import rotate, rotate_full
 
 class RMSNorm(nn.Module):
     def __init__(self, dim: int) -> None:
@@ -38,11 +38,22 @@ class Attention(nn.Module):
         self.k_norm = RMSNorm(self.head_dim)
         self.proj = nn.Linear(dim, dim)
 
+    def qk_norm_weight(self, dtype: torch.dtype) -> torch.Tensor:
+        """Both norms' weights stacked (2, 1, Dh) in ``dtype``; without autograd kept until a weight changes."""
+        if torch.is_grad_enabled():
+            return torch.stack([self.q_norm.weight, self.k_norm.weight])[:, None].to(dtype)
+        q, k = self.q_norm.weight, self.k_norm.weight
+        key = (q._version, k._version, q.data_ptr(), k.data_ptr(), dtype)
+        if getattr(self, "_qk_weight", (None,))[0] != key:
+            with torch.inference_mode(False), torch.no_grad():
+                self._qk_weight = (key, torch.stack([q, k])[:, None].to(dtype))
+        return self._qk_weight[1]
+
     def qkv_heads(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """x (B, L, D) -> normalised queries and keys (B, L, 2, H, Dh), values (B, L, H, Dh)."""
         B, L, D = x.shape
         qkv = self.qkv(x).view(B, L, 3, self.heads, self.head_dim)  # (B, L, 3, H, Dh)
-        weight = torch.stack([self.q_norm.weight, self.k_norm.weight])[:, None].to(qkv.dtype)  # (2, 1, Dh)
+        weight = self.qk_norm_weight(qkv.dtype)  # (2, 1, Dh)
         qk = F.rms_norm(qkv[:, :, :2], (self.head_dim,), eps=1e-6) * weight  # (B, L, 2, H, Dh): both norms in one pass
         return qk, qkv[:, :, 2]
 
@@ -59,13 +70,14 @@ class Attention(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """x (B, F*N, D) of F blocks against context buffers (B, H, T, Dh); returns (out, raw k, v).
 
-        The context keys are already rotated; tokens ``start .. start + F*N`` of both buffers
+        ``cos``, ``sin`` are full rotary tables (B, F*N, 1, 1, Dh) (`Rotary.at_full`). The
+        context keys are already rotated; tokens ``start .. start + F*N`` of both buffers
         are scratch space this pass fills with its own keys and values (no concatenation).
         The first ``skip`` tokens only give keys and values: ``out`` is (B, F*N - skip, D).
         """
         B, N, D = x.shape  # N = F*N tokens here
         qk, v = self.qkv_heads(x)  # (B, N, 2, H, Dh), (B, N, H, Dh)
-        qkr = rotate(qk, cos[:, :, None], sin[:, :, None])  # (B, N, 2, H, Dh)
+        qkr = rotate_full(qk, cos, sin)  # (B, N, 2, H, Dh)
         ctx_k[:, :, start : start + N] = qkr[:, :, 1].transpose(1, 2)
         ctx_v[:, :, start : start + N] = v.transpose(1, 2)
         q = qkr[:, skip:, 0].transpose(1, 2)  # (B, H, N - skip, Dh)
@@ -145,16 +157,24 @@ class Block(nn.Module):
     def mods(self, cond: torch.Tensor) -> list[torch.Tensor]:
         return list(self.ada(cond).chunk(6, dim=-1))  # 6 x (B, F, D)
 
-    def forward_cached(self, x, cond, cos, sin, ctx_k, ctx_v, mask, start, skip: int = 0):
-        """Blocks x (B, F*N, D); the first ``skip`` blocks only give keys and values (x out: (B, (F-skip)*N, D))."""
-        frames = cond.shape[1]
-        s1, c1, g1, s2, c2, g2 = self.mods(cond)
-        tokens = skip * (x.shape[1] // frames)
-        a, k, v = self.attn.forward_cached(modulate(self.norm1(x), s1, c1, frames), cos, sin, ctx_k, ctx_v, mask, start, tokens)
+    def cached_mods(self, act: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """`mods` for `forward_cached` from ``act = silu(cond)`` (B, F, D) (shared by every block):
+        shift, 1 + scale, gate, shift, 1 + scale, gate, each (B, F, 1, D) to broadcast over a frame's tokens."""
+        s1, c1, g1, s2, c2, g2 = self.ada[1](act)[:, :, None].chunk(6, dim=-1)  # 6 x (B, F, 1, D)
+        return s1, 1 + c1, g1, s2, 1 + c2, g2
+
+    def forward_cached(self, x, mods, cos, sin, ctx_k, ctx_v, mask, start, skip: int = 0):
+        """Blocks x (B, F, N, D) modulated by ``cached_mods``; the first ``skip`` blocks only give keys and
+        values (x out: (B, F - skip, N, D)). The same function as `forward_sequence`'s per-frame modulation,
+        with the residual stream kept per frame so that modulation and gating are one operator each."""
+        B, frames, N, D = x.shape
+        s1, c1, g1, s2, c2, g2 = mods
+        h = torch.addcmul(s1, self.norm1(x), c1).view(B, frames * N, D)  # (B, F*N, D)
+        a, k, v = self.attn.forward_cached(h, cos, sin, ctx_k, ctx_v, mask, start, skip * N)
         if skip:
-            x, frames, g1, s2, c2, g2 = x[:, tokens:], frames - skip, g1[:, skip:], s2[:, skip:], c2[:, skip:], g2[:, skip:]
-        x = gated_add(x, a, g1, frames)
-        x = gated_add(x, self.mlp(modulate(self.norm2(x), s2, c2, frames)), g2, frames)
+            x, frames, g1, s2, c2, g2 = x[:, skip:], frames - skip, g1[:, skip:], s2[:, skip:], c2[:, skip:], g2[:, skip:]
+        x = torch.addcmul(x, a.view(B, frames, N, D), g1)  # (B, F, N, D)
+        x = torch.addcmul(x, self.mlp(torch.addcmul(s2, self.norm2(x), c2)), g2)
         return x, k, v
 
     def forward_sequence(self, x, cond, rope_abs, rope_eff, sink_cols, mask):
