@@ -168,6 +168,19 @@ class Dynamics(nn.Module):
         aemb = self.action(actions.reshape(B * Fr, -1), null.reshape(B * Fr)).view(B, Fr, -1)  # (B, F, D)
         return temb + aemb
 
+    def adaln(self, cond: torch.Tensor) -> list[torch.Tensor] | tuple[torch.Tensor, ...]:
+        """Every block's adaLN output ``block.ada(cond)`` (B, F, 6D) from conditions (B, F, D): one SiLU,
+        and without autograd one matmul over the blocks' stacked weights (kept until a weight changes)."""
+        act = nn.functional.silu(cond)  # (B, F, D): every block's adaLN input
+        linears = [block.ada[1] for block in self.blocks]
+        if torch.is_grad_enabled():
+            return [lin(act) for lin in linears]
+        key = tuple((lin.weight._version, lin.bias._version, lin.weight.data_ptr(), lin.bias.data_ptr()) for lin in linears)
+        if getattr(self, "_ada", (None,))[0] != key:
+            with torch.inference_mode(False), torch.no_grad():
+                self._ada = (key, torch.cat([lin.weight for lin in linears]), torch.cat([lin.bias for lin in linears]))
+        return nn.functional.linear(act, self._ada[1], self._ada[2]).split(linears[0].out_features, dim=-1)  # L x (B, F, 6D)
+
     def readout(self, h: torch.Tensor, cond: torch.Tensor, frames: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Hidden (B, F*N, D) -> predicted clean latents (B, F*Nl, C) and per-frame head features (B, F, D)."""
         B, L, D = h.shape
@@ -345,11 +358,11 @@ class Dynamics(nn.Module):
         skip = int(keys_only and commit and F_ > 1)
         B = x.shape[0]
         h = self.embed(x).view(B, F_, N, -1)  # (B, F, N, D): per frame inside the blocks
-        act = torch.nn.functional.silu(cond)  # (B, F, D): every block's adaLN input
+        ada = self.adaln(cond)  # every block's (B, F, 6D)
         ks, vs = [], []
         last = len(self.blocks) - 1
         for i, block in enumerate(self.blocks):
-            mods = block.cached_mods(act)
+            mods = block.cached_mods(ada[i])
             h, k, v = block.forward_cached(h, mods, cos, sin, ctx_k[i], ctx_v[i], mask, start, skip if i == last else 0)
             if commit and keys:
                 ks.append(k[:, :N])

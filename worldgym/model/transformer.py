@@ -157,10 +157,10 @@ class Block(nn.Module):
     def mods(self, cond: torch.Tensor) -> list[torch.Tensor]:
         return list(self.ada(cond).chunk(6, dim=-1))  # 6 x (B, F, D)
 
-    def cached_mods(self, act: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        """`mods` for `forward_cached` from ``act = silu(cond)`` (B, F, D) (shared by every block):
+    def cached_mods(self, ada: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """`mods` for `forward_cached` from the adaLN output ``ada`` (B, F, 6D) (``self.ada(cond)``):
         shift, 1 + scale, gate, shift, 1 + scale, gate, each (B, F, 1, D) to broadcast over a frame's tokens."""
-        s1, c1, g1, s2, c2, g2 = self.ada[1](act)[:, :, None].chunk(6, dim=-1)  # 6 x (B, F, 1, D)
+        s1, c1, g1, s2, c2, g2 = ada[:, :, None].chunk(6, dim=-1)  # 6 x (B, F, 1, D)
         return s1, 1 + c1, g1, s2, 1 + c2, g2
 
     def forward_cached(self, x, mods, cos, sin, ctx_k, ctx_v, mask, start, skip: int = 0):
