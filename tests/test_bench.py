@@ -17,7 +17,7 @@ def test_bench_all_sections_write_json(tmp_path, capsys):
     argv = ["bench", "--model", str(path), "--sections", "all", "--batch-sizes", "1,3", "--steps", "5", "--horizon", "120"]
     assert main(argv + ["--json", str(out)]) == 0
     report = json.loads(out.read_text())
-    assert report["latency"]["p99_ms"] >= report["latency"]["p50_ms"] > 0
+    assert report["latency"]["p99_ms"] >= report["latency"]["p50_ms"] > 0 and report["latency"]["aten_calls_per_step"] > 0
     assert [r["batch"] for r in report["throughput"]] == [1, 3]
     assert all(r["speedup"] > 0 for r in report["cache"])
     assert report["horizon"]["steps"] == 120 and report["horizon"]["cache_bytes"] > 0

@@ -2,7 +2,7 @@
 
 Sections (``--sections``, comma separated; default ``latency,throughput,cache``; ``all`` runs every one):
 
-  latency     one env, pixels out: p50 / p99 step time over ``--steps`` steps
+  latency     one env, pixels out: p50 / p99 step time over ``--steps`` steps, aten calls a step (torch.profiler)
   throughput  env-steps per second against batch size, with pixel and with latent observations
   cache       a cached step against recomputing the whole window without a cache (same batch, same sampler)
   horizon     step time around step 100 and step 10,000 of one rollout (and, robust to the machine's
@@ -102,9 +102,26 @@ def steps_for(batch: int, base: int) -> int:
     return max(3, min(base, 2000 // batch))
 
 
+def aten_calls_per_step(engine: WorldModel, model: Model, steps: int = 20) -> float:
+    """aten operator calls (nested ones included) per engine step, counted by `torch.profiler`.
+
+    A one-env step is dispatch-bound: this count, unlike its time, does not move with the machine's load.
+    """
+    from torch.profiler import ProfilerActivity, profile
+
+    rng = np.random.default_rng(1)
+    actions = [random_actions(model, engine.batch_size, rng) for _ in range(steps)]
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        for a in actions:
+            engine.step(a)
+    return sum(e.name.startswith("aten::") for e in prof.events()) / steps
+
+
 def bench_latency(model: Model, args: argparse.Namespace) -> dict[str, float]:
-    ts = time_steps(make_engine(model, 1), model, args.steps)
-    return {"p50_ms": percentile(ts, 50) * 1e3, "p99_ms": percentile(ts, 99) * 1e3, "mean_ms": statistics.mean(ts) * 1e3}
+    engine = make_engine(model, 1)
+    ts = time_steps(engine, model, args.steps)
+    calls = aten_calls_per_step(engine, model)  # after the timed steps: the window is full, as in a long episode
+    return {"p50_ms": percentile(ts, 50) * 1e3, "p99_ms": percentile(ts, 99) * 1e3, "mean_ms": statistics.mean(ts) * 1e3, "aten_calls_per_step": calls}
 
 
 def bench_throughput(model: Model, batches: list[int], args: argparse.Namespace) -> list[dict[str, float]]:
@@ -356,7 +373,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"machine: {report['machine']}")
     if "latency" in sections:
         r = report["latency"] = bench_latency(model, args)
-        print(f"\nlatency, 1 env, pixels out: p50 {r['p50_ms']:.2f} ms  p99 {r['p99_ms']:.2f} ms  mean {r['mean_ms']:.2f} ms")
+        print(f"\nlatency, 1 env, pixels out: p50 {r['p50_ms']:.2f} ms  p99 {r['p99_ms']:.2f} ms  mean {r['mean_ms']:.2f} ms  "
+              f"({r['aten_calls_per_step']:.0f} aten calls a step)")
     if "throughput" in sections:
         report["throughput"] = bench_throughput(model, batches, args)
         print("\nthroughput     batch   pixels steps/s   latents steps/s   step ms (pixels)")
