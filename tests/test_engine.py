@@ -173,7 +173,7 @@ def test_bounded_positions_and_constant_memory():
 @pytest.mark.parametrize("fused", [False, True])
 def test_positions_rebase_automatically(monkeypatch, fused):
     """Past POSITION_LIMIT the engine moves a row back to its smallest positions; the rollout does not notice."""
-    import worldgym.engine as engine_module
+    import worldgym.engine.world_model as engine_module
 
     model = tiny_model(steps=1, fused=fused)
     S, W = model.config.dynamics.sink, model.config.dynamics.window

@@ -38,6 +38,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+from worldgym.engine.fused import denoise_fused
 from worldgym.model.actions import to_tensor
 from worldgym.model.cache import KVCache
 from worldgym.model.hardware import resolve_dtype
@@ -380,62 +381,8 @@ class WorldModel:
         return StepResult(None, x, reward.float().clamp(lo, hi), torch.sigmoid(term_logit.float()), self.features[r].clone())
 
     def _denoise_fused(self, noise: torch.Tensor, a: torch.Tensor, null: torch.Tensor):
-        """Sample the next block with the pending blocks' commit fused into the first denoise pass.
-
-        The first pass runs two blocks per row: the pending block (clean, committing) and the
-        new block (first noise level), which attends to the cache, the pending block and not
-        to the block the pending commit will evict. Later passes of a multi-step sampler read
-        the same context (the pending block's keys stay in their scratch slot). Nothing is
-        written to the cache until the returned ``commit`` is called.
-
-        Returns:
-            x0 (B, N, C), reward and termination logit (B,) from ``denoise_heads`` on the last
-            pass, the function that commits the pending blocks and makes x0 pending, and (B,) the
-            sum of the pending blocks' keys and values over every layer (0 for rows without one).
-        """
-        dyn, p, B, N = self.dynamics, self.pending, self.batch_size, self.cache.tokens
-        pend = p["has"]
-        k, v, mask, start = dyn.attention_context(self.cache, None, blocks=2, pending=pend)
-        position = self.cache.pos + pend.long()  # (B,) of the new block
-        passes = len(self.schedule) - 1
-        done: list[Any] = []
-        kv: list[torch.Tensor] = []
-
-        def denoise(x: torch.Tensor, t: float) -> torch.Tensor:
-            last = len(done) == passes - 1
-            if not done:  # the fused pass: [pending block at the commit level | new block]
-                xs, ts = torch.cat([p["latents"], x], 1), self._level(self.sampler.commit_noise, t)  # (B, 2N, C), (B, 2)
-                acts, nulls = torch.stack([p["actions"], a], 1), torch.stack([p["null"], null], 1)
-                both = torch.stack([self.cache.pos, position], 1)
-                to_sink = bool((pend & (self.cache.count < self.cache.sink)).any())  # raw keys only for blocks going to the sink
-                out = dyn.forward_cached(xs, ts, acts, nulls, (k, v, mask, start), both, True, last, keys=to_sink, keys_only=True)
-                # the pending blocks' keys and values in their scratch slots, every layer (one reduction per buffer)
-                kv_sum = k[..., start : start + N, :].sum((0, 2, 3, 4)) + v[..., start : start + N, :].sum((0, 2, 3, 4))  # (B,)
-                kv.append(torch.where(pend, kv_sum, 0.0))  # rows without a pending block commit nothing
-                done.append(out)
-            else:  # the new block alone, against the same context (its scratch slot is the second one)
-                out = dyn.forward_cached(x, self._level(t), a, null, (k, v, mask[:, :, N:], start + N), position, commit=False, denoise_heads=last)
-                done.append(out)
-            return out.pred.float()
-
-        x0 = sample(denoise, noise, self.schedule)  # (B, N, C)
-        final, first = done[-1], done[0]
-
-        def commit() -> None:
-            rows = None if bool(pend.all()) else pend.nonzero().flatten()
-            if rows is None or rows.numel():
-                pick = (lambda t: t) if rows is None else (lambda t: None if t is None else t[:, rows])  # noqa: E731
-                scratch = slice(start, start + N)  # the pending blocks' rotated keys and values
-                self.cache.append(
-                    pick(k[..., scratch, :]), pick(v[..., scratch, :]), pick(first.k),
-                    *((p[n] if rows is None else p[n][rows]) for n in ("latents", "actions", "null")), rows,
-                )  # fmt: skip
-            p["latents"].copy_(x0)
-            p["actions"].copy_(a)
-            p["null"].copy_(null)
-            p["has"].fill_(True)
-
-        return x0, final.denoise_reward, final.denoise_term_logit, commit, kv[0]
+        """The next block with the pending blocks' commit fused into its first denoise pass (`worldgym.engine.fused`)."""
+        return denoise_fused(self, noise, a, null)
 
     # ------------------------------------------------------------------ cache operations
     @torch.inference_mode()
