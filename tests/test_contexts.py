@@ -62,6 +62,10 @@ def test_self_forcing_starts_at_episode_starts_may_commit_several_real_frames():
     prefix = context_prefix(at_start, 4, torch.Generator().manual_seed(1), most_at_start=8)
     assert set(prefix[:200].tolist()) == set(range(1, 9))
     assert set(prefix[200:].tolist()) == {2, 3, 4}
+    assert 0.35 < float((prefix[:200] == 1).float().mean()) < 0.65  # single_share 0.5: half of the starts commit one frame
+    uniform = context_prefix(at_start, 4, torch.Generator().manual_seed(1), most_at_start=8, single_share=None)
+    assert set(uniform[:200].tolist()) == set(range(1, 9)) and float((uniform[:200] == 1).float().mean()) < 0.25
+    assert torch.equal(uniform[200:], prefix[200:])  # the inside draw comes first and is the same
 
 
 @pytest.fixture(scope="module")

@@ -57,12 +57,15 @@ class TrainConfig:
             ``reset`` does. 1 = every rollout starts from one real frame.
         sf_start_share: share of rollouts that start at their episode's first frame (the state
             ``reset`` starts from); the rest start at a uniform offset.
-        sf_start_context_max: a rollout that starts at its episode's first frame commits
-            1..sf_start_context_max real frames (uniform) before it generates: the first K frames
-            of a real episode and the actions that led to them, as ``reset(options={"frames": ...,
-            "actions": ...})`` takes them. 1 = that frame only (the model's own start bank); with
-            only 1, a model never rolls out from a multi-frame context whose sink is an episode's
-            first frame, and such starts terminate the episode early or late far more often.
+        sf_start_context_max: rollouts that start at their episode's first frame may commit up to
+            this many of its first real frames before they generate (the first K frames of a real
+            episode and the actions that led to them, as ``reset(options={"frames": ..., "actions":
+            ...})`` takes them). 1 = always that frame only, as a reset from the model's start bank
+            does; a model trained so never rolls out from a multi-frame context whose sink is an
+            episode's first frame, and such starts end the episode early or late far more often.
+        sf_start_single_share: with ``sf_start_context_max`` > 1, the share of those rollouts that
+            commit one frame only; the others commit 2..sf_start_context_max (uniform). None draws
+            1..sf_start_context_max uniformly instead (the draw ``configs/cartpole_starts.yaml`` ran).
         sf_loss: "mse" regresses every generated block to the true one (the conditional mean:
             where the frames leave the state uncertain, an unstable pole then drifts to the
             average of its futures, upright); "energy" rolls every context out twice from
@@ -109,6 +112,7 @@ class TrainConfig:
     sf_context_max: int = 1
     sf_start_share: float = 0.0
     sf_start_context_max: int = 1
+    sf_start_single_share: float | None = 0.5
     sf_loss: str = "mse"
     dec_steps: int = 0
     dec_batch: int = 8
@@ -226,16 +230,22 @@ def dynamics_batch(data: Data, latents: torch.Tensor, g: torch.Generator, batch:
         "noise_clean": torch.randn(x0.shape, generator=g),
         "noise": torch.randn(x0.shape, generator=g),
         "prefix": context_prefix(data.first[idx[:, 0]], cfg.sf_context_max if selfforce else 1, g,
-                                 cfg.sf_start_context_max if selfforce else 1),
+                                 cfg.sf_start_context_max if selfforce else 1, cfg.sf_start_single_share),
         "index": idx,  # (B, T) into the dataset's flat arrays (the decoder stage reads the true frames)
     }
 
 
-def context_prefix(at_start: torch.Tensor, most: int, g: torch.Generator, most_at_start: int = 1) -> torch.Tensor:
-    """Real frames each rollout commits before generating (B,): 1..most_at_start at an episode's first frame, else 2..most."""
+def context_prefix(
+    at_start: torch.Tensor, most: int, g: torch.Generator, most_at_start: int = 1, single_share: float | None = 0.5
+) -> torch.Tensor:
+    """Real frames each rollout commits before generating (B,): inside an episode 2..most; at an episode's first
+    frame 1, or (with most_at_start > 1) 2..most_at_start for a 1 - single_share share of them (None: 1..most_at_start)."""
     prefix = torch.ones(at_start.shape, dtype=torch.long)
     if most > 1:
         prefix = torch.where(at_start, 1, torch.randint(2, most + 1, at_start.shape, generator=g))
     if most_at_start > 1:  # drawn after the inside draw, so runs with most_at_start = 1 draw exactly as before
-        prefix = torch.where(at_start, torch.randint(1, most_at_start + 1, at_start.shape, generator=g), prefix)
+        if single_share is None:
+            return torch.where(at_start, torch.randint(1, most_at_start + 1, at_start.shape, generator=g), prefix)
+        several = at_start & (torch.rand(at_start.shape, generator=g) < 1 - single_share)
+        prefix = torch.where(several, torch.randint(2, most_at_start + 1, at_start.shape, generator=g), prefix)
     return prefix

@@ -177,21 +177,26 @@ def cartpole_starts_config() -> TrainConfig:
     self-forcing through 32-block rollouts in which half of the rollouts start at an episode's
     first frame and commit its first 1-8 real frames with the actions that led to them (as
     ``reset(options={"frames", "actions"})`` gives them; before, such rollouts committed one
-    frame only), the rest commit 2-8 real frames inside episodes; every weight of the dynamics
-    and both head pairs train, the autoencoder is kept (no decoder or heads stage).
+    frame only; the draw is uniform over 1-8, ``sf_start_single_share: null``), the rest commit
+    2-8 real frames inside episodes; every weight of the dynamics and both head pairs train. The
+    autoencoder is kept (no decoder or heads stage).
     """
     return dataclasses.replace(
-        cartpole_fused_config(), sf_steps=300, sf_lr=1e-4, sf_context_max=8, sf_start_context_max=8, warmup=10,
-        dec_steps=0, heads_steps=0,
+        cartpole_fused_config(), sf_steps=300, sf_lr=1e-4, sf_context_max=8, sf_start_context_max=8, sf_start_single_share=None,
+        warmup=10, dec_steps=0, heads_steps=0,
     )  # fmt: skip
 
 
 def cartpole_fast_starts_config() -> TrainConfig:
-    """Third run of ``worldgym/CartPoleFast-v0`` (configs/cartpole_fast_starts.yaml): `cartpole_starts_config` for it.
+    """Third run of ``worldgym/CartPoleFast-v0`` (configs/cartpole_fast_starts.yaml): `cartpole_starts_config` for it,
+    with half of the episode-start rollouts committing one frame only (the other half 2-8), then ``denoise_heads``
+    refitted on detached rollouts with the same starts (300 steps, as in its second run).
 
     ``worldgym train configs/cartpole_fast_starts.yaml --init assets/models/cartpolefast --init-stage selfforce``.
     """
-    return dataclasses.replace(cartpole_starts_config(), model=cartpole_fast_long_rollouts_config().model)
+    return dataclasses.replace(
+        cartpole_starts_config(), model=cartpole_fast_long_rollouts_config().model, sf_start_single_share=0.5, heads_steps=300
+    )
 
 
 def crafter_config() -> TrainConfig:
