@@ -199,3 +199,20 @@ def test_reencoded_dream_step_is_the_filter_fed_the_decoded_frame():
     torch.testing.assert_close(filt.observe(out.frames, [1]).features, out.features, atol=1e-5, rtol=0)
     with pytest.raises(ValueError, match="two-pass"):
         WorldModel(tiny_model(fused=True), 1, reencode=True)
+
+
+def test_model_state_report_on_a_real_twin():
+    from worldgym.evaluation.model_state import report, ridge, read
+    from worldgym.model.actions import ActionConfig
+
+    model = tiny_model(action=ActionConfig(kind="discrete", n=2))
+    policy = ModelStatePolicy(model, feature_actor(model.config.dynamics.dim, [8], 2, out_gain=1.0))
+    env = gym.make("worldgym/CartPoleReal-v0", height=16, width=16)
+    out = report(policy, env, episodes=2, seed=0)
+    assert out["steps"] > 10 and 0.0 <= out["action_agreement"] <= 1.0
+    assert len(out["readout_rmse"]["real"]) == len(out["readout_rmse"]["imagined"]) == 4
+    assert all(np.isfinite(v) for v in out["readout_rmse"]["imagined"])
+    # the ridge readout recovers an exactly linear target
+    f = np.random.default_rng(0).normal(size=(50, 6))
+    w = np.random.default_rng(1).normal(size=(6, 2))
+    np.testing.assert_allclose(read(ridge(f, f @ w, lam=1e-9), f), f @ w, atol=1e-6)
