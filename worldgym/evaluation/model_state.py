@@ -100,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    import worldgym  # noqa: F401  (registers the ids)
+    import worldgym.envs.registration  # noqa: F401  (registers the worldgym ids)
     from worldgym.policy_io import load_policy
     from worldgym.training.imagination import make_real
 
