@@ -65,7 +65,7 @@ class LoopConfig:
         data: datasets the starting model was trained on: replayed while fine-tuning and cut into start contexts.
         prior_steps: real env steps the starting model saw (None = the steps in ``data``).
         turns: loop turns (turn 0 trains the agent in the starting model only).
-        collect_steps: real env steps collected per turn (whole episodes, at least this many).
+        collect_steps: real env steps to collect per turn (whole episodes, their count estimated from the last real return).
         budget: the most real env steps the world model may see in all (prior + collected).
         finetune: the world model's fine-tuning recipe per turn (its ``model`` is replaced by the current model's config).
         ppo: the agent's PPO settings per turn (``total_steps`` imagined steps).
