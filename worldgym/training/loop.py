@@ -70,6 +70,8 @@ class LoopConfig:
         finetune: the world model's fine-tuning recipe per turn (its ``model`` is replaced by the current model's config).
         ppo: the agent's PPO settings per turn (``total_steps`` imagined steps).
         continue_agent: keep training the previous turn's agent (else a fresh agent each turn).
+        policy_data_repeat: the loop's own episodes count this many times in each fine-tune (their
+            share of the batches grows; the starting recordings count once).
         start_context: real frames in each imagined episode's start context.
         start_bank: start contexts cut from the datasets per turn.
         eval_episodes: greedy real episodes per turn (seeds ``eval_seed + i``, the same every turn).
@@ -91,6 +93,7 @@ class LoopConfig:
     )
     ppo: PPOConfig = field(default_factory=PPOConfig)
     continue_agent: bool = True
+    policy_data_repeat: int = 1
     start_context: int = 4
     start_bank: int = 4096
     eval_episodes: int = 20
@@ -190,7 +193,9 @@ class Loop:
         prev = checkpoint.load(checkpoint.resolve(self.model_path(k - 1)))
         seq = min(self.cfg.finetune.seq_frames, prev.config.dynamics.train_frames)  # the model's longest training sequence
         cfg = dataclasses.replace(self.cfg.finetune, model=prev.config, threads=self.cfg.threads, seed=k, seq_frames=seq)
-        train(cfg, self.datasets(k), self.turn_dir(k) / "finetune", init=checkpoint.resolve(self.model_path(k - 1)), init_stage="dynamics")
+        loop_data = self.datasets(k)[len(self.cfg.data) :]
+        data = [*self.cfg.data, *(loop_data * self.cfg.policy_data_repeat)]
+        train(cfg, data, self.turn_dir(k) / "finetune", init=checkpoint.resolve(self.model_path(k - 1)), init_stage="dynamics")
         self._mark(f"finetune:{k}")
 
     def imagine(self, k: int) -> dict[str, Any]:
@@ -357,6 +362,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--imagine-steps", type=int, default=d.ppo.total_steps, help="imagined env steps of PPO per turn")
     parser.add_argument("--horizon", type=int, default=d.ppo.horizon, help="imagined episodes are cut after this many steps (critic bootstraps)")
     parser.add_argument("--num-envs", type=int, default=d.ppo.num_envs, help="imagined envs per batch")
+    parser.add_argument("--policy-data-repeat", type=int, default=d.policy_data_repeat, help="the loop's episodes count this many times in each fine-tune")
     parser.add_argument("--eval-episodes", type=int, default=d.eval_episodes, help="greedy real episodes per turn")
     parser.add_argument("--seed", type=int, default=d.ppo.seed, help="seed of the agent")
     parser.add_argument("--dtype", default=d.dtype, choices=["float32", "bfloat16"], help="precision of the imagination")
@@ -371,7 +377,7 @@ def run(args: argparse.Namespace) -> int:
         model=args.model, twin=args.twin, data=list(args.data), turns=args.turns, collect_steps=args.collect_steps, budget=args.budget,
         finetune=dataclasses.replace(d.finetune, dyn_steps=args.finetune_steps, sf_steps=args.selfforce_steps),
         ppo=dataclasses.replace(d.ppo, total_steps=args.imagine_steps, horizon=args.horizon, num_envs=args.num_envs, seed=args.seed),
-        eval_episodes=args.eval_episodes, dtype=args.dtype, threads=args.threads,
+        eval_episodes=args.eval_episodes, dtype=args.dtype, threads=args.threads, policy_data_repeat=args.policy_data_repeat,
     )  # fmt: skip
     if args.baseline:
         rows = baseline(args.out, cfg, args.baseline, every=max(cfg.ppo.num_envs * cfg.ppo.num_steps, args.baseline // 10), progress=not args.quiet)
