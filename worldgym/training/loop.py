@@ -359,6 +359,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--budget", type=int, default=d.budget, help="most real env steps the world model may see in all")
     parser.add_argument("--finetune-steps", type=int, default=d.finetune.dyn_steps, help="teacher-forcing steps of the world model per turn")
     parser.add_argument("--selfforce-steps", type=int, default=d.finetune.sf_steps, help="self-forcing steps of the world model per turn")
+    parser.add_argument("--finetune-lr", type=float, default=None, help="learning rate of both fine-tuning stages (default: the recipe's teacher-forcing and self-forcing rates)")
     parser.add_argument("--imagine-steps", type=int, default=d.ppo.total_steps, help="imagined env steps of PPO per turn")
     parser.add_argument("--horizon", type=int, default=d.ppo.horizon, help="imagined episodes are cut after this many steps (critic bootstraps)")
     parser.add_argument("--num-envs", type=int, default=d.ppo.num_envs, help="imagined envs per batch")
@@ -375,7 +376,10 @@ def run(args: argparse.Namespace) -> int:
     d = LoopConfig()
     cfg = LoopConfig(
         model=args.model, twin=args.twin, data=list(args.data), turns=args.turns, collect_steps=args.collect_steps, budget=args.budget,
-        finetune=dataclasses.replace(d.finetune, dyn_steps=args.finetune_steps, sf_steps=args.selfforce_steps),
+        finetune=dataclasses.replace(
+            d.finetune, dyn_steps=args.finetune_steps, sf_steps=args.selfforce_steps,
+            **({} if args.finetune_lr is None else {"dyn_lr": args.finetune_lr, "sf_lr": args.finetune_lr}),
+        ),
         ppo=dataclasses.replace(d.ppo, total_steps=args.imagine_steps, horizon=args.horizon, num_envs=args.num_envs, seed=args.seed),
         eval_episodes=args.eval_episodes, dtype=args.dtype, threads=args.threads, policy_data_repeat=args.policy_data_repeat,
     )  # fmt: skip
