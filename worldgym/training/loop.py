@@ -42,7 +42,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_model, save_model
 
-from worldgym.config_io import ConfigError, from_dict, to_dict
+from worldgym.config_io import ConfigError, from_dict, load_yaml, to_dict
 from worldgym.data.dataset import load as load_dataset
 from worldgym.envs.starts import StartBank
 from worldgym.model import checkpoint
@@ -67,6 +67,8 @@ class LoopConfig:
         collect_steps: real env steps to collect per turn (whole episodes, their count estimated from the last real return).
         budget: the most real env steps the world model may see in all (prior + collected).
         finetune: the world model's fine-tuning recipe per turn (its ``model`` is replaced by the current model's config).
+        finetune_stage: the stage each fine-tune starts at: "dynamics" (teacher forcing, then
+            self-forcing) or "selfforce" (self-forcing only).
         ppo: the agent's PPO settings per turn (``total_steps`` imagined steps).
         continue_agent: keep training the previous turn's agent (else a fresh agent each turn).
         policy_data_repeat: the loop's own episodes count this many times in each fine-tune (their
@@ -91,6 +93,7 @@ class LoopConfig:
         default_factory=lambda: TrainConfig(dyn_steps=600, dyn_batch=16, dyn_lr=3e-4, seq_frames=12, sf_steps=100, sf_lr=2e-4, sf_blocks=16, log_every=100, ckpt_every=200)
     )
     ppo: PPOConfig = field(default_factory=PPOConfig)
+    finetune_stage: str = "dynamics"
     continue_agent: bool = True
     policy_data_repeat: int = 1
     start_context: int = 4
@@ -194,7 +197,7 @@ class Loop:
         cfg = dataclasses.replace(self.cfg.finetune, model=prev.config, threads=self.cfg.threads, seed=k, seq_frames=seq)
         loop_data = self.datasets(k)[len(self.cfg.data) :]
         data = [*self.cfg.data, *(loop_data * self.cfg.policy_data_repeat)]
-        train(cfg, data, self.turn_dir(k) / "finetune", init=checkpoint.resolve(self.model_path(k - 1)), init_stage="dynamics")
+        train(cfg, data, self.turn_dir(k) / "finetune", init=checkpoint.resolve(self.model_path(k - 1)), init_stage=self.cfg.finetune_stage)
         self._mark(f"finetune:{k}")
 
     def imagine(self, k: int) -> dict[str, Any]:
@@ -358,6 +361,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--budget", type=int, default=d.budget, help="most real env steps the world model may see in all")
     parser.add_argument("--finetune-steps", type=int, default=d.finetune.dyn_steps, help="teacher-forcing steps of the world model per turn")
     parser.add_argument("--selfforce-steps", type=int, default=d.finetune.sf_steps, help="self-forcing steps of the world model per turn")
+    parser.add_argument("--finetune-config", default=None, help="a training recipe YAML (e.g. the model's own) for the fine-tunes; --finetune-steps and --selfforce-steps still set their lengths")
+    parser.add_argument("--finetune-stage", default=d.finetune_stage, choices=["dynamics", "selfforce"], help="stage each fine-tune starts at")
     parser.add_argument("--finetune-lr", type=float, default=None, help="learning rate of both fine-tuning stages (default: the recipe's teacher-forcing and self-forcing rates)")
     parser.add_argument("--imagine-steps", type=int, default=d.ppo.total_steps, help="imagined env steps of PPO per turn")
     parser.add_argument("--horizon", type=int, default=d.ppo.horizon, help="imagined episodes are cut after this many steps (critic bootstraps)")
@@ -376,11 +381,13 @@ def run(args: argparse.Namespace) -> int:
     cfg = LoopConfig(
         model=args.model, twin=args.twin, data=list(args.data), turns=args.turns, collect_steps=args.collect_steps, budget=args.budget,
         finetune=dataclasses.replace(
-            d.finetune, dyn_steps=args.finetune_steps, sf_steps=args.selfforce_steps,
+            load_yaml(TrainConfig, args.finetune_config) if args.finetune_config else d.finetune,
+            dyn_steps=args.finetune_steps, sf_steps=args.selfforce_steps,
             **({} if args.finetune_lr is None else {"dyn_lr": args.finetune_lr, "sf_lr": args.finetune_lr}),
         ),
         ppo=dataclasses.replace(d.ppo, total_steps=args.imagine_steps, horizon=args.horizon, num_envs=args.num_envs, seed=args.seed),
         eval_episodes=args.eval_episodes, dtype=args.dtype, threads=args.threads, policy_data_repeat=args.policy_data_repeat,
+        finetune_stage=args.finetune_stage,
     )  # fmt: skip
     if args.baseline:
         rows = baseline(args.out, cfg, args.baseline, every=max(cfg.ppo.num_envs * cfg.ppo.num_steps, args.baseline // 10), progress=not args.quiet)
