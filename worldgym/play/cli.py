@@ -8,7 +8,8 @@
 
 Keys: the env's keymap (assets/keymaps/<Env>.yaml, else the default for its action
 space; arrows and WASD), R reset, P pause, N one step while paused, Tab switch between
-you and the loaded agent (--agent), Esc quit. Held keys are read at display rate (about
+you and the loaded agent (--agent), Esc quit; a keymap's ``player_keys`` may move these
+(Crafter's keymap does: its game uses Tab, R and P). Held keys are read at display rate (about
 60 Hz) and applied at the next step (one latent block); a tap shorter than a frame still
 counts. With no key held the keymap's idle action is sent. The heads-up display shows
 frames per second, step milliseconds, the step count, the action, and the predicted
@@ -34,7 +35,7 @@ from worldgym.envs.display import HEADLESS_DRIVERS, check_display, import_pygame
 from worldgym.play.keymap import ActionMapper, MissingKeysToAction, find_keymap, load_keymap, space_kind
 from worldgym.policies.agents import PlayerError, load_agent
 from worldgym.play.recorder import DatasetRecorder
-from worldgym.play.player import HELP_LINE, Player
+from worldgym.play.player import Player, help_line
 from worldgym.data.video import open_video
 
 DEFAULT_ENV = "worldgym/CartPole-v0"
@@ -150,7 +151,7 @@ def run(args: argparse.Namespace) -> int:
         )  # fmt: skip
         player.paused = args.paused
         print(f"worldgym play {args.env} ({space_kind(env.action_space)} actions; keymap {keymap_file})")
-        print(f"  keys: {mapper.describe()}; {HELP_LINE}")
+        print(f"  keys: {mapper.describe()}; {help_line(player.controls)}")
         player.run(args.max_steps, step_fps * ticks_per_step, allow_headless=args.headless, screenshot=args.screenshot)
         if recorder is not None:
             print(f"recorded {recorder.episodes} episodes to {args.record}")

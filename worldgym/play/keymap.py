@@ -16,7 +16,9 @@ a combination is written ``up+left``. What a binding's value means depends on th
 ``idle`` lists the actions used when no bound key is held, cycled one per step; empty
 means the kind's neutral action (``0``, all zeros, the middle choice of every axis, or the
 box point nearest zero). CartPole has no null action, so its keymap alternates left and
-right pushes. The keys R, P, N, Tab and Esc belong to the player and cannot be bound.
+right pushes. ``player_keys`` moves the player's own commands (``PLAYER_KEYS``: R reset,
+P pause, N step, Tab agent, Esc quit) to other keys, so a game's own layout may use those
+keys (Crafter sleeps on Tab and places on R and P); the player's keys cannot be bound.
 This module knows key names and action spaces, never pygame events or windows.
 """
 
@@ -37,7 +39,7 @@ from worldgym.paths import assets_dir
 log = logging.getLogger(__name__)
 
 KINDS = ("discrete", "multi_discrete", "multi_binary", "box")
-RESERVED_KEYS = ("r", "p", "n", "tab", "escape")
+PLAYER_KEYS = {"reset": "r", "pause": "p", "step": "n", "agent": "tab", "quit": "escape"}  # command -> key name
 KEYMAP_DIR = assets_dir() / "keymaps"
 
 
@@ -54,23 +56,43 @@ class Keymap:
         bindings: key or ``key+key`` combination -> value (meaning per kind, see the module docstring).
         idle: actions cycled one per step while no bound key is held; empty = the kind's neutral action.
         description: one line for the player's help and HUD.
+        player_keys: player command (reset, pause, step, agent, quit) -> the key that gives it,
+            for the commands moved away from their default key (`PLAYER_KEYS`).
     """
 
     kind: str = "discrete"
     bindings: dict[str, Any] = field(default_factory=dict)
     idle: list[Any] = field(default_factory=list)
     description: str = ""
+    player_keys: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
             raise ValueError(f"keymap kind must be one of {KINDS}, got {self.kind!r}")
+        for command, key in self.player_keys.items():
+            if command not in PLAYER_KEYS:
+                raise ValueError(f"player_keys: unknown player command {command!r}; the commands are {list(PLAYER_KEYS)}")
+            if not isinstance(key, str) or len(split_combo(key)) != 1:
+                raise ValueError(f"player_keys: {command} takes one key name (pygame's, e.g. 'backspace'), got {key!r}")
+        controls = self.controls()
+        by_key: dict[str, list[str]] = {}
+        for command, key in controls.items():
+            by_key.setdefault(key, []).append(command)
+        clash = {key: commands for key, commands in by_key.items() if len(commands) > 1}
+        if clash:
+            raise ValueError(f"player_keys: one key per player command, got {clash}; move one of them to another key")
         for combo in self.bindings:
             for key in split_combo(combo):
-                if key in RESERVED_KEYS:
+                if key in by_key:
                     raise ValueError(
-                        f"key {key!r} in binding {combo!r} is reserved by the player (R reset, P pause, "
-                        f"N step, Tab agent, Esc quit); bind another key"
+                        f"key {key!r} in binding {combo!r} is reserved by the player for {by_key[key][0]} "
+                        f"({', '.join(f'{k} {c}' for c, k in controls.items())}); bind another key, "
+                        f"or move the player's command with player_keys: {{{by_key[key][0]}: KEY}}"
                     )
+
+    def controls(self) -> dict[str, str]:
+        """Player command -> key name: `PLAYER_KEYS` with this keymap's ``player_keys`` applied."""
+        return {command: self.player_keys.get(command, key).strip().lower() for command, key in PLAYER_KEYS.items()}
 
 
 def split_combo(combo: str) -> frozenset[str]:

@@ -18,12 +18,23 @@ import gymnasium as gym
 import numpy as np
 
 from worldgym.envs.display import check_display, check_driver, import_pygame
-from worldgym.play.keymap import ActionMapper
+from worldgym.play.keymap import PLAYER_KEYS, ActionMapper
 from worldgym.policies.agents import Policy, PlayerError, required_args
 from worldgym.play.recorder import DatasetRecorder
 from worldgym.data.video import upscale
 
-HELP_LINE = "R reset  P pause  N step  Tab human/agent  Esc quit"
+HELP_NAMES = {"reset": "reset", "pause": "pause", "step": "step", "agent": "human/agent", "quit": "quit"}
+
+
+def help_line(controls: dict[str, str] = PLAYER_KEYS) -> str:
+    """The player's keys, one line: ``R reset  P pause  N step  Tab human/agent  Esc quit`` by default."""
+    return "  ".join(f"{key_label(key)} {HELP_NAMES[command]}" for command, key in controls.items())
+
+
+def key_label(name: str) -> str:
+    """A pygame key name as the HUD writes it: ``r`` -> ``R``, ``escape`` -> ``Esc``, ``backspace`` -> ``Backspace``."""
+    return {"escape": "Esc"}.get(name, name.upper() if len(name) == 1 else name.title())
+
 MIN_WIDTH = 520  # room for the HUD lines
 MESSAGE_TICKS = 180  # how long a HUD message stays (display frames)
 
@@ -147,6 +158,8 @@ class Player:
         self.main = Side(env, "neural" if twin is not None else "")
         self.sides = [Side(twin, "real"), self.main] if twin is not None else [self.main]
         self.mapper, self.agent = mapper, agent
+        self.controls = mapper.keymap.controls()  # player command -> key name (the keymap may move them)
+        self.commands = {key: command for command, key in self.controls.items()}
         self._seeds = episode_seeds(seed)
         self.ticks_per_step, self.scale, self.hud = ticks_per_step, scale, hud
         self.surface, self.recorder, self.video = surface, recorder, video
@@ -181,18 +194,19 @@ class Player:
             self.quit = True
         elif event.type == pg.KEYDOWN:
             name = pg.key.name(event.key).lower()
-            if event.key == pg.K_ESCAPE:
+            command = self.commands.get(name)
+            if command == "quit":
                 self.quit = True
-            elif event.key == pg.K_r:
+            elif command == "reset":
                 self._reset_requested = True
-            elif event.key == pg.K_p:
+            elif command == "pause":
                 self.paused = not self.paused
-            elif event.key == pg.K_n:
+            elif command == "step":
                 if self.paused:
                     self._single_steps += 1
                 else:
                     self.paused = True
-            elif event.key == pg.K_TAB:
+            elif command == "agent":
                 if self.agent is None:
                     self.say("no agent: start with --agent random|scripted|module:callable")
                 else:
@@ -337,12 +351,12 @@ class Player:
             )
         status = []
         if self.paused:
-            status.append("PAUSED: N step, P resume")
+            status.append(f"PAUSED: {key_label(self.controls['step'])} step, {key_label(self.controls['pause'])} resume")
         if self.recorder is not None or self.video is not None:
             status.append("REC")
         if self.message:
             status.append(self.message)
-        lines.append("  ".join(status) or HELP_LINE)
+        lines.append("  ".join(status) or help_line(self.controls))
         return lines
 
     def canvas(self) -> np.ndarray:
