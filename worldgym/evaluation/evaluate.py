@@ -4,7 +4,7 @@ Example:
     worldgym eval assets/models/cartpole --episodes 32 --seed 100000 --out runs/cartpole/eval.json \\
         --strip runs/cartpole/strip.png
 
-What is measured (CartPole; the pixel metrics apply to any twin):
+What is measured (CartPole; other twins, such as Crafter, are measured by openworld.py):
 
 1. **Open-loop fidelity.** Real episodes are recorded on held-out seeds (default policy
    ``mix``: random, sticky-random and noisy-controller episodes). The neural env starts
@@ -60,7 +60,6 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from worldgym.config_io import ConfigError
 from worldgym.model import checkpoint
 from worldgym.engine import WorldModel
 from worldgym.model.hardware import DTYPE_CHOICES, resolve_dtype
@@ -81,23 +80,24 @@ def psnr(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def record_real(name: str, size: tuple[int, int], episodes: int, seed: int, policy: str, max_steps: int) -> list[dict[str, Any]]:
-    """Held-out real episodes in memory: frames (T+1, H, W, 3), actions (T,), states (T+1, 4), terminated, seed."""
+    """Held-out real episodes in memory, seeded as ``worldgym record`` seeds them: frames (T+1, H, W, 3), actions (T,), rewards (T,), states (T+1, S), terminated, seed."""
     env = PixelTwin(name, height=size[0], width=size[1])
     pol = make_policy(policy, env.action_space)
     out = []
     for i in range(episodes):
         obs, info = env.reset(seed=seed + i)
         pol.reset(np.random.default_rng([seed, i]))
-        frames, actions, states, terminated = [obs], [], [info["state"]], False
+        frames, actions, rewards, states, terminated = [obs], [], [], [info["state"]], False
         for _ in range(max_steps):
             a = int(pol(obs, info))
-            obs, _, terminated, _, info = env.step(a)
+            obs, r, terminated, _, info = env.step(a)
             frames.append(obs)
             actions.append(a)
+            rewards.append(float(r))
             states.append(info["state"])
             if terminated:
                 break
-        out.append({"frames": np.stack(frames), "actions": np.array(actions), "states": np.stack(states), "terminated": terminated, "seed": seed + i})
+        out.append({"frames": np.stack(frames), "actions": np.array(actions), "rewards": np.array(rewards, np.float32), "states": np.stack(states), "terminated": terminated, "seed": seed + i})
     env.close()
     return out
 
@@ -356,8 +356,9 @@ def evaluate(
     t0 = time.time()
     model = checkpoint.load(model_path)
     cfg = model.config
-    if cfg.real_twin != "CartPole":
-        raise ConfigError(f"evaluation needs a CartPole model with its real twin, got real_twin={cfg.real_twin!r}; evaluate a CartPole model")
+    if cfg.real_twin != "CartPole":  # Crafter and other open worlds (any twin but CartPole): openworld.py
+        from worldgym.evaluation.openworld import evaluate_world
+        return evaluate_world(model, model_path, episodes, seed, policy, max_steps, stability_steps, strip, dtype)
     size = (cfg.autoencoder.frame_height, cfg.autoencoder.frame_width)
     real = record_real(cfg.real_twin, size, episodes, seed, policy, max_steps)
     probe = fit_probe(real)
@@ -476,6 +477,10 @@ def run(args: argparse.Namespace) -> int:
     text = json.dumps(report, indent=1)
     if args.out:
         Path(args.out).write_text(text)
+    if "movement" in report:  # an open-world report (openworld.py)
+        from worldgym.evaluation.openworld import summary as world_summary
+        print(json.dumps(world_summary(report), indent=1))
+        return 0
     summary = {
         "psnr_db": {h: report["fidelity"][h].get("psnr_db") for h in report["fidelity"]},
         "cart_x_err_m": {h: report["fidelity"][h].get("cart_x_abs_err_m") for h in report["fidelity"]},

@@ -50,6 +50,8 @@ MATERIALS = ("none", "water", "grass", "stone", "path", "sand", "tree", "lava", 
 OBJECTS = ("player", "cow", "zombie", "skeleton", "arrow", "plant")
 SEM = {name: i for i, name in enumerate(MATERIALS + OBJECTS)}
 WALKABLE = (SEM["grass"], SEM["sand"], SEM["path"])
+EVAL_POLICY = "crafter_explorer"  # the policy `worldgym eval` records held-out episodes with by default
+POSITION = (STATE_NAMES.index("x"), STATE_NAMES.index("y"))  # the player's tile in info["state"], for evaluation
 MOVES = {(-1, 0): A["move_left"], (1, 0): A["move_right"], (0, -1): A["move_up"], (0, 1): A["move_down"]}
 
 
@@ -139,6 +141,20 @@ class CrafterEnv(gym.Env):
 
     def render(self) -> np.ndarray | None:
         return None if self._obs is None else self._obs.copy()
+
+
+def view_area(height: int, width: int) -> tuple[int, int, int, int, int, int] | None:
+    """Where the twin's (height, width) frames show the map that scrolls with the player: (top, left, rows, cols, tile height, tile width) pixels.
+
+    Crafter draws its 64x64 frame as 9x9 tiles of 7 pixels (the top 9x7 the map around the
+    player, the bottom 2 rows the inventory, one spare pixel row and column), and the twin
+    resizes it: the map is the top 49 rows by 63 columns at 64x64, scaled at other sizes.
+    None when a tile is not a whole number of pixels at that size.
+    """
+    th, tw = 7 * height / 64, 7 * width / 64
+    if th != int(th) or tw != int(tw) or th < 1 or tw < 1:
+        return None
+    return 0, 0, 7 * int(th), 9 * int(tw), int(th), int(tw)
 
 
 # ---------------------------------------------------------------------- the scripted explorer
