@@ -77,7 +77,44 @@ class MixPolicy:
         return self.current(observation, info)
 
 
-POLICIES = ("random", "sticky", "controller", "mix", "crafter_explorer")
+class BurstPolicy:
+    """A base policy interrupted by bursts: at each step, with probability ``p_burst``, one random action is held for 3-15 steps.
+
+    Agents trained in imagination hold actions for many steps from states a balancing policy
+    reaches (the dream policy of the model-based loop holds one action 6-8 steps after
+    dithering); random and sticky episodes only hold from the episode start, and a
+    controller never holds. Bursts over a controller record how the world answers
+    sustained actions from the middle of an episode, and how it recovers after.
+
+    Args:
+        base: the policy between bursts (a callable ``(obs, info) -> action`` with ``reset(rng)``).
+        action_space: the space the burst actions are drawn from.
+        p_burst: probability per step of starting a burst.
+        hold: (shortest, longest) burst length in steps, drawn uniformly.
+    """
+
+    def __init__(self, base: Any, action_space: gym.Space, p_burst: float = 0.04, hold: tuple[int, int] = (3, 15)) -> None:
+        self.base, self.action_space, self.p_burst, self.hold = base, action_space, p_burst, hold
+        self.rng = np.random.default_rng(0)
+        self.left, self.action = 0, None
+
+    def reset(self, rng: np.random.Generator) -> None:
+        self.rng = rng
+        self.action_space.seed(int(rng.integers(2**31)))
+        self.base.reset(rng)
+        self.left, self.action = 0, None
+
+    def __call__(self, observation: np.ndarray, info: dict) -> Any:
+        base_action = self.base(observation, info)  # the base keeps its own state (e.g. frame differences) every step
+        if self.left == 0 and self.rng.random() < self.p_burst:
+            self.left, self.action = int(self.rng.integers(self.hold[0], self.hold[1] + 1)), self.action_space.sample()
+        if self.left > 0:
+            self.left -= 1
+            return self.action
+        return base_action
+
+
+POLICIES = ("random", "sticky", "controller", "mix", "bursts", "crafter_explorer")
 
 
 def make_policy(name: str, action_space: gym.Space) -> Any:
@@ -98,6 +135,8 @@ def make_policy(name: str, action_space: gym.Space) -> Any:
         return CartPoleController()
     if name == "mix":
         return MixPolicy(action_space)
+    if name == "bursts":  # CartPole's controller (random actions mixed in) interrupted by held random actions
+        return BurstPolicy(CartPoleController(noise=0.1), action_space)
     if name == "crafter_explorer":  # walks, collects, places and crafts (worldgym.worlds.crafter)
         from worldgym.worlds.crafter import CrafterExplorer
 

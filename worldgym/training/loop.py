@@ -356,6 +356,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default=d.model, help="starting world model: checkpoint folder or installed name")
     parser.add_argument("--twin", default=d.twin, help="Gymnasium id of the real env")
     parser.add_argument("--data", nargs="*", default=[], help="datasets the starting model was trained on (replayed, cut into starts, counted in the budget)")
+    parser.add_argument("--prior-steps", type=int, default=None, help="real env steps the starting model saw (default: the steps in --data)")
     parser.add_argument("--turns", type=int, default=d.turns, help="loop turns")
     parser.add_argument("--collect-steps", type=int, default=d.collect_steps, help="real env steps collected per turn")
     parser.add_argument("--budget", type=int, default=d.budget, help="most real env steps the world model may see in all")
@@ -368,6 +369,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--horizon", type=int, default=d.ppo.horizon, help="imagined episodes are cut after this many steps (critic bootstraps)")
     parser.add_argument("--num-envs", type=int, default=d.ppo.num_envs, help="imagined envs per batch")
     parser.add_argument("--policy-data-repeat", type=int, default=d.policy_data_repeat, help="the loop's episodes count this many times in each fine-tune")
+    parser.add_argument("--fresh-agent", action="store_true", help="train a new agent every turn instead of continuing the previous turn's")
     parser.add_argument("--eval-episodes", type=int, default=d.eval_episodes, help="greedy real episodes per turn")
     parser.add_argument("--seed", type=int, default=d.ppo.seed, help="seed of the agent")
     parser.add_argument("--dtype", default=d.dtype, choices=["float32", "bfloat16"], help="precision of the imagination")
@@ -387,7 +389,7 @@ def run(args: argparse.Namespace) -> int:
         ),
         ppo=dataclasses.replace(d.ppo, total_steps=args.imagine_steps, horizon=args.horizon, num_envs=args.num_envs, seed=args.seed),
         eval_episodes=args.eval_episodes, dtype=args.dtype, threads=args.threads, policy_data_repeat=args.policy_data_repeat,
-        finetune_stage=args.finetune_stage,
+        finetune_stage=args.finetune_stage, prior_steps=args.prior_steps, continue_agent=not args.fresh_agent,
     )  # fmt: skip
     if args.baseline:
         rows = baseline(args.out, cfg, args.baseline, every=max(cfg.ppo.num_envs * cfg.ppo.num_steps, args.baseline // 10), progress=not args.quiet)
