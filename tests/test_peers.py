@@ -23,7 +23,7 @@ import worldgym  # noqa: F401  (registers the ids)
 from worldgym.envs.registration import ENTRY_POINT
 from worldgym.model import checkpoint
 from worldgym.model.autoencoder import AutoencoderConfig
-from worldgym.model.hardware import AUTO_BF16_MIN_BATCH, cpu_flags, resolve_dtype, set_threads
+from worldgym.model.hardware import AUTO_BF16_MIN_BATCH, auto_rule, cpu_flags, resolve_dtype, set_threads
 from worldgym.model.networks import Model
 
 from conftest import randomized, tiny_config
@@ -135,36 +135,58 @@ AVX512_BF16 = "processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f avx512_bf16\n"
 PLAIN = "processor\t: 0\nflags\t\t: fpu sse2 avx2\n"
 
 
-def test_auto_dtype_is_bfloat16_only_on_amx_cpus_at_large_batches():
+def test_auto_dtype_is_bfloat16_on_amx_cpus_at_large_batches_and_measured_on_avx512_bf16_ones(monkeypatch):
+    monkeypatch.delenv("WORLDGYM_AUTO_DTYPE", raising=False)
     big = AUTO_BF16_MIN_BATCH
     assert {"amx_bf16", "amx_tile"} <= cpu_flags(AMX) and cpu_flags("no flags here") == set()
     assert resolve_dtype("auto", "cpu", big, AMX) == "bfloat16"
     assert resolve_dtype("auto", "cpu", 256, AMX) == "bfloat16"
     assert resolve_dtype("auto", "cpu", 1, AMX) == "float32"  # one env: float32 measured faster even with AMX
     assert resolve_dtype("auto", "cpu", big - 1, AMX) == "float32"
-    assert resolve_dtype("auto", "cpu", 256, AVX512_BF16) == "float32"  # bf16 without AMX measured slower
-    assert resolve_dtype("auto", "cpu", 256, PLAIN) == "float32"
+    # avx512_bf16 without AMX: bf16 was slower on one such CPU and faster on another, so it is timed
+    assert auto_rule("cpu", 256, AVX512_BF16) == "measure" and auto_rule("cpu", big - 1, AVX512_BF16) == "float32"
+    assert resolve_dtype("auto", "cpu", 256, AVX512_BF16) == "float32"  # nothing to time with: the reference precision
+    assert resolve_dtype("auto", "cpu", 256, AVX512_BF16, measure=lambda: "bfloat16") == "bfloat16"
+    assert resolve_dtype("auto", "cpu", 256, PLAIN, measure=lambda: "bfloat16") == "float32"
     assert resolve_dtype("auto", "meta", 256, AMX) == "float32"
     assert resolve_dtype("float32", "cpu", 256, AMX) == "float32" and resolve_dtype("bfloat16", "cpu", 1, PLAIN) == "bfloat16"
     with pytest.raises(ValueError, match=r"dtype must be one of \['auto', 'float32', 'bfloat16'\], got 'fp16'"):
         resolve_dtype("fp16")
+    monkeypatch.setenv("WORLDGYM_AUTO_DTYPE", "bfloat16")  # fixes "auto" on any machine, at any batch
+    assert resolve_dtype("auto", "cpu", 1, PLAIN) == "bfloat16" and resolve_dtype("float32", "cpu", 256, AMX) == "float32"
+    monkeypatch.setenv("WORLDGYM_AUTO_DTYPE", "fp16")
+    with pytest.raises(ValueError, match="WORLDGYM_AUTO_DTYPE must be 'float32' or 'bfloat16'"):
+        resolve_dtype("auto")
 
 
-@pytest.mark.parametrize("cpuinfo,expected", [(AMX, "bfloat16"), (AVX512_BF16, "float32")])
-def test_envs_show_the_resolved_dtype(monkeypatch, cpuinfo, expected):
+@pytest.mark.parametrize("cpuinfo,expected", [(AMX, "bfloat16"), (AVX512_BF16, None), (PLAIN, "float32")])
+def test_envs_show_the_resolved_dtype_and_how_it_was_chosen(monkeypatch, cpuinfo, expected):
     from worldgym.envs.env import WorldModelEnv
     from worldgym.envs.torchrl_env import TorchRLWorldModelEnv
     from worldgym.envs.vector_env import WorldModelVectorEnv
     from worldgym.model import hardware
 
+    monkeypatch.delenv("WORLDGYM_AUTO_DTYPE", raising=False)
     monkeypatch.setattr(hardware, "cpu_flags", lambda cpuinfo_=None: cpu_flags(cpuinfo))
     model = randomized(Model(tiny_config()))
     big = AUTO_BF16_MIN_BATCH
-    assert WorldModelEnv(model).dtype == "float32"
-    assert WorldModelVectorEnv(model, big).dtype == expected
-    assert WorldModelVectorEnv(model, big).engine.cache.k.dtype == getattr(torch, expected)
+    one = WorldModelEnv(model)
+    assert one.dtype == "float32" and one.dtype_choice == {"requested": "auto", "dtype": "float32", "how": "hardware"}
+    envs = WorldModelVectorEnv(model, big)
+    if expected is None:  # timed on this model and batch: either precision, with the figures behind the choice
+        choice = envs.dtype_choice
+        assert choice["how"] == "measured" and set(choice["step_ms"]) == {"float32", "bfloat16"}
+        assert envs.dtype == choice["dtype"] == ("bfloat16" if choice["step_ms"]["bfloat16"] < 0.95 * choice["step_ms"]["float32"] else "float32")
+        assert WorldModelVectorEnv(model, big).dtype_choice == choice  # measured once per process
+        expected = choice["dtype"]
+    else:
+        assert envs.dtype_choice["how"] == "hardware"
+    assert envs.dtype == expected and envs.engine.cache.k.dtype == getattr(torch, expected)
     assert TorchRLWorldModelEnv(model, batch_size=[big]).dtype == expected
-    assert WorldModelVectorEnv(model, big, dtype="float32").dtype == "float32"
+    fixed = WorldModelVectorEnv(model, big, dtype="float32")
+    assert fixed.dtype == "float32" and fixed.dtype_choice["how"] == "requested"
+    monkeypatch.setenv("WORLDGYM_AUTO_DTYPE", "bfloat16")
+    assert WorldModelVectorEnv(model, big).dtype_choice == {"requested": "auto", "dtype": "bfloat16", "how": "WORLDGYM_AUTO_DTYPE"}
 
 
 def test_set_threads_is_process_global_and_checked():

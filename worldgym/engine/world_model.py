@@ -39,9 +39,10 @@ import numpy as np
 import torch
 
 from worldgym.engine.fused import denoise_fused
+from worldgym.engine.precision import choose_dtype
 from worldgym.model.actions import to_tensor
 from worldgym.model.cache import KVCache
-from worldgym.model.hardware import resolve_dtype
+from worldgym.model.hardware import DTYPE_CHOICES
 from worldgym.model.networks import Model
 from worldgym.model.sampler import SamplerConfig, draw_noise, flow_schedule, sample
 
@@ -82,9 +83,10 @@ class WorldModel:
     ``dtype="bfloat16"`` runs the passes under bf16 autocast with a bf16 cache: deterministic
     like float32, and one step from the same state within 5 % (of the largest latent) of the
     float32 step (tests/test_engine.py); rollouts then drift apart, so a bf16 model's fidelity
-    is its own `worldgym eval`. ``dtype="auto"`` resolves (`worldgym.model.hardware.resolve_dtype`)
-    to bfloat16 where it measured faster (AMX CPUs at 32 rows or more, bf16-capable CUDA)
-    and float32 elsewhere; ``self.dtype`` holds the resolved name.
+    is its own `worldgym eval`. ``dtype="auto"`` resolves (`worldgym.engine.precision.choose_dtype`)
+    to bfloat16 where it runs faster (AMX CPUs at 32 rows or more, bf16-capable CUDA, and
+    avx512_bf16 CPUs where one timed step of each says so) and float32 elsewhere;
+    ``self.dtype`` holds the resolved name and ``self.dtype_choice`` how it was chosen.
     """
 
     def __init__(
@@ -101,14 +103,18 @@ class WorldModel:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.device = torch.device(device)
-        dtype = resolve_dtype(dtype, self.device, batch_size)  # "auto" -> "float32" or "bfloat16"
+        if dtype not in DTYPE_CHOICES:
+            raise ValueError(f"dtype must be one of {list(DTYPE_CHOICES)}, got {dtype!r}")
         if self.device.type == "cuda" and not torch.cuda.is_available():
             raise RuntimeError("device 'cuda' was requested but CUDA is not available; use device='cpu'")
         self.model = model.to(self.device).eval()
         self.dynamics, self.autoencoder = self.model.dynamics, self.model.autoencoder
+        self.autoencoder.decoder.to(memory_format=torch.channels_last)  # what `Decoder.frames` feeds it (same values)
         self.config = model.config
-        self.dtype = dtype
         self.sampler = sampler or self.config.sampler
+        # "auto" -> "float32" or "bfloat16" (a one-time measurement where the CPU's flags cannot tell)
+        self.dtype_choice = choose_dtype(model, batch_size, self.device, dtype, sampler=self.sampler, features=features, reencode=reencode)
+        self.dtype = dtype = self.dtype_choice["dtype"]
         self.schedule = flow_schedule(self.sampler.steps, self.sampler.shift)
         dyn, ae = self.config.dynamics, self.config.autoencoder
         act = self.config.action

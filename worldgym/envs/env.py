@@ -229,8 +229,9 @@ class WorldModelEnv(gym.Env):
     * ``render_mode``: None, "rgb_array" or "human" (a pygame window).
     * ``obs_type``: "rgb", "latent" or "features".
     * ``device`` / ``dtype``: where and in which precision to run: "auto" (default: bfloat16
-      where it measured faster, see `worldgym.model.hardware.resolve_dtype`; float32 for a
-      single env on CPU), "float32" or "bfloat16". ``env.unwrapped.dtype`` shows the choice.
+      where it runs faster, see `worldgym.engine.precision`; float32 for a single env on CPU;
+      the environment variable ``WORLDGYM_AUTO_DTYPE`` fixes it), "float32" or "bfloat16".
+      ``env.unwrapped.dtype`` shows the choice, ``env.unwrapped.dtype_choice`` how it was made.
     * ``sampler_steps``: denoising passes per step (default: the model's).
     * ``reward_fn`` / ``termination_fn``: callables ``(obs, action)`` overriding the heads.
     * ``wall_time_info``: put ``"step_time"`` in ``info`` (default False).
@@ -275,6 +276,7 @@ class WorldModelEnv(gym.Env):
         self.reward_fn, self.termination_fn = reward_fn, termination_fn
         self.wall_time_info = wall_time_info
         self.dtype = self.engine.dtype  # "auto" resolved: "float32" or "bfloat16"
+        self.dtype_choice = self.engine.dtype_choice  # how: requested, WORLDGYM_AUTO_DTYPE, hardware or measured
         self.last_step_time: float | None = None  # wall seconds of the last reset or step
         self.metadata = {**self.metadata, "render_fps": int(config.fps)}
         self.action_config = config.action

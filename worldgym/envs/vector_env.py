@@ -4,7 +4,7 @@ Each sub-env is one row of a single `WorldModel` engine, with its own cache rows
 generator and Gymnasium ``np_random``. Row i seeded with ``seed + i`` runs the episode a
 single `WorldModelEnv` seeded with ``seed + i`` runs (up to CPU matmul batch
 non-invariance, ~1e-6 in latents) when both run in one dtype (``dtype="auto"`` picks
-bfloat16 for 32 envs or more on an AMX CPU and float32 for one env). Every reset,
+bfloat16 for 32 envs or more where it runs faster and float32 for one env). Every reset,
 automatic or masked, is a per-row cache flush through the engine; the other rows are
 untouched, bit for bit.
 
@@ -95,7 +95,8 @@ class WorldModelVectorEnv(VectorEnv):
     ``"termination_prob"``, ``"reward_pred"`` and (``wall_time_info=True``, off by default)
     ``"step_time"``, the wall seconds of the batched step, each with its ``"_key"`` mask;
     ``last_step_time`` always holds that figure. ``dtype="auto"`` (default) resolves per
-    machine and batch (`worldgym.model.hardware.resolve_dtype`; ``self.dtype`` shows it);
+    machine and batch (`worldgym.engine.precision`; ``self.dtype`` shows it, ``self.dtype_choice``
+    how: on an avx512_bf16 CPU without AMX, from one timed step of each precision);
     ``threads`` sets torch's process-global thread count (None leaves it). A bad action
     raises `gymnasium.error.InvalidAction` naming its row (``actions[3] must be ...``) and no
     row advances; every row's action is checked, also a row being autoreset.
@@ -152,7 +153,8 @@ class WorldModelVectorEnv(VectorEnv):
         self.reward_fn, self.termination_fn = reward_fn, termination_fn
         self.termination_threshold = termination_threshold
         self.wall_time_info = wall_time_info
-        self.dtype = self.engine.dtype  # "auto" resolved: bfloat16 only at num_envs >= 32 on an AMX CPU here
+        self.dtype = self.engine.dtype  # "auto" resolved: bfloat16 only at num_envs >= 32 where it runs faster
+        self.dtype_choice = self.engine.dtype_choice  # how: requested, WORLDGYM_AUTO_DTYPE, hardware or measured
         self.last_step_time: float | None = None  # wall seconds of the last batched reset or step
         self.metadata = {**self.metadata, "render_fps": int(config.fps), "autoreset_mode": autoreset_mode}
         self.action_config = config.action

@@ -3,8 +3,9 @@
 Sections (``--sections``, comma separated; default ``latency,throughput,cache``; ``all`` runs every one):
 
   latency     one env, pixels out: p50 / p99 step time over ``--steps`` steps, aten calls a step (torch.profiler)
-  throughput  env-steps per second against batch size, with pixel and with latent observations
-  cache       a cached step against recomputing the whole window without a cache (same batch, same sampler)
+  throughput  env-steps per second against batch size, with pixel and with latent observations, in the
+              default dtype ("auto": which precision it resolved to, and how, is printed per batch)
+  cache       a cached step against recomputing the whole window without a cache (float32, same batch and sampler)
   horizon     step time around step 100 and step 10,000 of one rollout (and, robust to the machine's
               load, steps from snapshots of both states timed in alternation), resident memory over it
   dtype       float32 against bfloat16 autocast (batch 1 latency and largest-batch throughput)
@@ -34,7 +35,8 @@ import torch
 
 from worldgym.config_io import UserError
 from worldgym.engine import WorldModel
-from worldgym.model.hardware import cpu_summary, resolve_dtype
+from worldgym.engine.precision import choose_dtype
+from worldgym.model.hardware import AUTO_DTYPE_ENV, cpu_summary
 from worldgym.model.networks import Model
 
 SECTIONS = ("latency", "throughput", "cache", "horizon", "dtype", "twin")
@@ -66,7 +68,7 @@ def rss_mb() -> float:
         return 0.0
 
 
-def make_engine(model: Model, batch: int, dtype: str = "float32") -> WorldModel:
+def make_engine(model: Model, batch: int, dtype: str = "auto") -> WorldModel:
     engine = WorldModel(model, batch, dtype=dtype)
     frames = model.start_frames[torch.arange(batch) % model.start_frames.shape[0]]  # (B, F, H, W, 3)
     engine.reset(None, frames, seeds=list(range(batch)))
@@ -127,7 +129,7 @@ def bench_latency(model: Model, args: argparse.Namespace) -> dict[str, float]:
 def bench_throughput(model: Model, batches: list[int], args: argparse.Namespace) -> list[dict[str, float]]:
     rows = []
     for b in batches:
-        engine = make_engine(model, b)
+        engine = make_engine(model, b)  # the default dtype, "auto"
         pixels = time_steps(engine, model, steps_for(b, args.steps))
         latents = time_steps(engine, model, steps_for(b, args.steps), decode=False)
         rows.append(
@@ -136,6 +138,8 @@ def bench_throughput(model: Model, batches: list[int], args: argparse.Namespace)
                 "pixels_steps_per_s": b / statistics.median(pixels),
                 "latents_steps_per_s": b / statistics.median(latents),
                 "pixels_step_ms": statistics.median(pixels) * 1e3,
+                "dtype": engine.dtype,
+                "dtype_choice": engine.dtype_choice,
             }
         )
     return rows
@@ -176,7 +180,7 @@ def bench_cache(model: Model, batches: list[int], args: argparse.Namespace) -> l
     rng = np.random.default_rng(0)
     S, W = model.config.dynamics.sink, model.config.dynamics.window
     for b in batches:
-        engine = make_engine(model, b)
+        engine = make_engine(model, b, "float32")  # the recomputing baseline runs in float32
         for _ in range(S + W):  # fill the window so both paths see a full context
             engine.step(random_actions(model, b, rng))
         cached = time_steps(engine, model, steps_for(b, args.steps))
@@ -299,10 +303,11 @@ TARGETS = {
 def check_targets(report: dict[str, Any]) -> list[dict[str, Any]]:
     """The targets a report's sections measured: rows of what, target, measured figure(s) and met.
 
-    Throughput is judged at batch 256 (the target's batch) when the run measured it, for
-    float32 (the throughput section) and bfloat16 (the dtype section, which runs at the largest
-    batch: judged when that is 256); the twin ratio, a batched target, at 256 (or the largest batch both sections
-    measured); the cache speed-up per batch (the target names no batch); the
+    Throughput is judged at batch 256 (the target's batch) when the run measured it, in the
+    default dtype (the throughput section; reports without a dtype are float32) and in bfloat16
+    (the dtype section, which runs at the largest batch: judged when that is 256); the twin
+    ratio, a batched target, at 256 (or the largest batch both sections measured) in the
+    default dtype; the cache speed-up per batch (the target names no batch); the
     horizon by its A/B ratio of steps from snapshots (robust to the machine's load), and
     memory by the resident set at step 1,000 and at the end.
     """
@@ -318,10 +323,11 @@ def check_targets(report: dict[str, Any]) -> list[dict[str, Any]]:
     goal = TARGETS["steps_per_s_256"]
     for r in report.get("throughput", []):
         if r["batch"] == 256:
-            add("256 envs, pixels, float32, env-steps/s", f">= {goal:g}", r["pixels_steps_per_s"], r["pixels_steps_per_s"] >= goal)
+            dtype = r.get("dtype", "float32")
+            add(f"256 envs, pixels, {dtype}, env-steps/s", f">= {goal:g}", r["pixels_steps_per_s"], r["pixels_steps_per_s"] >= goal)
             if "latents_steps_per_s" in r:
                 latents = TARGETS["latents_steps_per_s_256"]
-                add("256 envs, latents, float32, env-steps/s", f">= {latents:g}", r["latents_steps_per_s"], r["latents_steps_per_s"] >= latents)
+                add(f"256 envs, latents, {dtype}, env-steps/s", f">= {latents:g}", r["latents_steps_per_s"], r["latents_steps_per_s"] >= latents)
     for r in report.get("dtype", []):
         key = "steps_per_s_batch256"
         if r["dtype"] == "bfloat16" and key in r:
@@ -331,7 +337,8 @@ def check_targets(report: dict[str, Any]) -> list[dict[str, Any]]:
     if both:  # a batched target: at 256, or else the largest batch both measured
         r = next((r for r in both if r["batch"] == 256), max(both, key=lambda r: r["batch"]))
         ratio = r["pixels_steps_per_s"] / twin[r["batch"]]
-        add(f"float32 vs the real twin at batch {r['batch']}", f">= {TARGETS['twin_ratio']:g}x", ratio, ratio >= TARGETS["twin_ratio"])
+        what = f"{r.get('dtype', 'float32')} vs the real twin at batch {r['batch']}"
+        add(what, f">= {TARGETS['twin_ratio']:g}x", ratio, ratio >= TARGETS["twin_ratio"])
     for r in report.get("cache", []):
         what = f"cache vs recomputing window {r['window']}, batch {r['batch']}"
         add(what, f">= {TARGETS['cache_speedup']:g}x", r["speedup"], r["speedup"] >= TARGETS["cache_speedup"])
@@ -342,6 +349,16 @@ def check_targets(report: dict[str, Any]) -> list[dict[str, Any]]:
         grown = h[f"rss_mb_at_{h['steps']}"] - h["rss_mb_at_1000"]
         add(f"resident memory growth, step 1,000 to {h['steps']} (MiB)", "flat (< 1 MiB)", grown, grown < 1.0)
     return rows
+
+
+def describe_choice(choice: dict[str, Any]) -> str:
+    """How ``dtype="auto"`` was resolved (`choose_dtype`'s record), in a few words."""
+    if choice["how"] == "measured":
+        ms = choice["step_ms"]
+        return f"measured: one step {ms['float32']:.1f} ms float32, {ms['bfloat16']:.1f} ms bfloat16"
+    if choice["how"] == AUTO_DTYPE_ENV:
+        return f"set by {AUTO_DTYPE_ENV}"
+    return "by the CPU's flags" if choice["how"] == "hardware" else "requested"
 
 
 def run(args: argparse.Namespace) -> int:
@@ -381,9 +398,10 @@ def run(args: argparse.Namespace) -> int:
               f"({r['aten_calls_per_step']:.0f} aten calls a step)")
     if "throughput" in sections:
         report["throughput"] = bench_throughput(model, batches, args)
-        print("\nthroughput     batch   pixels steps/s   latents steps/s   step ms (pixels)")
+        print("\nthroughput     batch   pixels steps/s   latents steps/s   step ms (pixels)   dtype (\"auto\": how chosen)")
         for r in report["throughput"]:
-            print(f"{'':14s}{r['batch']:6d}   {r['pixels_steps_per_s']:14.0f}   {r['latents_steps_per_s']:15.0f}   {r['pixels_step_ms']:10.2f}")
+            print(f"{'':14s}{r['batch']:6d}   {r['pixels_steps_per_s']:14.0f}   {r['latents_steps_per_s']:15.0f}   "
+                  f"{r['pixels_step_ms']:16.2f}   {r['dtype']} ({describe_choice(r['dtype_choice'])})")
     if "cache" in sections:
         report["cache"] = bench_cache(model, batches, args)
         print("\ncache vs recompute   batch   cached ms   recompute ms   speed-up")
@@ -397,8 +415,11 @@ def run(args: argparse.Namespace) -> int:
         print("\ndtype:")
         for r in report["dtype"]:
             print(f"  {json.dumps(r)}")
-        report["dtype_auto"] = {str(b): resolve_dtype("auto", "cpu", b) for b in (1, max(batches))}
-        print(f"  dtype=\"auto\" on this machine: {report['dtype_auto']} (batch -> dtype)")
+        choices = {str(b): choose_dtype(model, b, torch.device("cpu")) for b in (1, max(batches))}
+        report["dtype_auto"] = {b: c["dtype"] for b, c in choices.items()}
+        report["dtype_auto_choice"] = choices
+        print(f"  dtype=\"auto\" on this machine: {report['dtype_auto']} (batch -> dtype); "
+              + "; ".join(f"batch {b}: {describe_choice(c)}" for b, c in choices.items()))
     if "twin" in sections:
         report["twin"] = bench_twin(model, batches, args)
         print("\nreal twin      batch   pixels steps/s")
