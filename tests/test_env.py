@@ -4,9 +4,11 @@ snapshots, registration, cheap import, and an SB3 PPO smoke run."""
 from __future__ import annotations
 
 import copy
+import json
 import subprocess
 import sys
 import warnings
+from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
@@ -288,6 +290,20 @@ def test_registration_of_shipped_models_twins_and_time_limit(tmp_path, monkeypat
         for k in [k for k in gym.registry if k.startswith("worldgym/")]:
             del gym.registry[k]
         gym.registry.update(saved)
+
+
+def test_default_cartpole_is_the_4_token_model_and_former_names_still_resolve():
+    """worldgym/CartPole-v0 is the 4-token model (formerly CartPoleFast-v0, an id and a name that still
+    give it); the 16-token model it replaced as the default is worldgym/CartPole16-v0."""
+    from worldgym.envs.registration import ALIASES
+
+    default, sixteen = gym.spec("worldgym/CartPole-v0"), gym.spec("worldgym/CartPole16-v0")
+    assert json.loads((Path(default.kwargs["checkpoint"]) / "config.json").read_text())["config"]["dynamics"]["patch"] == 2
+    assert json.loads((Path(sixteen.kwargs["checkpoint"]) / "config.json").read_text())["config"]["dynamics"]["patch"] == 1
+    assert ALIASES == {"CartPoleFast": "CartPole"}
+    assert gym.spec("worldgym/CartPoleFast-v0").kwargs == default.kwargs
+    assert gym.spec("worldgym/CartPoleFast-v0").max_episode_steps == default.max_episode_steps == 500
+    assert checkpoint.resolve("cartpolefast") == checkpoint.resolve("CartPole") == Path(default.kwargs["checkpoint"])
 
 
 @pytest.mark.parametrize("folder,config", shipped_models(), ids=lambda v: getattr(v, "name", ""))

@@ -10,7 +10,10 @@ Registered by ``import worldgym``:
   config file ``<Name>.yaml`` (`worldgym.worlds.spec.twin_dirs`), at the frame size of the
   shipped model that imitates it (the spec's otherwise), when the modules it requires are
   installed (``worldgym/CrafterReal-v0`` needs ``worldgym[crafter]``);
-* ``worldgym/WorldModel-v0``: any checkpoint, ``gym.make("worldgym/WorldModel-v0", checkpoint=path)``.
+* ``worldgym/WorldModel-v0``: any checkpoint, ``gym.make("worldgym/WorldModel-v0", checkpoint=path)``;
+* the former ids of renamed shipped models (`ALIASES`), registered to the same folder:
+  ``worldgym/CartPoleFast-v0`` is ``worldgym/CartPole-v0`` (the 4-token model it was shipped as
+  before it became the default; the 16-token model it replaced is ``worldgym/CartPole16-v0``).
 
 Registration reads only each model's small ``config.json`` and the twin config files; no
 weights are loaded or hashed, no env is built, torch and the twins' optional packages are
@@ -35,6 +38,7 @@ log = logging.getLogger(__name__)
 ENTRY_POINT = "worldgym.envs.env:WorldModelEnv"
 VECTOR_ENTRY_POINT = "worldgym.envs.vector_env:WorldModelVectorEnv"
 TWIN_ENTRY_POINT = "worldgym.envs.twins:PixelTwin"
+ALIASES = {"CartPoleFast": "CartPole"}  # former model name -> the shipped model's name now (same folder, same env)
 
 
 def shipped_models(assets: Path | None = None) -> list[tuple[Path, dict[str, Any]]]:
@@ -90,13 +94,15 @@ def register_all(assets: Path | None = None) -> list[str]:
         ae = config["autoencoder"]
         if spec is not None:
             twin_sizes.setdefault(twin, (int(ae.get("frame_height", 64)), int(ae.get("frame_width", 64))))
-        add(
-            f"worldgym/{config['name']}-v0",
-            entry_point=ENTRY_POINT,
-            vector_entry_point=VECTOR_ENTRY_POINT,
-            max_episode_steps=None if spec is None else spec.max_episode_steps,
-            kwargs={"checkpoint": str(folder)},
-        )
+        names = [config["name"]] + [old for old, now in ALIASES.items() if now == config["name"]]
+        for name in names:
+            add(
+                f"worldgym/{name}-v0",
+                entry_point=ENTRY_POINT,
+                vector_entry_point=VECTOR_ENTRY_POINT,
+                max_episode_steps=None if spec is None else spec.max_episode_steps,
+                kwargs={"checkpoint": str(folder)},
+            )
     for name, spec in twins.items():
         if spec.missing():
             continue  # its optional extra is not installed: nothing to make

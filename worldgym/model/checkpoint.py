@@ -95,8 +95,14 @@ def save(model: Model, path: str | Path, extra: dict[str, Any] | None = None) ->
     return path
 
 
+# former names of shipped model folders -> their folder now (the 4-token CartPole shipped as "cartpolefast"
+# before it became the default CartPole; the 16-token model it replaced is "cartpole16")
+RENAMED = {"cartpolefast": "cartpole"}
+
+
 def resolve(name_or_path: str | Path) -> Path:
-    """A checkpoint folder from a path, a path to its model.safetensors, or the folder name of an installed model."""
+    """A checkpoint folder from a path, a path to its model.safetensors, or the folder name of an installed model
+    (or a former name of one, `RENAMED`)."""
     p = Path(name_or_path)
     if p.is_file() and p.name in (WEIGHTS, CONFIG, MANIFEST):
         return p.parent
@@ -107,6 +113,8 @@ def resolve(name_or_path: str | Path) -> Path:
             named = folder / name
             if (named / CONFIG).is_file():
                 return named
+    if str(name_or_path).lower() in RENAMED:
+        return resolve(RENAMED[str(name_or_path).lower()])
     names = sorted({d.name for folder in model_dirs() if folder.is_dir() for d in folder.glob("*") if (d / CONFIG).is_file()})
     raise CheckpointError(
         f"no checkpoint at {p} (missing file or folder) and no installed model of that name; installed: {names} "
