@@ -34,9 +34,14 @@ def record_passes(engine: WorldModel) -> list[tuple[torch.Tensor, torch.Tensor, 
     return log
 
 
-@pytest.mark.parametrize("sink,window,patch", [(1, 3, 1), (2, 2, 1), (0, 4, 1), (1, 3, 2)])
-def test_cached_generation_equals_full_sequence_recompute(sink, window, patch):
-    """Each denoise pass of block k equals the training-layout pass over [clean history | noisy block]."""
+@pytest.mark.parametrize("sink,window,patch,batched", [(1, 3, 1, False), (2, 2, 1, False), (0, 4, 1, False), (1, 3, 2, False), (1, 3, 1, True), (1, 3, 2, True)])
+def test_cached_generation_equals_full_sequence_recompute(monkeypatch, sink, window, patch, batched):
+    """Each denoise pass of block k equals the training-layout pass over [clean history | noisy block]
+    (``batched``: attention by explicit batched matmuls, the path of large batches, instead of SDPA)."""
+    if batched:
+        from worldgym.model import transformer
+
+        monkeypatch.setattr(transformer, "BATCHED_ATTENTION_MIN", 1)
     T = 14  # well past sink + window: the window rolls over many times
     model = tiny_model(sink=sink, window=window, train_frames=T, patch=patch)
     engine = WorldModel(model, 2)

@@ -37,7 +37,7 @@ from torch import nn
 from worldgym.model.actions import ActionConfig, ActionEmbedding
 from worldgym.model.cache import CacheView, KVCache
 from worldgym.model.rope import Rotary, rotate, rotate_full
-from worldgym.model.transformer import Block, modulate, timestep_embedding
+from worldgym.model.transformer import Block, modulate, rope_tables, timestep_embedding
 
 
 @dataclass
@@ -107,6 +107,9 @@ class DynamicsOutput:
     features: torch.Tensor | None = None
 
 
+MEMO_CONDITIONS = 8  # passes of at most this many (row, frame) conditions memoise their modulations (`Dynamics.modulations`)
+
+
 class Dynamics(nn.Module):
     """Block-causal, action-conditioned latent transformer with reward and termination heads."""
 
@@ -168,23 +171,70 @@ class Dynamics(nn.Module):
         aemb = self.action(actions.reshape(B * Fr, -1), null.reshape(B * Fr)).view(B, Fr, -1)  # (B, F, D)
         return temb + aemb
 
-    def adaln(self, cond: torch.Tensor) -> list[torch.Tensor] | tuple[torch.Tensor, ...]:
-        """Every block's adaLN output ``block.ada(cond)`` (B, F, 6D) from conditions (B, F, D): one SiLU,
-        and without autograd one matmul over the blocks' stacked weights (kept until a weight changes)."""
+    def adaln(self, cond: torch.Tensor) -> list[tuple[torch.Tensor, ...]]:
+        """Every block's `Block.cached_mods` from conditions (B, F, D): one SiLU, and without autograd one
+        matmul over the blocks' stacked adaLN weights (kept until a weight changes) whose bias already
+        holds the ``1 +`` of the two scales, split into the blocks' six (B, F, 1, D) mods by one operator."""
         act = nn.functional.silu(cond)  # (B, F, D): every block's adaLN input
         linears = [block.ada[1] for block in self.blocks]
         if torch.is_grad_enabled():
-            return [lin(act) for lin in linears]
+            return [block.cached_mods(lin(act)) for block, lin in zip(self.blocks, linears)]
         key = tuple((lin.weight._version, lin.bias._version, lin.weight.data_ptr(), lin.bias.data_ptr()) for lin in linears)
         if getattr(self, "_ada", (None,))[0] != key:
             with torch.inference_mode(False), torch.no_grad():
-                self._ada = (key, torch.cat([lin.weight for lin in linears]), torch.cat([lin.bias for lin in linears]))
-        return nn.functional.linear(act, self._ada[1], self._ada[2]).split(linears[0].out_features, dim=-1)  # L x (B, F, 6D)
+                bias = torch.cat([lin.bias for lin in linears]).view(len(linears), 6, -1)  # (L, 6, D): shift, scale, gate x2
+                bias = bias + torch.tensor([0.0, 1.0, 0.0, 0.0, 1.0, 0.0], dtype=bias.dtype, device=bias.device)[:, None]
+                self._ada = (key, torch.cat([lin.weight for lin in linears]), bias.flatten())
+        B, F_, D = act.shape
+        mods = nn.functional.linear(act, self._ada[1], self._ada[2]).view(B, F_, 1, -1, D).unbind(3)  # 6L x (B, F, 1, D)
+        return [mods[6 * i : 6 * i + 6] for i in range(len(linears))]
 
-    def readout(self, h: torch.Tensor, cond: torch.Tensor, frames: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Hidden (B, F*N, D) -> predicted clean latents (B, F*Nl, C) and per-frame head features (B, F, D)."""
+    def qk_weights(self) -> torch.Tensor:
+        """Every block's query and key RMS-norm weights (L, 2, 1, Dh); without autograd kept until a weight changes."""
+        pairs = [(block.attn.q_norm.weight, block.attn.k_norm.weight) for block in self.blocks]
+        if torch.is_grad_enabled():
+            return torch.stack([torch.stack(pair) for pair in pairs])[:, :, None]
+        key = tuple((w._version, w.data_ptr()) for pair in pairs for w in pair)
+        if getattr(self, "_qk", (None,))[0] != key:
+            with torch.inference_mode(False), torch.no_grad():
+                self._qk = (key, torch.stack([torch.stack(pair) for pair in pairs])[:, :, None])
+        return self._qk[1]
+
+    def modulations(
+        self, t: torch.Tensor, actions: torch.Tensor, null: torch.Tensor
+    ) -> tuple[list[tuple[torch.Tensor, ...]], torch.Tensor]:
+        """Every block's `Block.cached_mods` and the readout's ``final_ada`` output (B, F, 2D) from noise
+        levels (B, F), actions (B, F, A) and null flags (B, F).
+
+        Without autograd, a pass of at most ``MEMO_CONDITIONS`` conditions (one env's step: the
+        engine's noise levels are constants and a discrete action has few values) looks them up
+        by value: the conditioning networks and the adaLN matmul run once for each distinct
+        (levels, actions, null flags, precision) until one of their weights changes.
+        """
+        if torch.is_grad_enabled() or t.numel() > MEMO_CONDITIONS:
+            cond = self.condition(t, actions, null)  # (B, F, D)
+            return self.adaln(cond), self.final_ada(cond)
+        device = t.device.type
+        autocast = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else None
+        weights = [p for m in (self.time, self.action, self.final_ada, *(b.ada for b in self.blocks)) for p in m.parameters()]
+        versions = tuple((w._version, w.data_ptr()) for w in weights)
+        if getattr(self, "_memo", (None,))[0] != versions:
+            self._memo = (versions, {})
+        key = (tuple(t.shape), tuple(t.flatten().tolist()), tuple(actions.flatten().tolist()), tuple(null.flatten().tolist()), autocast)
+        memo = self._memo[1]
+        if key not in memo:
+            if len(memo) >= 64:  # continuous actions: keep the memo small
+                memo.clear()
+            with torch.inference_mode(False), torch.no_grad():
+                cond = self.condition(t.clone(), actions.clone(), null.clone())  # (B, F, D)
+                memo[key] = (self.adaln(cond), self.final_ada(cond))
+        return memo[key]
+
+    def readout(self, h: torch.Tensor, final: torch.Tensor, frames: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Hidden (B, F*N, D) and ``final_ada(cond)`` (B, F, 2D) -> predicted clean latents (B, F*Nl, C) and
+        per-frame head features (B, F, D)."""
         B, L, D = h.shape
-        shift, scale = self.final_ada(cond).chunk(2, dim=-1)  # (B, F, D) each
+        shift, scale = final.chunk(2, dim=-1)  # (B, F, D) each
         normed = self.norm(h)  # (B, F*N, D)
         hn = modulate(normed, shift, scale, frames)  # (B, F*N, D)
         features = normed.view(B, frames, L // frames, D).mean(dim=2)  # (B, F, D)
@@ -347,9 +397,11 @@ class Dynamics(nn.Module):
         ctx_k, ctx_v, mask = context[:3]
         F_, N = t.shape[1], self.tokens
         start = context[3] if len(context) > 3 else ctx_k[0].shape[-2] - F_ * N
-        cond = self.condition(t, actions, null)  # (B, F, D)
+        mods, final = self.modulations(t, actions, null)  # every block's six (B, F, 1, D) modulations, (B, F, 2D)
         cos, sin = self.rotary.at_full(position)  # (B, F*N, 1, Dh): [cos, cos] and [-sin, sin], once for every layer
-        cos, sin = cos[:, :, None], sin[:, :, None]  # (B, F*N, 1, 1, Dh) against queries and keys (B, F*N, 2, H, Dh)
+        cos, sin = rope_tables(cos, sin, self.qk_weights())  # (L, B, F*N, 2, 1, Dh): each layer's q/k norm weights folded in
+        if cos.dtype != ctx_k[0].dtype:  # bfloat16 engines: the tables in the cache's precision, once for every layer
+            cos, sin = cos.to(ctx_k[0].dtype), sin.to(ctx_k[0].dtype)
         if mask is not None and mask.dtype == torch.bool:
             if bool(mask.all()):
                 mask = None  # every slot is valid: let attention take its fast path
@@ -358,17 +410,16 @@ class Dynamics(nn.Module):
         skip = int(keys_only and commit and F_ > 1)
         B = x.shape[0]
         h = self.embed(x).view(B, F_, N, -1)  # (B, F, N, D): per frame inside the blocks
-        ada = self.adaln(cond)  # every block's (B, F, 6D)
         ks, vs = [], []
         last = len(self.blocks) - 1
-        for i, block in enumerate(self.blocks):
-            mods = block.cached_mods(ada[i])
-            h, k, v = block.forward_cached(h, mods, cos, sin, ctx_k[i], ctx_v[i], mask, start, skip if i == last else 0)
+        per_layer = zip(self.blocks, mods, cos.unbind(0), sin.unbind(0), ctx_k, ctx_v)  # one operator per stack, not one per layer
+        for i, (block, mod, c, sn, k_buf, v_buf) in enumerate(per_layer):
+            h, k, v = block.forward_cached(h, mod, c, sn, k_buf, v_buf, mask, start, skip if i == last else 0, raw_keys=commit and keys)
             if commit and keys:
                 ks.append(k[:, :N])
                 vs.append(v[:, :N])
         h = h.reshape(B, (F_ - skip) * N, -1)  # (B, (F-skip)*N, D)
-        pred, features = self.readout(h, cond[:, skip:], F_ - skip)  # (B, (F-skip)*Nl, C), (B, F-skip, D)
+        pred, features = self.readout(h, final[:, skip:], F_ - skip)  # (B, (F-skip)*Nl, C), (B, F-skip, D)
         out = DynamicsOutput(pred=pred[:, -self.latent_tokens :])
         if commit and not skip:
             heads = self.heads(features[:, 0]).float()  # (B, 2)
@@ -418,7 +469,7 @@ class Dynamics(nn.Module):
         h = self.embed(torch.cat([context, x[:, None]], 1).reshape(B, (Fc + 1) * Nl, C))  # (B, (F+1)N, D)
         for block in self.blocks:
             h = block.forward_sequence(h, cond, rope, rope, no_sink, mask)
-        pred, _ = self.readout(h, cond, Fc + 1)  # (B, (F+1)Nl, C)
+        pred, _ = self.readout(h, self.final_ada(cond), Fc + 1)  # (B, (F+1)Nl, C)
         return pred[:, -Nl:]  # (B, Nl, C)
 
     def sequence_mask(self, frames: int, device: torch.device | str) -> torch.Tensor:
@@ -475,7 +526,7 @@ class Dynamics(nn.Module):
         h = self.embed(torch.cat([clean, noisy], 1).reshape(B, 2 * T * Nl, C))  # (B, 2TN, D)
         for block in self.blocks:
             h = block.forward_sequence(h, cond, rope_abs, rope_eff, sink_cols, mask)
-        pred, features = self.readout(h, cond, 2 * T)  # (B, 2T*Nl, C), (B, 2T, D)
+        pred, features = self.readout(h, self.final_ada(cond), 2 * T)  # (B, 2T*Nl, C), (B, 2T, D)
         heads = self.heads(features[:, :T]).float()  # (B, T, 2)
         pred = pred.view(B, 2 * T, Nl, C)[:, T:]  # (B, T, Nl, C)
         if denoise_heads:
