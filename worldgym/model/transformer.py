@@ -81,7 +81,7 @@ class Attention(nn.Module):
         """
         B, N, D = x.shape  # N = F*N tokens here
         qkv = self.qkv(x).view(B, N, 3, self.heads, self.head_dim)  # (B, N, 3, H, Dh)
-        qk = F.rms_norm(qkv[:, :, :2], (self.head_dim,), eps=1e-6)  # (B, N, 2, H, Dh), the weights are in the tables
+        qk = rms_normalize(qkv[:, :, :2])  # (B, N, 2, H, Dh), the weights are in the tables
         v = qkv[:, :, 2]  # (B, N, H, Dh)
         qkr = rotate_full(qk, cos, sin)  # (B, N, 2, H, Dh)
         ctx_k[:, :, start : start + N] = qkr[:, :, 1].transpose(1, 2)
@@ -120,6 +120,15 @@ class Attention(nn.Module):
         scores = scores.masked_fill(~mask, float("-inf"))
         out = scores.softmax(dim=-1) @ v.transpose(1, 2)  # (B, H, L, Dh)
         return self.proj(out.transpose(1, 2).reshape(B, L, D))  # (B, L, D)
+
+
+def rms_normalize(x: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    """``F.rms_norm(x, (Dh,), eps=eps)`` without a weight. For bfloat16 x the mean square accumulates in
+    float32 from one read of x, where F.rms_norm works on an upcast copy (five passes, three in float32)."""
+    if x.dtype == torch.float32:
+        return F.rms_norm(x, (x.shape[-1],), eps=eps)
+    mean_square = torch.linalg.vector_norm(x, dim=-1, keepdim=True, dtype=torch.float32).square_().div_(x.shape[-1])
+    return x * mean_square.add_(eps).rsqrt_().to(x.dtype)
 
 
 def rope_tables(cos: torch.Tensor, sin: torch.Tensor, weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
