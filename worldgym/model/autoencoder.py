@@ -112,8 +112,8 @@ class Decoder(nn.Module):
         return self.net(z)  # (B, 3, H, W)
 
     def head(self, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
-        """The pixel-shuffle head's 1x1 convolution as `frames` applies it: weight (K, f*f*3) and bias (f*f*3,)
-        in ``dtype``, with the pixel scale folded in; kept until the convolution's weights change."""
+        """The pixel-shuffle head's 1x1 convolution as `frames` applies it: weight (K, f*f*3) in ``dtype``,
+        bias (f*f*3,) float32, with the pixel scale folded in; kept until the convolution's weights change."""
         conv, f = self.net[-2], 2**self.shuffle
         key = (conv.weight._version, conv.bias._version, conv.weight.data_ptr(), conv.bias.data_ptr(), dtype)
         if getattr(self, "_head", (None,))[0] != key:
@@ -123,7 +123,7 @@ class Decoder(nn.Module):
                 # the clamp the uint8 cast's truncation is rounding (half up; torch.round breaks ties to even)
                 weight = conv.weight.view(3, f, f, K).permute(1, 2, 0, 3).reshape(f * f * 3, K) * 127.5  # rows (fy, fx, c)
                 bias = (conv.bias.view(3, f, f).permute(1, 2, 0).reshape(-1) + 1.0) * 127.5 + 0.5
-                self._head = (key, weight.t().to(dtype), bias.to(dtype))
+                self._head = (key, weight.t().to(dtype), bias)
         return self._head[1], self._head[2]
 
     @torch.no_grad()
@@ -134,11 +134,11 @@ class Decoder(nn.Module):
         1x1 convolution runs as one matmul over channels-last features whose outputs are
         ordered (row offset, column offset, RGB), so the frame is laid out by one copy with
         contiguous runs of a whole upscaled row segment (the shuffle and the channel permute
-        cost more than the convolutions at large batches). The pixel scale and the bias are folded
-        into the head's matmul and the uint8 cast rounds (half up), so two passes over the frame
-        are left (clamp, cast) besides the finiteness sum; its sums run in another order, so a
-        pixel can round one level apart on a tie. Under bfloat16 autocast the head runs and rounds
-        in bfloat16 (8 significant bits: a pixel can be a level off where float32 would not be).
+        cost more than the convolutions at large batches). The pixel scale is folded into the
+        head, the bias is added by the matmul (float32) or with the widening of its bfloat16
+        product to float32 (autocast), and the uint8 cast rounds (half up), so two passes over
+        the frame are left (clamp, cast) besides the finiteness sum; its sums run in another
+        order, so a pixel can round one level apart on a tie.
         ``finite[b]`` is False iff frame b had a NaN or inf before rounding (whose uint8 value is
         undefined).
         """
@@ -152,7 +152,10 @@ class Decoder(nn.Module):
         B, K, h, w = features.shape
         weight, bias = self.head(features.dtype)
         pixels = features.permute(0, 2, 3, 1).reshape(B * h * w, K)  # (B*h*w, K): channels-last, a view
-        y = torch.addmm(bias, pixels, weight)  # (B*h*w, f*f*3), biased inside the matmul, in the features' precision
+        if features.dtype == torch.float32:
+            y = torch.addmm(bias, pixels, weight)  # (B*h*w, f*f*3), biased inside the matmul
+        else:  # a bfloat16 product, biased and widened to float32 in one pass (a bfloat16 bias would cost pixels a level)
+            y = torch.add(torch.mm(pixels, weight), bias)  # (B*h*w, f*f*3) float32
         finite = torch.isfinite(y.view(B, -1).sum(dim=1, dtype=torch.float32))  # before the clamp, which would hide an inf
         y.clamp_(0, 255)
         rows = y.view(B, h, w, f, f * 3).transpose(2, 3)  # (B, h, f, w, f*3): frame rows in order

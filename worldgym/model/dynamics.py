@@ -292,19 +292,20 @@ class Dynamics(nn.Module):
         k, v = (cache.k, cache.v) if rows is None else (cache.k[:, rows], cache.v[:, rows])
         raw = cache.sink_k if rows is None else cache.sink_k[:, rows]  # (L, R, H, S*N, Dh)
 
-        def put_sink(first_slot: int, sink_pos: torch.Tensor) -> None:  # into k: the cache's workspace or the rows' copy
-            cos, sin = self.rotary.at_full(sink_pos[:, None] + cache._slot_index[:S])  # (R, S*N, 1, Dh)
-            k[:, :, :, first_slot * N : (first_slot + S) * N] = rotate_full(raw, cos.transpose(1, 2)[None], sin.transpose(1, 2)[None])
-
-        if S:
-            put_sink(0, pos - filled)
         extra = cache.workspace
         if blocks == 2 and extra < 2 + S:
             raise ValueError(f"a fused pass needs a cache with {2 + S} workspace slots, this one has {extra}")
-        if blocks == 2 and S:  # the sink as the next block sees it: keys rotated to its distance, the same values
-            pend = pending.to(torch.int64)  # (R,)
-            put_sink(P + 2, pos + pend - (filled + pend).clamp(max=P))  # at the distance it has once the pending block is in
-            v[:, :, :, (P + 2) * N : (P + 2 + S) * N] = v[:, :, :, : S * N]  # v is the cache's or the rows' copy
+        if S:  # into k (the cache's workspace or the rows' copy): the sink at its distance from the pass's block(s)
+            sink_pos = (pos - filled)[:, None]  # (R, 1): the first block's view of the sink
+            if blocks == 2:  # and the next block's: keys rotated to the distance they have once the pending block is in
+                pend = pending.to(torch.int64)  # (R,)
+                sink_pos = torch.stack([pos - filled, pos + pend - (filled + pend).clamp(max=P)], 1)  # (R, 2)
+            cos, sin = self.rotary.at_full(sink_pos[:, :, None] + cache._slot_index[:S])  # (R, G, S*N, 1, Dh), both views at once
+            rotated = rotate_full(raw[:, :, None], cos.transpose(2, 3)[None], sin.transpose(2, 3)[None])  # (L, R, G, H, S*N, Dh)
+            k[:, :, :, : S * N] = rotated[:, :, 0]
+            if blocks == 2:  # the second copy of the sink, for the next block: its rotated keys, the same values
+                k[:, :, :, (P + 2) * N : (P + 2 + S) * N] = rotated[:, :, 1]
+                v[:, :, :, (P + 2) * N : (P + 2 + S) * N] = v[:, :, :, : S * N]  # v is the cache's or the rows' copy
         count = cache.count if rows is None else cache.count[rows]
         if R == 1 and count.device.type == "cpu":  # one row: the mask is a function of two small ints, built once
             c, has = int(count[0]), blocks == 2 and bool(pending[0])

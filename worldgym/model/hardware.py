@@ -154,9 +154,10 @@ def set_threads(threads: int | None) -> None:
     process then uses ``threads`` threads, whichever env or call set it.
 
     On a 2-core machine that other processes keep busy, torch's default (one thread per
-    core) stalls: the threads wait for each other at every operator. Measured with
-    CartPoleFast in float32 under a load average of 5-7 on 2 cores: one env 215 env-steps/s
-    with 1 thread against 69 with 2; 64 envs 1,660 against 390; 256 envs 2,370 against 300.
+    core) stalls: the threads wait for each other at every operator. Measured with the
+    4-token CartPole (then CartPoleFast) in float32 under a load average of 5-7 on 2 cores:
+    one env 215 env-steps/s with 1 thread against 69 with 2; 64 envs 1,660 against 390; 256
+    envs 2,370 against 300.
     On an idle machine 2 threads help large batches (BENCHMARKS.md's figures are 2-thread
     runs). Use 1 thread when other work shares the cores (envs in parallel processes, a
     training run beside the env).
