@@ -60,7 +60,7 @@ def sample_points(episodes: Sequence[Any], n: int, context: int, rng: np.random.
 def sustained_response(
     model: Model,
     episodes: Sequence[Any],
-    simulate: Callable[[np.ndarray, Any, int], np.ndarray],
+    simulate: Callable[[np.ndarray, Any, int], tuple[np.ndarray, int]],
     measure: Callable[[np.ndarray], np.ndarray],
     names: Sequence[str],
     n: int = 64,
@@ -74,48 +74,108 @@ def sustained_response(
     Args:
         model: the world model.
         episodes: recorded episodes with ``states`` (`worldgym.data.dataset.Episode`).
-        simulate: ``(state, action, steps) -> frames (steps, H, W, 3)`` uint8 of the real world held from ``state``.
+        simulate: ``(state, action, steps) -> (frames (steps, H, W, 3) uint8, alive)``: the real world held from
+            ``state``, and how many of those frames come before the episode ends (a point is compared at
+            hold S only if its real episode lasts S steps: the recordings never show a world past its end).
         measure: ``frames (B, H, W, 3) -> (B, M)`` quantities read off frames (NaN where unreadable).
         names: the M quantities' names.
         holds: the step counts after which the change is compared.
     """
+    ctx, ctx_actions, held, sign, real, alive = _setup(model, episodes, simulate, n, context, max(holds), seed, keep)
+    P, S, H, W, _ = real.shape
+    engine = WorldModel(model, P)
+    engine.reset(None, ctx, ctx_actions, seeds=[seed + p for p in range(P)])
+    generated = np.stack([engine.step(held).frames.cpu().numpy() for _ in range(S)], 1)  # (P, S, H, W, 3)
+    start = measure(ctx[:, -1])  # (P, M)
+    d_real = (measure(real.reshape(P * S, H, W, 3)).reshape(P, S, -1) - start[:, None]) * sign[:, None]  # (P, S, M)
+    d_model = (measure(generated.reshape(P * S, H, W, 3)).reshape(P, S, -1) - start[:, None]) * sign[:, None]
+    out: dict[str, Any] = {"points": P, "holds": {}}
+    for s in holds:
+        ok = alive >= s  # only points whose real episode has not ended by step s
+        out["holds"][s] = _compare(d_real[ok, s - 1], d_model[ok, s - 1], names)
+    return out
+
+
+def _setup(model: Model, episodes: Sequence[Any], simulate: Callable, n: int, context: int, steps: int, seed: int, keep: Callable | None):
+    """Points, their real contexts (P, K, H, W, 3) and actions (P, K), the held actions (P,), their signs (P, 1), the real held frames (P, S, H, W, 3)."""
     rng = np.random.default_rng(seed)
     points = sample_points(episodes, n, context, rng, keep)
-    S = max(holds)
     n_actions = int(model.config.action.n)
     held = rng.integers(n_actions, size=len(points))  # (P,)
     sign = np.where(held == held.max(), 1.0, -1.0)[:, None] if n_actions == 2 else np.ones((len(points), 1))  # (P, 1)
     ctx = np.stack([episodes[i].observations[t - context + 1 : t + 1] for i, t in points])  # (P, K, H, W, 3)
     ctx_actions = np.stack([[episodes[i].actions[t - context + f] if t - context + f >= 0 else 0 for f in range(context)] for i, t in points])  # (P, K)
-    real = np.stack([simulate(episodes[i].states[t], held[p].item(), S) for p, (i, t) in enumerate(points)])  # (P, S, H, W, 3)
-    engine = WorldModel(model, len(points))
-    engine.reset(None, ctx, ctx_actions, seeds=[seed + p for p in range(len(points))])
-    generated = np.stack([engine.step(held).frames.cpu().numpy() for _ in range(S)], 1)  # (P, S, H, W, 3)
+    runs = [simulate(episodes[i].states[t], held[p].item(), steps) for p, (i, t) in enumerate(points)]
+    real = np.stack([frames for frames, _ in runs])  # (P, S, H, W, 3)
+    alive = np.array([a for _, a in runs])  # (P,) real frames before the episode's end
+    return ctx, ctx_actions, held, sign, real, alive
+
+
+def held_step_response(
+    model: Model,
+    episodes: Sequence[Any],
+    simulate: Callable[[np.ndarray, Any, int], tuple[np.ndarray, int]],
+    measure: Callable[[np.ndarray], np.ndarray],
+    names: Sequence[str],
+    n: int = 64,
+    context: int = 4,
+    steps: Sequence[int] = (1, 3, 5, 7, 9),
+    seed: int = 0,
+    keep: Callable[[np.ndarray], bool] | None = None,
+) -> dict[str, Any]:
+    """Teacher-forced: at step j of the held action, the model sees the REAL frames so far (its last ``sink + window`` at most) and predicts one block.
+
+    Returns ``{"points": P, "steps": {j: {name: {real, model, ratio, abs_error}}}}`` of the one-step
+    change from the last real frame. A model whose one-step change falls behind (or turns against)
+    the real one inside a hold has learned the recordings' policy instead of the action: in
+    controller-driven data the action is nearly a function of the state and carries little
+    information of its own.
+    """
+    ctx, ctx_actions, held, sign, real, alive = _setup(model, episodes, simulate, n, context, max(steps), seed, keep)
     P, _, H, W, _ = real.shape
-    start = measure(ctx[:, -1])  # (P, M)
-    d_real = (measure(real.reshape(P * S, H, W, 3)).reshape(P, S, -1) - start[:, None]) * sign[:, None]  # (P, S, M)
-    d_model = (measure(generated.reshape(P * S, H, W, 3)).reshape(P, S, -1) - start[:, None]) * sign[:, None]
-    out: dict[str, Any] = {"points": len(points), "holds": {}}
-    for s in holds:
-        row = {}
-        for m, name in enumerate(names):
-            r, g = float(np.nanmean(d_real[:, s - 1, m])), float(np.nanmean(d_model[:, s - 1, m]))
-            row[name] = {"real": r, "model": g, "ratio": g / r if r else float("nan"),
-                         "abs_error": float(np.nanmean(np.abs(d_model[:, s - 1, m] - d_real[:, s - 1, m])))}  # fmt: skip
-        out["holds"][s] = row
+    keep_frames = model.config.dynamics.sink + model.config.dynamics.window
+    out: dict[str, Any] = {"points": P, "steps": {}}
+    for j in steps:
+        frames = np.concatenate([ctx, real[:, : j - 1]], 1)[:, -keep_frames:]  # (P, <=sink+window, H, W, 3)
+        acts = np.concatenate([ctx_actions, np.repeat(held[:, None], j - 1, 1)], 1)[:, -keep_frames:]
+        engine = WorldModel(model, P)
+        engine.reset(None, frames, acts, seeds=[seed + p for p in range(P)])
+        generated = engine.step(held).frames.cpu().numpy()  # (P, H, W, 3)
+        last = measure(frames[:, -1])
+        d_real = (measure(real[:, j - 1]) - last) * sign
+        d_model = (measure(generated) - last) * sign
+        ok = alive >= j
+        out["steps"][j] = _compare(d_real[ok], d_model[ok], names)
     return out
 
 
-def format_response(result: dict[str, Any]) -> str:
-    """The result as a table: one line per hold and quantity."""
-    lines = [f"sustained-action response, {result['points']} recorded mid-episode points (change after S held steps; ratio = model / real)"]
-    for s, row in result["holds"].items():
+def _compare(d_real: np.ndarray, d_model: np.ndarray, names: Sequence[str]) -> dict[str, dict[str, float]]:
+    """Per quantity: mean real and model change (P, M), their ratio and the mean absolute per-point error."""
+    row: dict[str, Any] = {"points": int(d_real.shape[0])}
+    for m, name in enumerate(names):
+        r, g = float(np.nanmean(d_real[:, m])), float(np.nanmean(d_model[:, m]))
+        row[name] = {"real": r, "model": g, "ratio": g / r if r else float("nan"), "abs_error": float(np.nanmean(np.abs(d_model[:, m] - d_real[:, m])))}
+    return row
+
+
+def format_response(result: dict[str, Any], held: dict[str, Any] | None = None) -> str:
+    """The results as a table: one line per hold (and teacher-forced step) and quantity."""
+    lines = [f"sustained-action response, {result['points']} recorded mid-episode points (ratio = model / real)",
+             "  rollout: change from the last context frame after S held steps"]  # fmt: skip
+    rows = [("S", s, row) for s, row in result["holds"].items()]
+    if held is not None:
+        rows += [("j", j, row) for j, row in held["steps"].items()]
+    for i, (letter, s, row) in enumerate(rows):
+        if letter == "j" and rows[i - 1][0] == "S":
+            lines.append("  teacher-forced: one-step change at step j of the hold, from the real frames before it")
         for name, v in row.items():
-            lines.append(f"  S={s:<3d} {name:<8s} real {v['real']:+.3f}  model {v['model']:+.3f}  ratio {v['ratio']:.2f}  |error| {v['abs_error']:.3f}")
+            if name == "points":
+                continue
+            lines.append(f"  {letter}={s:<3d} n={row['points']:<3d} {name:<8s} real {v['real']:+.4f}  model {v['model']:+.4f}  ratio {v['ratio']:+.2f}  |error| {v['abs_error']:.4f}")
     return "\n".join(lines)
 
 
-def twin_simulator(env: Any) -> Callable[[np.ndarray, Any, int], np.ndarray]:
+def twin_simulator(env: Any) -> Callable[[np.ndarray, Any, int], tuple[np.ndarray, int]]:
     """``simulate`` for a real twin whose source simulator keeps its state in ``.state`` (Gymnasium's classic control)."""
     import warnings
 
@@ -125,9 +185,15 @@ def twin_simulator(env: Any) -> Callable[[np.ndarray, Any, int], np.ndarray]:
         if not hasattr(source, "state"):
             raise ValueError(f"{type(source).__name__} keeps no settable .state; pass a simulate function for this world")
         source.state = np.array(state, dtype=np.float64, copy=True)
+        frames, alive = [], steps
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the held action may end the episode; the physics goes on
-            return np.stack([env.step(action)[0] for _ in range(steps)])  # (S, H, W, 3)
+            for k in range(steps):
+                obs, _, terminated, _, _ = env.step(action)
+                frames.append(obs)
+                if terminated and alive == steps:
+                    alive = k  # frames from index k on are past the episode's end
+        return np.stack(frames), alive  # (S, H, W, 3), steps before the end
 
     return simulate
 
@@ -162,12 +228,14 @@ def main(argv: list[str] | None = None) -> int:
     ae = model.config.autoencoder
     env = gym.make(args.twin, height=ae.frame_height, width=ae.frame_width)
     episodes = [ep for path in args.data for ep in load(path).episodes]
-    result = sustained_response(model, episodes, twin_simulator(env), CartPoleProbe(), ["cart_x", "pole"], n=args.points,
-                                context=args.context, seed=args.seed, keep=lambda s: abs(float(s[2])) <= args.max_angle)  # fmt: skip
-    print(format_response(result))
+    common = dict(simulate=twin_simulator(env), measure=CartPoleProbe(), names=["cart_x", "pole"], n=args.points,
+                  context=args.context, seed=args.seed, keep=lambda s: abs(float(s[2])) <= args.max_angle)  # fmt: skip
+    result = sustained_response(model, episodes, **common)
+    held = held_step_response(model, episodes, **common)
+    print(format_response(result, held))
     if args.json:
         with open(args.json, "w") as f:
-            json.dump(result, f, indent=2)
+            json.dump({"rollout": result, "teacher_forced": held}, f, indent=2)
     return 0
 
 
