@@ -6,7 +6,7 @@ from conftest import tiny_model
 
 from worldgym.data.dataset import Episode
 from worldgym.engine import WorldModel
-from worldgym.evaluation.response import format_response, sample_points, sustained_response
+from worldgym.evaluation.response import format_response, held_step_response, sample_points, sustained_response
 
 
 def episodes_of(model, count: int = 3, steps: int = 12, seed: int = 0) -> list[Episode]:
@@ -68,6 +68,23 @@ def test_a_world_that_does_not_move_shows_up_as_a_different_response():
     row = {k: v for k, v in result["holds"][2].items() if k != "points"}
     assert all(v["real"] == 0.0 for v in row.values())
     assert max(v["abs_error"] for v in row.values()) > 0.5  # a random model does move the frame
+    # teacher-forced inside the hold: the same frozen world, one step from its real frames
+    held = held_step_response(model, episodes, frozen, channel_means, ["r", "g", "b"], steps=(1, 3), n=4, context=2, seed=1)
+    assert set(held["steps"]) == {1, 3} and held["steps"][3]["points"] == 4
+    assert all(held["steps"][3][c]["real"] == 0.0 for c in "rgb")
+    assert "teacher-forced" in format_response(result, held)
+
+
+def test_points_past_the_real_end_are_not_compared():
+    model = tiny_model()
+    episodes = episodes_of(model)
+
+    def ends_after_two(state, action, steps):
+        ep = episodes[int(state[0])]
+        return np.repeat(ep.observations[int(state[1])][None], steps, 0), 2
+
+    result = sustained_response(model, episodes, ends_after_two, channel_means, ["r", "g", "b"], n=4, context=2, holds=(2, 3), seed=1)
+    assert result["holds"][2]["points"] == 4 and result["holds"][3]["points"] == 0
 
 
 def test_points_respect_context_and_filter_and_need_states():

@@ -111,26 +111,16 @@ def _setup(model: Model, episodes: Sequence[Any], simulate: Callable, n: int, co
     return ctx, ctx_actions, held, sign, real, alive
 
 
-def held_step_response(
-    model: Model,
-    episodes: Sequence[Any],
-    simulate: Callable[[np.ndarray, Any, int], tuple[np.ndarray, int]],
-    measure: Callable[[np.ndarray], np.ndarray],
-    names: Sequence[str],
-    n: int = 64,
-    context: int = 4,
-    steps: Sequence[int] = (1, 3, 5, 7, 9),
-    seed: int = 0,
-    keep: Callable[[np.ndarray], bool] | None = None,
-) -> dict[str, Any]:
+def held_step_response(model: Model, episodes: Sequence[Any], simulate: Callable, measure: Callable, names: Sequence[str], steps: Sequence[int] = (1, 3, 5, 7, 9), **kw: Any) -> dict[str, Any]:
     """Teacher-forced: at step j of the held action, the model sees the REAL frames so far (its last ``sink + window`` at most) and predicts one block.
 
-    Returns ``{"points": P, "steps": {j: {name: {real, model, ratio, abs_error}}}}`` of the one-step
+    Takes `sustained_response`'s arguments (``n``, ``context``, ``seed``, ``keep`` as keywords) with ``steps`` for ``holds``. Returns ``{"points": P, "steps": {j: {name: {real, model, ratio, abs_error}}}}`` of the one-step
     change from the last real frame. A model whose one-step change falls behind (or turns against)
     the real one inside a hold has learned the recordings' policy instead of the action: in
     controller-driven data the action is nearly a function of the state and carries little
     information of its own.
     """
+    n, context, seed, keep = kw.get("n", 64), kw.get("context", 4), kw.get("seed", 0), kw.get("keep")
     ctx, ctx_actions, held, sign, real, alive = _setup(model, episodes, simulate, n, context, max(steps), seed, keep)
     P, _, H, W, _ = real.shape
     keep_frames = model.config.dynamics.sink + model.config.dynamics.window
@@ -152,7 +142,11 @@ def held_step_response(
 def _compare(d_real: np.ndarray, d_model: np.ndarray, names: Sequence[str]) -> dict[str, dict[str, float]]:
     """Per quantity: mean real and model change (P, M), their ratio and the mean absolute per-point error."""
     row: dict[str, Any] = {"points": int(d_real.shape[0])}
+    nan = {"real": float("nan"), "model": float("nan"), "ratio": float("nan"), "abs_error": float("nan")}
     for m, name in enumerate(names):
+        if not np.isfinite(d_real[:, m]).any() or not np.isfinite(d_model[:, m]).any():
+            row[name] = dict(nan)  # no point to compare (all ended, or unreadable)
+            continue
         r, g = float(np.nanmean(d_real[:, m])), float(np.nanmean(d_model[:, m]))
         row[name] = {"real": r, "model": g, "ratio": g / r if r else float("nan"), "abs_error": float(np.nanmean(np.abs(d_model[:, m] - d_real[:, m])))}
     return row
