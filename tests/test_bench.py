@@ -52,7 +52,7 @@ def test_targets_are_judged_from_the_report_figures():
         "one env p99 ms": (4.5, False),
         "256 envs, pixels, float32, env-steps/s": (4999.0, False),
         "256 envs, latents, float32, env-steps/s": (15001.0, True),
-        "256 envs, pixels, bfloat16, env-steps/s": (5001.0, True),
+        "256 envs, pixels, bfloat16 (the dtype section), env-steps/s": (5001.0, True),
         "float32 vs the real twin at batch 256": (2.941, False),
         "cache vs recomputing window 8, batch 1": (1.2, False),
         "cache vs recomputing window 8, batch 256": (4.0, True),
@@ -62,6 +62,10 @@ def test_targets_are_judged_from_the_report_figures():
     # without batch 256 the twin ratio is judged at the largest batch both measured
     small = dict(report, throughput=report["throughput"][:1], twin=report["twin"][:1])
     assert [(r["what"], r["met"]) for r in check_targets(small) if "twin" in r["what"]] == [("float32 vs the real twin at batch 16", True)]
+    # the throughput section runs in the default dtype and says which one it resolved to
+    auto = dict(report, throughput=[dict(report["throughput"][1], dtype="bfloat16")])
+    whats = [r["what"] for r in check_targets(auto)]
+    assert "256 envs, pixels, bfloat16 (the default), env-steps/s" in whats and "bfloat16 (the default) vs the real twin at batch 256" in whats
     # a run of some sections judges only what it measured
     assert [r["what"] for r in check_targets({"latency": report["latency"]})] == ["one env p50 ms", "one env p99 ms"]
 
