@@ -25,7 +25,8 @@ from worldgym.envs.env import WorldModelEnv
 from worldgym.envs.vector_env import WorldModelVectorEnv
 from worldgym.envs.wrappers import ModelState
 from worldgym.model import checkpoint
-from worldgym.policies.model_state import ModelStatePolicy, feature_actor, save_model_state_policy
+from worldgym.policies.model_state import ModelStatePlanner, ModelStatePolicy, feature_actor, save_model_state_policy
+from worldgym.policies.saved import ObsNorm, PolicyError, policy_net
 from worldgym.policy_io import load_policy
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -119,6 +120,52 @@ def test_model_state_policy_round_trip(tmp_path):
     (path / "policy.safetensors").write_bytes((path / "policy.safetensors").read_bytes()[:-4] + b"0000")
     with pytest.raises(ValueError, match="sha256"):
         load_policy(path)
+
+
+def test_planning_policy_scores_each_held_action_like_the_engine_and_round_trips(tmp_path):
+    """The planner's scores equal holding each action in a separate engine from the same frames; saved and loaded, it acts the same."""
+    torch.manual_seed(0)
+    model = tiny_model()
+    frames, _ = frames_and_actions(count=5)
+    D, H = model.config.dynamics.dim, 2
+    actor = feature_actor(D, [8, 8], 3, out_gain=1.0)
+    critic = policy_net(D, 1, [8, 8], 1, 1.0, actor[0])
+    planner = ModelStatePlanner(model, actor, critic, horizon=H, gamma=0.9)
+    planner.reset()
+    actions = [planner(f) for f in frames[:3]]  # the filter now holds frames 0-2 under the planner's own actions
+    scores = planner.plan()
+    # the same scores by hand: a fresh filter fed the same frames and actions, then each action held H steps
+    for a in range(3):
+        engine = WorldModel(model, 1, features=True)
+        engine.reset([0], torch.from_numpy(frames[:1])[None])
+        for f, prev in zip(frames[1:3], actions[:2]):
+            engine.observe(torch.from_numpy(f)[None], [prev])
+        engine.set_state([0], {**engine.get_state([0]), "rng": planner.engine.get_state([0])["rng"]})
+        total, alive, discount = 0.0, 1.0, 1.0
+        for _ in range(H):
+            step = engine.step([a], decode=False)
+            total += discount * alive * float(step.reward[0])
+            alive *= 1.0 - float(step.termination[0])
+            discount *= 0.9
+        with torch.no_grad():
+            total += discount * alive * float(critic(step.features.float())[0, 0])
+        assert scores[a].item() == pytest.approx(total, abs=1e-4), (a, scores.tolist(), total)
+    assert actions[-1] in range(3)
+    # saved with its critic, the folder loads as a planner that acts the same
+    path = save_model_state_policy(tmp_path / "plan", actor, model, [8, 8], 3, critic=critic, planning={"horizon": H, "gamma": 0.9})
+    loaded = load_policy(path)
+    assert isinstance(loaded, ModelStatePlanner) and loaded.horizon == H and loaded.config["planning"] == {"horizon": H, "gamma": 0.9}
+    planner.reset()
+    loaded.reset()
+    assert [planner(f) for f in frames] == [loaded(f) for f in frames]
+    # exploring, it samples the actor like the plain policy; bad arguments are refused
+    explorer = load_policy(path, deterministic=False)
+    explorer.reset()
+    assert all(explorer(f) in range(3) for f in frames)
+    with pytest.raises(PolicyError, match="both critic and planning"):
+        save_model_state_policy(tmp_path / "bad", actor, model, [8, 8], 3, critic=critic)
+    with pytest.raises(PolicyError, match="horizon must be >= 1"):
+        ModelStatePlanner(model, actor, policy_net(D, 1, [8, 8], 1, 1.0, ObsNorm(D, 1)), horizon=0)
 
 
 def cli(*args: str, check: bool = True) -> subprocess.CompletedProcess:

@@ -98,12 +98,75 @@ class ModelStatePolicy:
         return action
 
 
-def save_model_state_policy(path: str | Path, actor: nn.Module, model: Model, hidden: list[int], n_actions: int, extra: dict[str, Any] | None = None) -> Path:
-    """Write a ``model_state_mlp`` policy folder (actor weights, JSON config with their sha256, the world model); returns it."""
+class ModelStatePlanner(ModelStatePolicy):
+    """A `ModelStatePolicy` that looks ahead in its world model before it acts (decision-time planning).
+
+    From the filter's state after the current real frame, every action is held ``horizon``
+    steps in the model (all actions in one batch, the same noise for each); an action's score
+    is the imagined rewards, discounted by ``gamma`` and cut by the termination head, plus the
+    critic's value of the last imagined state. The best first action is taken; the next real
+    frame re-anchors the filter, so the model only has to be right for ``horizon`` steps, not for
+    a whole imagined episode. On CartPole a horizon of 2 doubled the real return of the same
+    dream-trained agent (BENCHMARKS.md); it costs ``horizon`` batched engine steps per action.
+    With ``deterministic=False`` (exploration while collecting) it samples the actor, as the plain
+    policy does.
+
+    Args:
+        critic: maps features (B, D) to values (B, 1), trained with the actor in imagination.
+        horizon: imagined steps each action is held.
+        gamma: discount of the imagined rewards and of the critic's value.
+    """
+
+    def __init__(self, model: Model, actor: nn.Module, critic: nn.Module, horizon: int, gamma: float = 0.99, deterministic: bool = True, config: dict | None = None, seed: int = 0) -> None:
+        if horizon < 1:
+            raise PolicyError(f"a planning horizon must be >= 1 imagined step, got {horizon}")
+        super().__init__(model, actor, deterministic, config, seed)
+        self.critic, self.horizon, self.gamma = critic.eval(), horizon, gamma
+        self.n_actions = int(model.config.action.n)
+        self.planner = WorldModel(model, self.n_actions, features=True)
+
+    @torch.no_grad()
+    def plan(self) -> torch.Tensor:
+        """Scores (n_actions,) of holding each action ``horizon`` steps from the filter's current state."""
+        snapshot = self.engine.get_state([0])
+        for a in range(self.n_actions):
+            self.planner.set_state([a], snapshot)
+        actions = list(range(self.n_actions))
+        alive, score, discount = torch.ones(self.n_actions), torch.zeros(self.n_actions), 1.0
+        for _ in range(self.horizon):
+            step = self.planner.step(actions, decode=False)
+            score += discount * alive * step.reward.float()
+            alive = alive * (1.0 - step.termination.float())
+            discount *= self.gamma
+        return score + discount * alive * self.critic(step.features.float()).squeeze(-1)  # (n_actions,)
+
+    @torch.no_grad()
+    def __call__(self, obs: np.ndarray, info: dict | None = None) -> int:
+        if not self.deterministic:
+            return super().__call__(obs, info)
+        self.features(obs)
+        action = int(self.plan().argmax())
+        self.last_action = action
+        return action
+
+
+def save_model_state_policy(
+    path: str | Path, actor: nn.Module, model: Model, hidden: list[int], n_actions: int, extra: dict[str, Any] | None = None,
+    critic: nn.Module | None = None, planning: dict[str, Any] | None = None,
+) -> Path:
+    """Write a ``model_state_mlp`` policy folder (actor weights, JSON config with their sha256, the world model); returns it.
+
+    With ``critic`` and ``planning`` (``{"horizon": H, "gamma": G}``) the folder also keeps the
+    critic and loads as a `ModelStatePlanner`.
+    """
+    if (critic is None) != (planning is None):
+        raise PolicyError("a planning policy needs both critic and planning ({'horizon': H, 'gamma': G})")
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
     checkpoint.save(model, path / "model")
     tensors = {f"actor.{k}": v.detach().float().cpu().contiguous() for k, v in actor.state_dict().items()}
+    if critic is not None:
+        tensors |= {f"critic.{k}": v.detach().float().cpu().contiguous().clone() for k, v in critic.state_dict().items()}  # copies: the ObsNorm is the actor's
     tmp = path / (WEIGHTS + ".tmp")
     save_file(tensors, str(tmp))
     os.replace(tmp, path / WEIGHTS)
@@ -116,6 +179,7 @@ def save_model_state_policy(path: str | Path, actor: nn.Module, model: Model, hi
         "n_actions": n_actions,
         "model": "model",
         "sha256": hashlib.sha256((path / WEIGHTS).read_bytes()).hexdigest(),
+        **({"planning": {"horizon": int(planning["horizon"]), "gamma": float(planning["gamma"])}} if planning else {}),
         **(extra or {}),
     }
     tmp_config = path / (CONFIG + ".tmp")
@@ -135,4 +199,12 @@ def load_model_state_policy(folder: Path, config: dict, deterministic: bool = Tr
     actor = feature_actor(config["obs_dim"], config["hidden"], config["n_actions"])
     tensors = load_file(str(folder / WEIGHTS))
     actor.load_state_dict({k[len("actor.") :]: v for k, v in tensors.items() if k.startswith("actor.")}, strict=True)
-    return ModelStatePolicy(model, actor, deterministic, config)
+    if "planning" not in config:
+        return ModelStatePolicy(model, actor, deterministic, config)
+    critic = policy_net(config["obs_dim"], 1, config["hidden"], 1, 1.0, ObsNorm(config["obs_dim"], 1))
+    weights = {k[len("critic.") :]: v for k, v in tensors.items() if k.startswith("critic.")}
+    if not weights:
+        raise PolicyError(f"policy {folder}: policy.json asks for planning but {WEIGHTS} holds no critic.* weights")
+    critic.load_state_dict(weights, strict=True)
+    plan = config["planning"]
+    return ModelStatePlanner(model, actor, critic, int(plan["horizon"]), float(plan["gamma"]), deterministic, config)
