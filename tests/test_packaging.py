@@ -63,4 +63,5 @@ def test_wheel_carries_every_module_and_no_screenshots(wheel_files):
     files = set(wheel_files)
     modules = {f"worldgym/{p.relative_to(ROOT / 'worldgym').as_posix()}" for p in (ROOT / "worldgym").rglob("*.py")}
     assert sorted(modules - files) == []
+    assert "worldgym/py.typed" in files  # pyproject's package-data names it: the package ships its type hints
     assert [f for f in files if "screenshots" in f] == []
