@@ -37,6 +37,19 @@ def test_install_name_goes_to_the_user_models_directory_and_a_path_stays_a_path(
             install_destination(bad)
 
 
+def test_install_refuses_to_replace_what_is_not_a_model(tmp_path):
+    """`--install PATH` onto a folder of the user's own files fails before training and leaves the folder as it was."""
+    mine = tmp_path / "notes"
+    mine.mkdir()
+    (mine / "keep.txt").write_text("my notes")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "WORLDGYM_MODELS": str(tmp_path / "models")}
+    out = subprocess.run([sys.executable, "-m", "worldgym.cli", "train", str(ROOT / "configs" / "tiny.yaml"), "--data", str(tmp_path / "missing"),
+                          "--out", str(tmp_path / "run"), "--install", f"{mine}/"], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)  # fmt: skip
+    assert out.returncode == 2, out.stderr
+    assert "is not a model folder" in out.stderr and "config.json" in out.stderr
+    assert (mine / "keep.txt").read_text() == "my notes" and not (tmp_path / "run").exists()
+
+
 def test_train_install_name_registers_in_a_fresh_process(tmp_path):
     env = PixelTwin("CartPole", height=32, width=32)
     data, models = tmp_path / "data", tmp_path / "models"

@@ -407,8 +407,22 @@ def install_destination(value: str) -> Path:
     return user_models_dir() / value
 
 
+def check_install_destination(dest: Path) -> None:
+    """Refuse to install over anything but a model folder (``--install`` replaces what is there)."""
+    if not dest.exists():
+        return
+    if dest.is_dir() and (dest / "config.json").is_file() and (dest / "model.safetensors").is_file():
+        return  # a checkpoint folder: replaced by the new model
+    raise ConfigError(
+        f"--install {dest}: it exists and is not a model folder (expected config.json and model.safetensors in it); "
+        "installing would replace it. Pick a new name or path, or remove it yourself"
+    )
+
+
 def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stdout)
+    if args.install:
+        check_install_destination(args.install)  # before any training: a bad destination fails at once
     if args.config is not None:
         cfg = load_yaml(TrainConfig, args.config)
     elif Path(args.out, "config.yaml").is_file():  # resuming a run that started from the data-sized recipe
@@ -421,9 +435,13 @@ def run(args: argparse.Namespace) -> int:
     final = train(cfg, args.data, args.out, args.stop_after, args.init, args.init_stage)
     if args.install and final.is_dir() and int(os.environ.get("RANK", "0")) == 0:
         dest = args.install
+        check_install_destination(dest)
+        staged = dest.with_name(dest.name + ".installing")
+        shutil.rmtree(staged, ignore_errors=True)
+        shutil.copytree(final, staged)  # a complete copy first, so a failure never leaves half a model at dest
         if dest.exists():
             shutil.rmtree(dest)
-        shutil.copytree(final, dest)
+        os.replace(staged, dest)
         print(f"installed {final} -> {dest}")
     if torch.distributed.is_initialized():
         torch.distributed.destroy_process_group()
