@@ -130,6 +130,42 @@ class KVCache:
         sink = self._offsets.new_tensor(range(s)).expand(self.batch_size, s)  # (B, S)
         return torch.cat([sink, ring], dim=1)  # (B, S+W)
 
+    def attention_mask(
+        self, valid: torch.Tensor, count: torch.Tensor, pending: torch.Tensor | None, blocks: int, dtype: torch.dtype | None = None
+    ) -> torch.Tensor | None:
+        """Which buffer tokens a pass over R rows may read: bool (R, 1, blocks*N, T) (additive in ``dtype``
+        when given), or None when every token may be read.
+
+        Args:
+            valid: (R, S+W) the rows' slots that hold a block (`valid`); count: (R,) their block counts.
+            pending: (R,) bool with ``blocks=2``: rows whose pending block commits in the pass.
+            blocks: 1 (a block reads its valid slots and its own scratch slot) or 2 (a fused pass: the
+                pending block as 1; the next block also reads the pending block, not the block its
+                commit evicts, and reads the sink from its second, re-rotated copy).
+        """
+        S, N, P, R = self.sink, self.tokens, self.slots, valid.shape[0]
+        extra = self.workspace
+        if blocks == 1:
+            if extra == 1 and bool(valid.all()):
+                return None  # every slot is valid: attention takes its fast path
+            work = torch.zeros(R, extra, dtype=torch.bool, device=valid.device)
+            work[:, 0] = True  # the block's own scratch slot
+            slot_mask = torch.cat([valid, work], dim=1)[:, None]  # (R, 1, slots)
+        else:
+            first = torch.cat([valid, torch.ones(R, 1, dtype=torch.bool, device=valid.device), valid.new_zeros(R, extra - 1)], 1)
+            evicted = (count >= P) & pending.bool()  # committing the pending block drops the oldest window block
+            slot = (S + (count - S) % self.window)[:, None]  # (R, 1)
+            second_valid = valid & ~(evicted[:, None] & (torch.arange(P, device=valid.device)[None] == slot))
+            second_valid[:, :S] = False  # the sink is read from its second copy
+            second = torch.cat([second_valid, pending.bool()[:, None], torch.ones_like(pending.bool())[:, None], valid[:, :S]], 1)
+            slot_mask = torch.stack([first, second], dim=1)  # (R, 2, slots)
+        mask = slot_mask.repeat_interleave(N, dim=1).repeat_interleave(N, dim=2)[:, None]  # (R, 1, blocks*N, T)
+        if dtype is None:
+            return mask
+        if bool(mask.all()):
+            return None
+        return torch.zeros(mask.shape, dtype=dtype, device=mask.device).masked_fill_(~mask, float("-inf"))  # additive
+
     def write_slot(self) -> torch.Tensor:
         """(B,) slot the next committed block of each row goes to (evicting the oldest window block when full)."""
         c = self.count

@@ -30,6 +30,7 @@ A action width.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, Callable
 
 import torch
 from torch import nn
@@ -171,6 +172,14 @@ class Dynamics(nn.Module):
         aemb = self.action(actions.reshape(B * Fr, -1), null.reshape(B * Fr)).view(B, Fr, -1)  # (B, F, D)
         return temb + aemb
 
+    def _kept(self, name: str, weights: list[torch.Tensor], make: Callable[[], Any]) -> Any:
+        """``make()`` computed without autograd and kept as ``self.<name>`` until one of ``weights`` changes."""
+        key = tuple((w._version, w.data_ptr()) for w in weights)
+        if getattr(self, name, (None,))[0] != key:
+            with torch.inference_mode(False), torch.no_grad():
+                setattr(self, name, (key, make()))
+        return getattr(self, name)[1]
+
     def adaln(self, cond: torch.Tensor) -> list[tuple[torch.Tensor, ...]]:
         """Every block's `Block.cached_mods` from conditions (B, F, D): one SiLU, and without autograd one
         matmul over the blocks' stacked adaLN weights (kept until a weight changes) whose bias already
@@ -179,49 +188,35 @@ class Dynamics(nn.Module):
         linears = [block.ada[1] for block in self.blocks]
         if torch.is_grad_enabled():
             return [block.cached_mods(lin(act)) for block, lin in zip(self.blocks, linears)]
-        key = tuple((lin.weight._version, lin.bias._version, lin.weight.data_ptr(), lin.bias.data_ptr()) for lin in linears)
-        if getattr(self, "_ada", (None,))[0] != key:
-            with torch.inference_mode(False), torch.no_grad():
-                bias = torch.cat([lin.bias for lin in linears]).view(len(linears), 6, -1)  # (L, 6, D): shift, scale, gate x2
-                bias = bias + torch.tensor([0.0, 1.0, 0.0, 0.0, 1.0, 0.0], dtype=bias.dtype, device=bias.device)[:, None]
-                self._ada = (key, torch.cat([lin.weight for lin in linears]), bias.flatten())
+
+        def stacked() -> tuple[torch.Tensor, torch.Tensor]:  # the bias (L, 6, D) of shift, scale, gate x2 gets the scales' 1
+            bias = torch.cat([lin.bias for lin in linears]).view(len(linears), 6, -1)
+            return torch.cat([lin.weight for lin in linears]), (bias + bias.new_tensor([0, 1, 0, 0, 1, 0])[:, None]).flatten()
+
+        weight, bias = self._kept("_ada", [w for lin in linears for w in (lin.weight, lin.bias)], stacked)
         B, F_, D = act.shape
-        mods = nn.functional.linear(act, self._ada[1], self._ada[2]).view(B, F_, 1, -1, D).unbind(3)  # 6L x (B, F, 1, D)
+        mods = nn.functional.linear(act, weight, bias).view(B, F_, 1, -1, D).unbind(3)  # 6L x (B, F, 1, D)
         return [mods[6 * i : 6 * i + 6] for i in range(len(linears))]
 
     def qk_weights(self) -> torch.Tensor:
         """Every block's query and key RMS-norm weights (L, 2, 1, Dh); without autograd kept until a weight changes."""
         pairs = [(block.attn.q_norm.weight, block.attn.k_norm.weight) for block in self.blocks]
-        if torch.is_grad_enabled():
-            return torch.stack([torch.stack(pair) for pair in pairs])[:, :, None]
-        key = tuple((w._version, w.data_ptr()) for pair in pairs for w in pair)
-        if getattr(self, "_qk", (None,))[0] != key:
-            with torch.inference_mode(False), torch.no_grad():
-                self._qk = (key, torch.stack([torch.stack(pair) for pair in pairs])[:, :, None])
-        return self._qk[1]
+        stack = lambda: torch.stack([torch.stack(pair) for pair in pairs])[:, :, None]  # noqa: E731
+        return stack() if torch.is_grad_enabled() else self._kept("_qk", [w for pair in pairs for w in pair], stack)
 
-    def modulations(
-        self, t: torch.Tensor, actions: torch.Tensor, null: torch.Tensor
-    ) -> tuple[list[tuple[torch.Tensor, ...]], torch.Tensor]:
-        """Every block's `Block.cached_mods` and the readout's ``final_ada`` output (B, F, 2D) from noise
-        levels (B, F), actions (B, F, A) and null flags (B, F).
-
-        Without autograd, a pass of at most ``MEMO_CONDITIONS`` conditions (one env's step: the
-        engine's noise levels are constants and a discrete action has few values) looks them up
-        by value: the conditioning networks and the adaLN matmul run once for each distinct
-        (levels, actions, null flags, precision) until one of their weights changes.
-        """
+    def modulations(self, t: torch.Tensor, actions: torch.Tensor, null: torch.Tensor) -> tuple[list[tuple[torch.Tensor, ...]], torch.Tensor]:
+        """Every block's `Block.cached_mods` and ``final_ada(cond)`` (B, F, 2D) from noise levels (B, F), actions
+        (B, F, A) and null flags (B, F). Without autograd a pass of at most ``MEMO_CONDITIONS`` conditions (one
+        env: the engine's levels are constants, a discrete action has few values) looks them up by value,
+        made once per (levels, actions, null flags, precision) until a weight changes."""
         if torch.is_grad_enabled() or t.numel() > MEMO_CONDITIONS:
             cond = self.condition(t, actions, null)  # (B, F, D)
             return self.adaln(cond), self.final_ada(cond)
+        weights = [p for m in (self.time, self.action, self.final_ada, *(b.ada for b in self.blocks)) for p in m.parameters()]
+        memo = self._kept("_memo", weights, dict)
         device = t.device.type
         autocast = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else None
-        weights = [p for m in (self.time, self.action, self.final_ada, *(b.ada for b in self.blocks)) for p in m.parameters()]
-        versions = tuple((w._version, w.data_ptr()) for w in weights)
-        if getattr(self, "_memo", (None,))[0] != versions:
-            self._memo = (versions, {})
         key = (tuple(t.shape), tuple(t.flatten().tolist()), tuple(actions.flatten().tolist()), tuple(null.flatten().tolist()), autocast)
-        memo = self._memo[1]
         if key not in memo:
             if len(memo) >= 64:  # continuous actions: keep the memo small
                 memo.clear()
@@ -265,11 +260,10 @@ class Dynamics(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, int]:
         """The engine cache's buffers as the attention context of rows' next pass.
 
-        Window keys were rotated once, at commit, by their rotary position (cache.py). The
-        sink's keys are the only ones whose rotation changes from step to step: this rotates
-        them into their slots at the distance they have in the training layout (the
-        number of blocks the row can attend to), writing only workspace slots (of the cache,
-        or of the rows' copy when ``rows`` is given).
+        Window keys were rotated once, at commit, by their rotary position (cache.py). The sink's
+        keys are the only ones whose rotation changes from step to step: this rotates them into
+        their slots at the distance they have in the training layout (the number of blocks the
+        row can attend to), writing only workspace slots (of the cache, or of the rows' copy).
 
         Args:
             cache: the engine's cache.
@@ -288,7 +282,6 @@ class Dynamics(nn.Module):
         pos = cache.pos if rows is None else cache.pos[rows]
         filled = cache.filled() if rows is None else cache.filled()[rows]
         R = pos.shape[0]
-
         k, v = (cache.k, cache.v) if rows is None else (cache.k[:, rows], cache.v[:, rows])
         raw = cache.sink_k if rows is None else cache.sink_k[:, rows]  # (L, R, H, S*N, Dh)
 
@@ -296,10 +289,8 @@ class Dynamics(nn.Module):
         if blocks == 2 and extra < 2 + S:
             raise ValueError(f"a fused pass needs a cache with {2 + S} workspace slots, this one has {extra}")
         if S:  # into k (the cache's workspace or the rows' copy): the sink at its distance from the pass's block(s)
-            sink_pos = (pos - filled)[:, None]  # (R, 1): the first block's view of the sink
-            if blocks == 2:  # and the next block's: keys rotated to the distance they have once the pending block is in
-                pend = pending.to(torch.int64)  # (R,)
-                sink_pos = torch.stack([pos - filled, pos + pend - (filled + pend).clamp(max=P)], 1)  # (R, 2)
+            pend = pending.to(torch.int64) if blocks == 2 else None  # (R,); the next block sees the sink once the pending one is in
+            sink_pos = torch.stack([pos - filled, pos + pend - (filled + pend).clamp(max=P)], 1) if blocks == 2 else (pos - filled)[:, None]
             cos, sin = self.rotary.at_full(sink_pos[:, :, None] + cache._slot_index[:S])  # (R, G, S*N, 1, Dh), both views at once
             rotated = rotate_full(raw[:, :, None], cos.transpose(2, 3)[None], sin.transpose(2, 3)[None])  # (L, R, G, H, S*N, Dh)
             k[:, :, :, : S * N] = rotated[:, :, 0]
@@ -311,36 +302,9 @@ class Dynamics(nn.Module):
             c, has = int(count[0]), blocks == 2 and bool(pending[0])
             key = (blocks, has, c if c < P else P + (c - S) % cache.window, k.dtype)
             if key not in cache.masks:
-                cache.masks[key] = self._mask(cache, cache.valid(rows), count, pending, blocks, k.dtype)
+                cache.masks[key] = cache.attention_mask(cache.valid(rows), count, pending, blocks, k.dtype)
             return k, v, cache.masks[key], P * N
-        return k, v, self._mask(cache, cache.valid(rows), count, pending, blocks), P * N
-
-    def _mask(
-        self, cache: KVCache, valid: torch.Tensor, count: torch.Tensor, pending: torch.Tensor | None, blocks: int, dtype: torch.dtype | None = None
-    ) -> torch.Tensor | None:
-        """`attention_context`'s mask of R rows: bool (R, 1, blocks*N, T) (additive in ``dtype`` when given), or None."""
-        S, N, P, R = cache.sink, cache.tokens, cache.slots, valid.shape[0]
-        extra = cache.workspace
-        if blocks == 1:
-            if extra == 1 and bool(valid.all()):
-                return None  # every slot is valid: attention takes its fast path
-            work = torch.zeros(R, extra, dtype=torch.bool, device=valid.device)
-            work[:, 0] = True  # the block's own scratch slot
-            slot_mask = torch.cat([valid, work], dim=1)[:, None]  # (R, 1, slots)
-        else:
-            first = torch.cat([valid, torch.ones(R, 1, dtype=torch.bool, device=valid.device), valid.new_zeros(R, extra - 1)], 1)
-            evicted = (count >= P) & pending.bool()  # committing the pending block drops the oldest window block
-            slot = (S + (count - S) % cache.window)[:, None]  # (R, 1)
-            second_valid = valid & ~(evicted[:, None] & (torch.arange(P, device=valid.device)[None] == slot))
-            second_valid[:, :S] = False  # the sink is read from its second copy
-            second = torch.cat([second_valid, pending.bool()[:, None], torch.ones_like(pending.bool())[:, None], valid[:, :S]], 1)
-            slot_mask = torch.stack([first, second], dim=1)  # (R, 2, slots)
-        mask = slot_mask.repeat_interleave(N, dim=1).repeat_interleave(N, dim=2)[:, None]  # (R, 1, blocks*N, T)
-        if dtype is None:
-            return mask
-        if bool(mask.all()):
-            return None
-        return torch.zeros(mask.shape, dtype=dtype, device=mask.device).masked_fill_(~mask, float("-inf"))  # additive
+        return k, v, cache.attention_mask(cache.valid(rows), count, pending, blocks), P * N
 
     def rotate_window(self, cache: KVCache, rows: torch.Tensor, delta: torch.Tensor) -> None:
         """Move rows' rotary positions by ``delta`` (R,): re-rotate their window keys and shift ``pos``.

@@ -216,8 +216,9 @@ class Block(nn.Module):
 
     def forward_cached(self, x, mods, cos, sin, ctx_k, ctx_v, mask, start, skip: int = 0, raw_keys: bool = True):
         """Blocks x (B, F, N, D) modulated by ``cached_mods``; the first ``skip`` blocks only give keys and
-        values (x out: (B, F - skip, N, D)); ``cos``, ``sin`` as `Attention.forward_cached` takes them. The same function as `forward_sequence`'s per-frame modulation,
-        with the residual stream kept per frame so that modulation and gating are one operator each."""
+        values (x out: (B, F - skip, N, D)); ``cos``, ``sin`` as `Attention.forward_cached` takes them.
+        The same function as `forward_sequence`'s per-frame modulation, with the residual stream kept
+        per frame so that modulation and gating are one operator each."""
         B, frames, N, D = x.shape
         s1, c1, g1, s2, c2, g2 = mods
         h = torch.addcmul(s1, self.norm1(x), c1).view(B, frames * N, D)  # (B, F*N, D)
