@@ -26,6 +26,7 @@ def test_bench_all_sections_write_json(tmp_path, capsys):
     assert "cache vs recompute" in printed and "targets (DESIGN.md section 6)" in printed
     assert set(report["machine"]["cpu_flags"]) == set(RELEVANT_FLAGS) and report["machine"]["cpu"]
     assert "cpu: " in printed and "avx512_bf16" in printed and "amx_bf16" in printed
+    assert "load average" in printed and len(report["machine"]["load_average"]) == 3  # the figures' conditions
     whats = [r["what"] for r in report["targets"]]
     assert "one env p50 ms" in whats and any(w.startswith("cache vs recomputing window") and w.endswith("batch 3") for w in whats)
 

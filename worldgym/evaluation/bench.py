@@ -383,6 +383,8 @@ def run(args: argparse.Namespace) -> int:
             "amx": cpu["amx"],
             "cores": os.cpu_count(),
             "torch_threads": torch.get_num_threads(),
+            # other work on the cores moves every figure (with both cores busy, 2 threads made one env 100x slower)
+            "load_average": [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None,
             "torch": torch.__version__,
             "python": platform.python_version(),
         },
@@ -425,6 +427,10 @@ def run(args: argparse.Namespace) -> int:
         print("\nreal twin      batch   pixels steps/s")
         for r in report["twin"]:
             print(f"{'':14s}{r['batch']:6d}   {r['pixels_steps_per_s']:14.0f}")
+    if hasattr(os, "getloadavg"):
+        report["machine"]["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
+        print(f"\nload average (1, 5, 15 min): {report['machine']['load_average']} at the start, "
+              f"{report['machine']['load_average_at_end']} at the end")
     report["targets"] = check_targets(report)
     if report["targets"]:
         print("\ntargets (DESIGN.md section 6)")
