@@ -16,6 +16,8 @@ tensor layout the embedding reads. Dimension letters: B batch rows, D model widt
 
 from __future__ import annotations
 
+import operator
+
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -91,6 +93,16 @@ class InvalidActionError(gym.error.InvalidAction):
     """An action that is not in the model's action space. Picklable (one str argument)."""
 
 
+class _SpaceName:
+    """Formats as the Gymnasium space of an action config, building it only when formatted (for error messages)."""
+
+    def __init__(self, config: ActionConfig) -> None:
+        self.config = config
+
+    def __format__(self, spec: str) -> str:
+        return format(str(self.config.space()), spec)
+
+
 def validate_action(config: ActionConfig, action: Any, name: str = "action") -> np.ndarray:
     """Check one action against the space and return it as a numpy array.
 
@@ -100,7 +112,7 @@ def validate_action(config: ActionConfig, action: Any, name: str = "action") -> 
         InvalidActionError: naming the action and the space, for None, wrong type, shape,
             dtype, out-of-range or non-finite values.
     """
-    space = config.space()
+    space = _SpaceName(config)  # the space itself is built only for an error message
     if action is None:
         raise InvalidActionError(f"{name} must be an element of {space}, got None")
     if isinstance(action, torch.Tensor):
@@ -134,6 +146,23 @@ def validate_action(config: ActionConfig, action: Any, name: str = "action") -> 
     return arr.astype(np.int64)
 
 
+def _discrete_indices(rows: list[Any], n: int) -> list[int] | None:
+    """The rows as ints when every one is a valid discrete action (an int, numpy int or 0-d integer array in
+    [0, n), not a bool); else None, and `validate_action` says what is wrong."""
+    out = []
+    for a in rows:
+        if isinstance(a, bool):
+            return None
+        try:
+            i = operator.index(a)
+        except TypeError:
+            return None
+        if not 0 <= i < n:
+            return None
+        out.append(i)
+    return out
+
+
 def to_tensor(config: ActionConfig, actions: Any, batch_size: int, device: torch.device | str = "cpu") -> torch.Tensor:
     """Validate a batch of actions and lay them out for `ActionEmbedding`.
 
@@ -158,6 +187,8 @@ def to_tensor(config: ActionConfig, actions: Any, batch_size: int, device: torch
         raise InvalidActionError(f"expected a batch of {batch_size} actions, got {actions!r}")
     if len(rows) != batch_size:
         raise InvalidActionError(f"expected a batch of {batch_size} actions, got {len(rows)}")
+    if config.kind == "discrete" and (ints := _discrete_indices(rows, config.n)) is not None:  # the common case, no numpy
+        return torch.tensor(ints, dtype=torch.int64, device=device)[:, None]  # (B, 1)
     checked = np.stack([np.atleast_1d(validate_action(config, a, f"actions[{i}]")) for i, a in enumerate(rows)])  # (B, width)
     dtype = torch.float32 if config.kind == "box" else torch.int64
     return torch.as_tensor(checked, dtype=dtype, device=device)
