@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import gymnasium as gym
 import pytest
 
 from worldgym.envs.registration import shipped_models
@@ -88,3 +89,19 @@ def test_a_broken_user_model_folder_is_skipped_with_a_warning(tmp_path, monkeypa
     out = run(["-c", "import gymnasium as gym, worldgym; print(sorted(i for i in gym.registry if i.startswith('worldgym/')))"],
               models, cwd=tmp_path)  # fmt: skip
     assert "worldgym/CartPole-v0" in out.stdout and "notjson" in out.stderr
+
+
+def test_a_user_model_named_like_a_shipped_one_is_not_registered_and_says_so(tmp_path, monkeypatch, caplog):
+    """The shipped model keeps its id; the user's folder of the same name is named in a warning with the way to make it."""
+    models = tmp_path / "models"
+    (models / "MyCopy").mkdir(parents=True)
+    shipped = json.loads((ROOT / "assets" / "models" / "cartpole" / "config.json").read_text())
+    (models / "MyCopy" / "config.json").write_text(json.dumps(shipped))  # config.name "CartPole", as the shipped one
+    monkeypatch.setenv("WORLDGYM_MODELS", str(models))
+    from worldgym.envs.registration import register_all
+
+    with caplog.at_level(logging.WARNING, logger="worldgym.envs.registration"):
+        register_all()
+    warned = " ".join(r.getMessage() for r in caplog.records)
+    assert "MyCopy" in warned and "is not registered" in warned and "WorldModel-v0" in warned
+    assert "MyCopy" not in gym.registry["worldgym/CartPole-v0"].kwargs["checkpoint"]

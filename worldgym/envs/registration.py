@@ -42,7 +42,7 @@ ALIASES = {"CartPoleFast": "CartPole"}  # former model name -> the shipped model
 
 
 def shipped_models(assets: Path | None = None) -> list[tuple[Path, dict[str, Any]]]:
-    """(folder, config dict) of every shipped model folder with a readable config.json, sorted by folder."""
+    """(folder, config dict) of every model folder (shipped, then the user's) with a readable config.json, sorted by folder."""
     roots = model_dirs() if assets is None else [assets / "models"]
     found = []
     for folder in [f for root in roots for f in sorted(root.glob("*/"))]:
@@ -54,7 +54,7 @@ def shipped_models(assets: Path | None = None) -> list[tuple[Path, dict[str, Any
             if not isinstance(config.get("name"), str) or not isinstance(config.get("autoencoder"), dict):
                 raise KeyError("config needs a 'name' string and an 'autoencoder' dict")
         except (OSError, ValueError, KeyError, TypeError) as e:
-            log.warning("skipping shipped model %s: unreadable config.json (%s)", folder, e)
+            log.warning("skipping model %s: unreadable config.json (%s)", folder, e)
             continue
         found.append((folder, config))
     return found
@@ -86,11 +86,18 @@ def register_all(assets: Path | None = None) -> list[str]:
     add("worldgym/WorldModel-v0", entry_point=ENTRY_POINT, vector_entry_point=VECTOR_ENTRY_POINT)
     twin_sizes: dict[str, tuple[int, int]] = {}
     twins = known_twins()
+    named: dict[str, Path] = {}  # model name -> the folder that registered it (shipped models come first)
     for folder, config in shipped_models(assets):
+        if config["name"] in named:
+            log.warning("model %s is named %r like %s, which already has worldgym/%s-v0: it is not registered; "
+                        "rename it (config.name) or make it by path: gym.make('worldgym/WorldModel-v0', checkpoint=%r)",
+                        folder, config["name"], named[config["name"]], config["name"], str(folder))  # fmt: skip
+            continue
+        named[config["name"]] = folder
         twin = config.get("real_twin", "")
         spec = twins.get(twin)
         if twin and spec is None:
-            log.warning("shipped model %s names real twin %r, which worldgym does not know", folder, twin)
+            log.warning("model %s names real twin %r, which worldgym does not know", folder, twin)
         ae = config["autoencoder"]
         if spec is not None:
             twin_sizes.setdefault(twin, (int(ae.get("frame_height", 64)), int(ae.get("frame_width", 64))))
