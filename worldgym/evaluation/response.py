@@ -102,7 +102,7 @@ def _setup(model: Model, episodes: Sequence[Any], simulate: Callable, n: int, co
     points = sample_points(episodes, n, context, rng, keep)
     n_actions = int(model.config.action.n)
     held = rng.integers(n_actions, size=len(points))  # (P,)
-    sign = np.where(held == held.max(), 1.0, -1.0)[:, None] if n_actions == 2 else np.ones((len(points), 1))  # (P, 1)
+    sign = np.where(held == 1, 1.0, -1.0)[:, None] if n_actions == 2 else np.ones((len(points), 1))  # (P, 1): action 1 positive
     ctx = np.stack([episodes[i].observations[t - context + 1 : t + 1] for i, t in points])  # (P, K, H, W, 3)
     ctx_actions = np.stack([[episodes[i].actions[t - context + f] if t - context + f >= 0 else 0 for f in range(context)] for i, t in points])  # (P, K)
     runs = [simulate(episodes[i].states[t], held[p].item(), steps) for p, (i, t) in enumerate(points)]
@@ -111,16 +111,15 @@ def _setup(model: Model, episodes: Sequence[Any], simulate: Callable, n: int, co
     return ctx, ctx_actions, held, sign, real, alive
 
 
-def held_step_response(model: Model, episodes: Sequence[Any], simulate: Callable, measure: Callable, names: Sequence[str], steps: Sequence[int] = (1, 3, 5, 7, 9), **kw: Any) -> dict[str, Any]:
+def held_step_response(model: Model, episodes: Sequence[Any], simulate: Callable, measure: Callable, names: Sequence[str], steps: Sequence[int] = (1, 3, 5, 7, 9),
+                       *, n: int = 64, context: int = 4, seed: int = 0, keep: Callable[[np.ndarray], bool] | None = None) -> dict[str, Any]:  # fmt: skip
     """Teacher-forced: at step j of the held action, the model sees the REAL frames so far (its last ``sink + window`` at most) and predicts one block.
 
-    Takes `sustained_response`'s arguments (``n``, ``context``, ``seed``, ``keep`` as keywords) with ``steps`` for ``holds``. Returns ``{"points": P, "steps": {j: {name: {real, model, ratio, abs_error}}}}`` of the one-step
-    change from the last real frame. A model whose one-step change falls behind (or turns against)
-    the real one inside a hold has learned the recordings' policy instead of the action: in
-    controller-driven data the action is nearly a function of the state and carries little
-    information of its own.
+    Takes `sustained_response`'s arguments with ``steps`` for ``holds``. Returns ``{"points": P, "steps": {j: {name: {real, model, ratio, abs_error}}}}`` of the one-step
+    change from the last real frame. A one-step change that falls behind (or turns against) the
+    real one inside a hold is a model that does not follow the action there; in controller-driven
+    recordings the action is nearly a function of the state, the likely reason.
     """
-    n, context, seed, keep = kw.get("n", 64), kw.get("context", 4), kw.get("seed", 0), kw.get("keep")
     ctx, ctx_actions, held, sign, real, alive = _setup(model, episodes, simulate, n, context, max(steps), seed, keep)
     P, _, H, W, _ = real.shape
     keep_frames = model.config.dynamics.sink + model.config.dynamics.window
