@@ -17,15 +17,15 @@ from worldgym.worlds.cartpole import replay_end
 from conftest import tiny_model
 
 
-@pytest.mark.parametrize("fused", [False, True])
+@pytest.mark.parametrize("fused,residual", [(False, False), (True, False), (False, True), (True, True)])
 @pytest.mark.parametrize("F", [1, 2, 4])
-def test_reset_from_frames_and_actions_equals_the_teacher_forced_layout(fused, F):
+def test_reset_from_frames_and_actions_equals_the_teacher_forced_layout(fused, residual, F):
     """Every step after a reset from F real frames (with the actions that led to them) predicts, within 1e-5, what the
     [clean | noisy] training layout predicts over [those frames' latents | the generated blocks]; the heads the step
     reports are the layout's (commit heads on the clean copy, or denoise_heads on the noisy copy when fused)."""
     steps, B = 6, 2  # past sink + window = 4 blocks: the window evicts
     T = F + steps
-    model = tiny_model(steps=1, train_frames=16, fused=fused)
+    model = tiny_model(steps=1, train_frames=16, fused=fused, residual=residual)
     g = torch.Generator().manual_seed(F)
     h, w = model.config.autoencoder.frame_height, model.config.autoencoder.frame_width
     frames = torch.randint(0, 256, (B, F, h, w, 3), generator=g, dtype=torch.uint8)

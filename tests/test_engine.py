@@ -7,6 +7,7 @@ import torch
 
 from worldgym.model.actions import ActionConfig, InvalidActionError
 from worldgym.engine import NotResetError, NumericsError, WorldModel
+from worldgym.model.window import forward_window
 
 from conftest import tiny_model
 
@@ -305,10 +306,10 @@ def test_flush_keeps_sink_and_last_and_recache_recommits():
     assert int(engine.cache.count[0]) == 3 and int(engine.cache.pos[0]) == 3
 
 
-@pytest.mark.parametrize("patch", [1, 2])
-def test_window_recompute_matches_cache_before_any_eviction(patch):
+@pytest.mark.parametrize("patch,residual", [(1, False), (2, False), (1, True)])
+def test_window_recompute_matches_cache_before_any_eviction(patch, residual):
     """The cache-free baseline (`forward_window`) computes what the cached pass computes while nothing was evicted."""
-    model = tiny_model(sink=1, window=4, patch=patch)
+    model = tiny_model(sink=1, window=4, patch=patch, residual=residual)
     engine = WorldModel(model, 2)
     engine.reset(None, start_frames(model, 2), seeds=[0, 1])
     for a in ([0, 1], [2, 2], [1, 0]):
@@ -324,8 +325,9 @@ def test_window_recompute_matches_cache_before_any_eviction(patch):
     no = torch.zeros(2, dtype=torch.bool)
     with torch.no_grad():
         context = model.dynamics.attention_context(engine.cache)
-        cached = model.dynamics.forward_cached(x, t, a, no, context, engine.cache.pos, False).pred
-        window = model.dynamics.forward_window(ctx, torch.zeros(2, F), acts, null, x, t, a, no)
+        base = engine.cache.newest_latents() if residual else None
+        cached = model.dynamics.forward_cached(x, t, a, no, context, engine.cache.pos, False, base=base).pred
+        window = forward_window(model.dynamics, ctx, torch.zeros(2, F), acts, null, x, t, a, no)
     assert (cached - window).abs().max() <= 1e-5
 
 

@@ -38,6 +38,8 @@ def denoise_fused(wm: Any, noise: torch.Tensor, a: torch.Tensor, null: torch.Ten
     position = wm.cache.pos + pend.long()  # (B,) of the new block
     passes = len(wm.schedule) - 1
     done: list[Any] = []
+    # residual models add the newest clean block: the pending one, else the cache's newest
+    base = torch.where(pend[:, None, None], p["latents"], wm.cache.newest_latents()) if dyn.config.residual else None
     kv: list[torch.Tensor] = []
 
     def denoise(x: torch.Tensor, t: float) -> torch.Tensor:
@@ -47,13 +49,13 @@ def denoise_fused(wm: Any, noise: torch.Tensor, a: torch.Tensor, null: torch.Ten
             acts, nulls = torch.stack([p["actions"], a], 1), torch.stack([p["null"], null], 1)
             both = torch.stack([wm.cache.pos, position], 1)
             to_sink = bool((pend & (wm.cache.count < wm.cache.sink)).any())  # raw keys only for blocks going to the sink
-            out = dyn.forward_cached(xs, ts, acts, nulls, (k, v, mask, start), both, True, last, keys=to_sink, keys_only=True)
+            out = dyn.forward_cached(xs, ts, acts, nulls, (k, v, mask, start), both, True, last, keys=to_sink, keys_only=True, base=base)
             # the pending blocks' keys and values in their scratch slots, every layer (one reduction per buffer)
             kv_sum = k[..., start : start + N, :].sum((0, 2, 3, 4)) + v[..., start : start + N, :].sum((0, 2, 3, 4))  # (B,)
             kv.append(torch.where(pend, kv_sum, 0.0))  # rows without a pending block commit nothing
             done.append(out)
         else:  # the new block alone, against the same context (its scratch slot is the second one)
-            out = dyn.forward_cached(x, wm._level(t), a, null, (k, v, mask[:, :, N:], start + N), position, commit=False, denoise_heads=last)
+            out = dyn.forward_cached(x, wm._level(t), a, null, (k, v, mask[:, :, N:], start + N), position, commit=False, denoise_heads=last, base=base)
             done.append(out)
         return out.pred.float()
 

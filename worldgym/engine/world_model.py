@@ -324,10 +324,11 @@ class WorldModel:
                 else:
                     context = dyn.attention_context(self.cache)
                     position = self.cache.pos
+                    base = self.cache.newest_latents() if dyn.config.residual else None  # (B, N, C) residual models' base
 
                     # 2. denoise from per-row noise; the passes only read the cache
                     def denoise(x: torch.Tensor, t: float) -> torch.Tensor:
-                        return dyn.forward_cached(x, self._level(t), a, null, context, position, commit=False).pred.float()
+                        return dyn.forward_cached(x, self._level(t), a, null, context, position, commit=False, base=base).pred.float()
 
                     x0 = sample(denoise, noise, self.schedule)  # (B, N, C)
                 # 3. decode before committing, so a failure leaves the cache untouched

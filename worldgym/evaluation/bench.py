@@ -150,6 +150,7 @@ def recompute_step(engine: WorldModel, actions: Any) -> torch.Tensor:
     """One block without using the cache's keys/values: recompute the whole window from latents each pass."""
     from worldgym.model.actions import to_tensor
     from worldgym.model.sampler import draw_noise, sample
+    from worldgym.model.window import forward_window
 
     model, cache = engine.model, engine.cache
     dyn, ae = model.dynamics, model.config.autoencoder
@@ -168,7 +169,7 @@ def recompute_step(engine: WorldModel, actions: Any) -> torch.Tensor:
 
     def denoise(x: torch.Tensor, t: float) -> torch.Tensor:
         tt = torch.full((B,), t)
-        return dyn.forward_window(ctx, ctx_t, ctx_a, ctx_null, x, tt, a, null)
+        return forward_window(dyn, ctx, ctx_t, ctx_a, ctx_null, x, tt, a, null)
 
     x0 = sample(denoise, noise, engine.schedule)
     model.autoencoder.decode(x0)

@@ -166,6 +166,12 @@ class KVCache:
             return None
         return torch.zeros(mask.shape, dtype=dtype, device=mask.device).masked_fill_(~mask, float("-inf"))  # additive
 
+    def newest_latents(self) -> torch.Tensor:
+        """(B, N, C) clean latents of each row's newest committed block (zeros for an empty row)."""
+        c = (self.count - 1).clamp(min=0)
+        slot = torch.where(c < self.sink, c, self.sink + (c - self.sink) % self.window)  # (B,)
+        return self.latents[self._rows, slot] * (self.count > 0)[:, None, None]
+
     def write_slot(self) -> torch.Tensor:
         """(B,) slot the next committed block of each row goes to (evicting the oldest window block when full)."""
         c = self.count

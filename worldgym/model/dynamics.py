@@ -60,6 +60,10 @@ class DynamicsConfig:
         patch: side of the square of latent grid cells one transformer token reads (DiT's
             patch size): 1 = one token per latent cell; 2 turns a 4x4 latent grid into 2x2
             tokens of 4 cells each, a quarter of the tokens (and of the cost per block).
+        residual: the network predicts each block as the newest context block plus a change
+            (``x0 = base + net``), so copying the last frame costs nothing and the capacity goes to
+            what moves, the action's effect included; the engine passes the newest committed block
+            as ``base``. False: the network predicts the block itself (models trained before it).
     """
 
     dim: int = 128
@@ -72,6 +76,7 @@ class DynamicsConfig:
     rope_base: float = 100.0
     fused_commit: bool = False
     patch: int = 1
+    residual: bool = False
 
     def __post_init__(self) -> None:
         if self.patch < 1:
@@ -225,6 +230,14 @@ class Dynamics(nn.Module):
                 memo[key] = (self.adaln(cond), self.final_ada(cond))
         return memo[key]
 
+    def plus_base(self, pred: torch.Tensor, base: torch.Tensor | None) -> torch.Tensor:
+        """A residual model's block (B, N, C) from the network's change and the newest context block; else pred."""
+        if not self.config.residual:
+            return pred
+        if base is None:
+            raise ValueError("a residual dynamics (config.residual) needs base=, the newest clean block of the context")
+        return pred.float() + base.float()
+
     def readout(self, h: torch.Tensor, final: torch.Tensor, frames: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Hidden (B, F*N, D) and ``final_ada(cond)`` (B, F, 2D) -> predicted clean latents (B, F*Nl, C) and
         per-frame head features (B, F, D)."""
@@ -330,6 +343,7 @@ class Dynamics(nn.Module):
         denoise_heads: bool = False,
         keys: bool = True,
         keys_only: bool = False,
+        base: torch.Tensor | None = None,
     ) -> DynamicsOutput:
         """F consecutive blocks x (B, F*N, C) (usually F = 1) against a rotated context.
 
@@ -353,6 +367,8 @@ class Dynamics(nn.Module):
             keys_only: with ``commit`` and F > 1, the first block only gives keys and values
                 (a fused pass: the last layer computes its keys and values, not its outputs,
                 and its heads are not read; ``reward`` and ``term_logit`` stay None).
+            base: (B, N, C) the newest clean block before the last one (residual models: added to ``pred``;
+                a commit pass may leave it out).
 
         Returns:
             the predicted clean latents of the last block (B, N, C), and what was asked.
@@ -385,7 +401,8 @@ class Dynamics(nn.Module):
                 vs.append(v[:, :N])
         h = h.reshape(B, (F_ - skip) * N, -1)  # (B, (F-skip)*N, D)
         pred, features = self.readout(h, final[:, skip:], F_ - skip)  # (B, (F-skip)*Nl, C), (B, F-skip, D)
-        out = DynamicsOutput(pred=pred[:, -self.latent_tokens :])
+        pred = pred[:, -self.latent_tokens :]  # a commit pass's pred is never read: it needs no base
+        out = DynamicsOutput(pred=pred if commit and base is None else self.plus_base(pred, base))
         if commit and not skip:
             heads = self.heads(features[:, 0]).float()  # (B, 2)
             out.reward, out.term_logit = heads[:, 0], heads[:, 1]
@@ -396,46 +413,6 @@ class Dynamics(nn.Module):
             heads = self.denoise_heads(features[:, -1]).float()  # (B, 2)
             out.denoise_reward, out.denoise_term_logit = heads[:, 0], heads[:, 1]
         return out
-
-    def forward_window(
-        self,
-        context: torch.Tensor,
-        context_t: torch.Tensor,
-        context_actions: torch.Tensor,
-        context_null: torch.Tensor,
-        x: torch.Tensor,
-        t: torch.Tensor,
-        actions: torch.Tensor,
-        null: torch.Tensor,
-    ) -> torch.Tensor:
-        """One block x (B, N, C) against F <= sink + window clean context frames (B, F, N, C), with no cache.
-
-        Recomputes the whole window from its latents (the cache-free way, as models without a
-        KV cache do): context frames attend causally to each other, the block to all of them.
-        Equals `forward_cached` whenever the cache has never evicted a block. Used as the
-        baseline the cache is measured against.
-
-        Returns:
-            predicted clean latents of the block (B, N, C).
-        """
-        B, Fc, Nl, C = context.shape
-        N = self.tokens
-        if Fc > self.max_position:
-            raise ValueError(f"context of {Fc} frames exceeds sink + window = {self.max_position}")
-        cond = self.condition(
-            torch.cat([context_t, t[:, None]], 1),
-            torch.cat([context_actions, actions[:, None]], 1),
-            torch.cat([context_null, null[:, None]], 1),
-        )  # (B, F+1, D)
-        frame = torch.arange(Fc + 1, device=x.device)
-        rope = self.rotary.tables(frame[None])  # (1, (F+1)N, 1, Dh/2) x2
-        no_sink = torch.zeros((Fc + 1) * N, dtype=torch.bool, device=x.device)
-        mask = (frame[None, :] <= frame[:, None]).repeat_interleave(N, 0).repeat_interleave(N, 1)  # ((F+1)N, (F+1)N)
-        h = self.embed(torch.cat([context, x[:, None]], 1).reshape(B, (Fc + 1) * Nl, C))  # (B, (F+1)N, D)
-        for block in self.blocks:
-            h = block.forward_sequence(h, cond, rope, rope, no_sink, mask)
-        pred, _ = self.readout(h, self.final_ada(cond), Fc + 1)  # (B, (F+1)Nl, C)
-        return pred[:, -Nl:]  # (B, Nl, C)
 
     def sequence_mask(self, frames: int, device: torch.device | str) -> torch.Tensor:
         """Token-level mask (2*T*N, 2*T*N) for the [clean | noisy] training layout."""
@@ -494,6 +471,8 @@ class Dynamics(nn.Module):
         pred, features = self.readout(h, self.final_ada(cond), 2 * T)  # (B, 2T*Nl, C), (B, 2T, D)
         heads = self.heads(features[:, :T]).float()  # (B, T, 2)
         pred = pred.view(B, 2 * T, Nl, C)[:, T:]  # (B, T, Nl, C)
+        if self.config.residual:  # frame i's base is the context copy of frame i-1 (frame 0 has none and is never a target)
+            pred = pred + torch.cat([torch.zeros_like(clean[:, :1]), clean[:, :-1]], 1)
         if denoise_heads:
             noisy_heads = self.denoise_heads(features[:, T:]).float()  # (B, T, 2)
             return pred, heads[..., 0], heads[..., 1], noisy_heads[..., 0], noisy_heads[..., 1]
