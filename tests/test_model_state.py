@@ -116,6 +116,18 @@ def test_model_state_policy_round_trip(tmp_path):
         direct.reset()
         for f in frames:
             assert policy(f) == direct(f)
+    # frame_skip=3 (a policy trained on a frame-skip twin, run on every source frame): the filter reads frames 0, 3, 6, ...
+    # and each action is held for the two frames in between
+    skipping = load_policy(path, frame_skip=3)
+    direct.reset()
+    skipping.reset()
+    seven, _ = frames_and_actions(1, 7)
+    acts = [skipping(f) for f in seven]
+    expected = [direct(f) for f in seven[::3]]
+    assert acts == [a for a in expected for _ in range(3)][:7]
+    assert int(skipping.policy.engine.cache.count[0]) == len(expected)  # the skipped frames were never committed
+    with pytest.raises(ValueError, match="frame_skip must be >= 1"):
+        load_policy(path, frame_skip=0)
     # the weights are verified: a changed file is refused
     (path / "policy.safetensors").write_bytes((path / "policy.safetensors").read_bytes()[:-4] + b"0000")
     with pytest.raises(ValueError, match="sha256"):

@@ -54,7 +54,7 @@ WEIGHTS, CONFIG = "policy.safetensors", "policy.json"
 POLICIES = assets_dir() / "policies"
 
 
-__all__ = ["CartPolePPO", "FrameEncoder", "LatentPolicy", "ObsNorm", "PolicyError", "PolicyFromEnv", "load_policy", "mlp", "policy_net", "save_policy"]
+__all__ = ["ActionRepeat", "CartPolePPO", "FrameEncoder", "LatentPolicy", "ObsNorm", "PolicyError", "PolicyFromEnv", "load_policy", "mlp", "policy_net", "save_policy"]
 
 
 class PolicyError(UserError, ValueError):
@@ -239,14 +239,42 @@ def save_policy(
     return path
 
 
-def load_policy(path: str | Path, deterministic: bool = True) -> Any:
+class ActionRepeat:
+    """Run a policy trained on a frame-skip twin (each twin step repeats its action ``k`` source steps) on every
+    source frame: the policy sees frames 0, k, 2k, ... of an episode and its action is held for the k frames
+    in between, which is exactly what the twin did. ``reset()`` starts a new episode."""
+
+    def __init__(self, policy: Any, k: int) -> None:
+        if int(k) < 1:
+            raise PolicyError(f"frame_skip must be >= 1, got {k}")
+        self.policy, self.k = policy, int(k)
+        self.config = getattr(policy, "config", {})
+        self.calls, self.action = 0, None
+
+    def reset(self, *args: Any) -> None:
+        self.calls, self.action = 0, None
+        self.policy.reset(*args)
+
+    def __call__(self, obs: Any, info: dict | None = None) -> Any:
+        if self.calls % self.k == 0:
+            self.action = self.policy(obs, info)
+        self.calls += 1
+        return self.action
+
+
+def load_policy(path: str | Path, deterministic: bool = True, frame_skip: int = 1) -> Any:
     """Load a policy folder (`save_policy`'s ``latent_mlp`` or a ``model_state_mlp``) into a callable ``policy(obs) -> action``.
 
     Args:
         path: the folder (or its ``policy.json`` / ``policy.safetensors``), or the name of a
             shipped policy in ``assets/policies/``.
         deterministic: act by the argmax of the logits (the default) or sample.
+        frame_skip: call it on the source env's every frame although it was trained on a twin that
+            repeats each action ``frame_skip`` times (its ``policy.json`` names it as ``frame_skip``):
+            it reads every ``frame_skip``-th frame and holds its action in between (`ActionRepeat`).
     """
+    if frame_skip != 1:
+        return ActionRepeat(load_policy(path, deterministic), frame_skip)
     folder = Path(path)
     if folder.is_file():
         folder = folder.parent
