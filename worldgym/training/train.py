@@ -338,7 +338,8 @@ def init_model(init: str | Path, mc: WorldModelConfig, init_stage: str = "dynami
     """The model of ``--init`` for a run of config ``mc``: the same config, or the same but ``fused_commit``.
 
     A model without ``denoise_heads`` gains them, started as copies of its commit heads.
-    Starting at the dynamics stage, the dynamics config (and the name) may differ: the run
+    Starting at the dynamics stage, the dynamics config (and the name, fps and real twin: e.g. the same frames
+    under a frame-skip twin) may differ: the run
     then keeps ``init``'s autoencoder (weights, latent statistics, start bank) and trains a
     new dynamics from scratch on its latents (a different width, depth or patch size).
     Starting at the decoder stage, the decoder's widths (and the name) may differ: the run
@@ -349,8 +350,8 @@ def init_model(init: str | Path, mc: WorldModelConfig, init_stage: str = "dynami
     if got == want:
         return model
 
-    def frames_side(config: dict) -> dict:  # everything but the dynamics (and the name): what the autoencoder fixes
-        return {k: v for k, v in config.items() if k not in ("name", "dynamics")}
+    def frames_side(config: dict) -> dict:  # what the autoencoder fixes: not the dynamics, the name, or the twin's pace and name
+        return {k: v for k, v in config.items() if k not in ("name", "dynamics", "fps", "real_twin")}
 
     def but_decoder(config: dict) -> dict:  # everything but the decoder's widths (and the name)
         return {k: ({**v, "decoder_widths": None} if k == "autoencoder" else v) for k, v in config.items() if k != "name"}
