@@ -379,3 +379,38 @@ def test_patched_tokens_read_their_own_cells_and_the_layout_round_trips():
 def test_patch_must_divide_the_latent_grid():
     with pytest.raises(ValueError, match="does not split into 3x3 patches"):
         tiny_model(patch=3)
+
+
+@pytest.mark.parametrize("fused", [False, True])
+def test_large_batch_steps_each_row_as_a_one_row_engine(fused):
+    """A batch large enough for the batched paths (attention by batched matmuls with the mask expanded once,
+    modulations gathered from a table of the pass's few distinct conditions, rotary tables made once per
+    distinct position, in bfloat16 the fused oneDNN linears) steps every row as a one-row engine steps it,
+    also after some rows were reset mid-rollout (rows at different positions, with and without a full window)."""
+    model = tiny_model(steps=1 if fused else 2, fused=fused)
+    B = 40  # 40 rows x 2 heads >= BATCHED_ATTENTION_MIN; 40 x 16 tokens >= FUSED_LINEAR_MIN
+    frames = start_frames(model, B, frames=2)
+    g = torch.Generator().manual_seed(0)
+    actions = torch.randint(0, 3, (6, B), generator=g).tolist()
+    for dtype, tol in (("float32", 1e-5), ("bfloat16", None)):
+        batch = WorldModel(model, B, dtype=dtype)
+        batch.reset(None, frames, seeds=list(range(B)))
+        rows = [WorldModel(model, 1, dtype=dtype) for _ in range(B)]
+        for i, e in enumerate(rows):
+            e.reset(None, frames[i : i + 1], seeds=[i])
+        for step, acts in enumerate(actions):
+            if step == 2:  # a third of the rows start again: positions and windows differ across the batch
+                batch.reset(list(range(0, B, 3)), frames[: len(range(0, B, 3)), :1], seeds=list(range(100, 100 + len(range(0, B, 3)))))
+                for j, i in enumerate(range(0, B, 3)):
+                    rows[i].reset(None, frames[j : j + 1, :1], seeds=[100 + j])
+            out = batch.step(acts)
+            single = [e.step([a]) for e, a in zip(rows, acts)]
+            lat = torch.cat([s.latents for s in single])
+            term = torch.cat([s.termination for s in single])
+            if tol is not None:
+                assert (out.latents - lat).abs().max() <= tol and (out.termination - term).abs().max() <= tol
+            else:  # bfloat16: one step from the same state, within the dtype's tolerance (test above); then in step again
+                assert (out.latents - lat).abs().max() <= 0.05 * lat.abs().max()
+                assert (out.termination - term).abs().max() <= 0.05
+                for i, e in enumerate(rows):
+                    e.set_state(None, batch.get_state([i]))

@@ -37,8 +37,8 @@ from torch import nn
 
 from worldgym.model.actions import ActionConfig, ActionEmbedding
 from worldgym.model.cache import CacheView, KVCache
-from worldgym.model.rope import Rotary, rotate, rotate_full
-from worldgym.model.transformer import Block, modulate, rope_tables, timestep_embedding
+from worldgym.model.rope import Rotary, rotate
+from worldgym.model.transformer import BATCHED_ATTENTION_MIN, Block, modulate, rope_tables, timestep_embedding
 
 
 @dataclass
@@ -213,14 +213,30 @@ class Dynamics(nn.Module):
         """Every block's `Block.cached_mods` and ``final_ada(cond)`` (B, F, 2D) from noise levels (B, F), actions
         (B, F, A) and null flags (B, F). Without autograd a pass of at most ``MEMO_CONDITIONS`` conditions (one
         env: the engine's levels are constants, a discrete action has few values) looks them up by value,
-        made once per (levels, actions, null flags, precision) until a weight changes."""
-        if torch.is_grad_enabled() or t.numel() > MEMO_CONDITIONS:
+        made once per (levels, actions, null flags, precision) until a weight changes; a larger pass with at most
+        that many distinct conditions (a batch of envs) gathers its rows from a table of them, kept the same way."""
+        if torch.is_grad_enabled():
             cond = self.condition(t, actions, null)  # (B, F, D)
             return self.adaln(cond), self.final_ada(cond)
         weights = [p for m in (self.time, self.action, self.final_ada, *(b.ada for b in self.blocks)) for p in m.parameters()]
         memo = self._kept("_memo", weights, dict)
         device = t.device.type
         autocast = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else None
+        if t.numel() > MEMO_CONDITIONS:
+            (B, F_), L6 = t.shape, 6 * len(self.blocks)
+            keys = torch.cat([t[..., None].double(), actions.double(), null[..., None].double()], -1).flatten(0, 1).tolist()
+            index = {k: i for i, k in enumerate(sorted(set(map(tuple, keys))))}  # distinct (level, action, null) rows, sorted
+            inverse = torch.tensor([index[tuple(k)] for k in keys], device=t.device)  # (B*F,) (unique(dim=0) is slower)
+            distinct = torch.tensor(list(index), dtype=torch.float64, device=t.device)  # (U, A+2)
+            if len(distinct) > MEMO_CONDITIONS:
+                cond = self.condition(t, actions, null)  # (B, F, D)
+                return self.adaln(cond), self.final_ada(cond)
+            key = ("table", tuple(distinct.flatten().tolist()), autocast)
+            if key not in memo:  # (U, 6L + 2, D): every block's six modulations, then final_ada's two halves
+                mods, final = self.modulations(distinct[None, :, 0].to(t.dtype), distinct[None, :, 1:-1].to(actions.dtype), distinct[None, :, -1].bool())
+                memo[key] = torch.cat([*(m[0] for block in mods for m in block), final[0].unflatten(-1, (2, -1))], 1)
+            rows = memo[key].index_select(0, inverse).view(B, F_, L6 + 2, -1)  # (B, F, 6L + 2, D)
+            return [tuple(rows[:, :, None, j] for j in range(i, i + 6)) for i in range(0, L6, 6)], rows[:, :, L6:].flatten(2)
         key = (tuple(t.shape), tuple(t.flatten().tolist()), tuple(actions.flatten().tolist()), tuple(null.flatten().tolist()), autocast)
         if key not in memo:
             if len(memo) >= 64:  # continuous actions: keep the memo small
@@ -305,10 +321,11 @@ class Dynamics(nn.Module):
             pend = pending.to(torch.int64) if blocks == 2 else None  # (R,); the next block sees the sink once the pending one is in
             sink_pos = torch.stack([pos - filled, pos + pend - (filled + pend).clamp(max=P)], 1) if blocks == 2 else (pos - filled)[:, None]
             cos, sin = self.rotary.at_full(sink_pos[:, :, None] + cache._slot_index[:S])  # (R, G, S*N, 1, Dh), both views at once
-            rotated = rotate_full(raw[:, :, None], cos.transpose(2, 3)[None], sin.transpose(2, 3)[None])  # (L, R, G, H, S*N, Dh)
-            k[:, :, :, : S * N] = rotated[:, :, 0]
-            if blocks == 2:  # the second copy of the sink, for the next block: its rotated keys, the same values
-                k[:, :, :, (P + 2) * N : (P + 2 + S) * N] = rotated[:, :, 1]
+            cos, sin = cos.transpose(2, 3).to(k.dtype), sin.transpose(2, 3).to(k.dtype)  # (R, G, 1, S*N, Dh)
+            swapped = raw.roll(raw.shape[-1] // 2, dims=-1)  # (L, R, H, S*N, Dh): `rotate_full` written into the slots
+            for g, at in enumerate((0, P + 2)[:blocks]):  # the second copy of the sink is the next block's (same values)
+                torch.mul(raw, cos[:, g], out=k[:, :, :, at * N : (at + S) * N]).addcmul_(swapped, sin[:, g])
+            if blocks == 2:
                 v[:, :, :, (P + 2) * N : (P + 2 + S) * N] = v[:, :, :, : S * N]  # v is the cache's or the rows' copy
         count = cache.count if rows is None else cache.count[rows]
         if R == 1 and count.device.type == "cpu":  # one row: the mask is a function of two small ints, built once
@@ -379,15 +396,17 @@ class Dynamics(nn.Module):
         F_, N = t.shape[1], self.tokens
         start = context[3] if len(context) > 3 else ctx_k[0].shape[-2] - F_ * N
         mods, final = self.modulations(t, actions, null)  # every block's six (B, F, 1, D) modulations, (B, F, 2D)
-        cos, sin = self.rotary.at_full(position)  # (B, F*N, 1, Dh): [cos, cos] and [-sin, sin], once for every layer
-        cos, sin = rope_tables(cos, sin, self.qk_weights())  # (L, B, F*N, 2, 1, Dh): each layer's q/k norm weights folded in
-        if cos.dtype != ctx_k[0].dtype:  # bfloat16 engines: the tables in the cache's precision, once for every layer
-            cos, sin = cos.to(ctx_k[0].dtype), sin.to(ctx_k[0].dtype)
+        # (B, F*N, 1, Dh): [cos, cos] and [-sin, sin], once for every layer (a batch: once per distinct position)
+        distinct, rows = torch.unique(position, return_inverse=True) if position.numel() > 16 else (position, None)
+        cos, sin = self.rotary.at_full(distinct if rows is None else distinct[:, None])
+        cos, sin = rope_tables(cos, sin, self.qk_weights(), ctx_k[0].dtype, rows)  # (L, B, F*N, 2, 1, Dh): q/k norm weights folded in
         if mask is not None and mask.dtype == torch.bool:
             if bool(mask.all()):
                 mask = None  # every slot is valid: let attention take its fast path
             else:  # additive, built once for every layer: a float mask costs attention less than a bool one
                 mask = torch.zeros(mask.shape, dtype=ctx_k.dtype, device=mask.device).masked_fill_(~mask, float("-inf"))
+        if mask is not None and mask.shape[0] * self.config.heads >= BATCHED_ATTENTION_MIN:  # `attend`'s batched layout, made once
+            mask = mask.expand(-1, self.config.heads, -1, -1).reshape(-1, *mask.shape[2:])  # (B*H, F*N, T)
         skip = int(keys_only and commit and F_ > 1)
         B = x.shape[0]
         h = self.embed(x).view(B, F_, N, -1)  # (B, F, N, D): per frame inside the blocks

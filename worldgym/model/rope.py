@@ -87,8 +87,15 @@ class Rotary(nn.Module):
         """`at`'s tables laid out for `rotate_full`: cos (..., F*N, 1, Dh) = [cos, cos], sin (..., F*N, 1, Dh) = [-sin, sin].
 
         The same values `rotate` builds from `at`'s half tables, made once per pass instead of
-        once per layer (fewer operators for a dispatch-bound step).
+        once per layer (fewer operators for a dispatch-bound step). Many positions (a large batch, whose rows
+        share a few) are made once per distinct position and gathered: the same values, a fraction of the work.
         """
+        if positions.numel() > 16:
+            distinct, inverse = torch.unique(positions, return_inverse=True)  # (U,), positions' shape
+            cos, sin = self.at_full(distinct[:, None])  # (U, N, 1, Dh)
+            shape = (*positions.shape[:-1], positions.shape[-1] * self.tokens, 1, cos.shape[-1])
+            inverse = inverse.flatten()
+            return cos.index_select(0, inverse).reshape(shape), sin.index_select(0, inverse).reshape(shape)  # (..., F*N, 1, Dh)
         # position * freq in the temporal slots, the grid angle in the others: each slot's angle exactly as `at` makes it
         angles = torch.addcmul(self.full_grid, positions.to(torch.float64)[..., None, None], self.full_freqs)  # (..., F, N, Dh)
         cos, sin = angles.cos().float(), angles.sin().float().mul_(self.full_sign)  # (..., F, N, Dh)

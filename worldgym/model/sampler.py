@@ -52,8 +52,14 @@ def flow_schedule(steps: int, shift: float = 1.0) -> list[float]:
 
 
 def draw_noise(generators: Sequence[torch.Generator], shape: tuple[int, ...], device: torch.device | str) -> torch.Tensor:
-    """One standard normal tensor of ``shape`` per generator, stacked: (len(generators), *shape)."""
-    return torch.stack([torch.randn(shape, generator=g, device=device) for g in generators])
+    """One standard normal tensor of ``shape`` per generator, stacked: (len(generators), *shape).
+
+    Row i holds exactly ``torch.randn(shape, generator=generators[i])``, drawn in place (no stack).
+    """
+    out = torch.empty((len(generators), *shape), device=device)
+    for row, g in zip(out, generators):
+        row.normal_(generator=g)
+    return out
 
 
 def sample(denoise: Callable[[torch.Tensor, float], torch.Tensor], noise: torch.Tensor, schedule: list[float]) -> torch.Tensor:

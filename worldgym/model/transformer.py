@@ -20,6 +20,26 @@ from torch import nn
 
 from worldgym.model.rope import rotate, rotate_full
 
+FUSED_LINEAR_MIN = 64  # rows from which a bfloat16 CPU linear without autograd runs as one oneDNN call (`linear`)
+ONEDNN = torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
+
+
+def linear(layer: nn.Linear, x: torch.Tensor, silu: bool = False) -> torch.Tensor:
+    """``layer(x)``, then SiLU when asked. Without autograd, bfloat16 x of at least ``FUSED_LINEAR_MIN`` rows on
+    a CPU runs as one oneDNN matmul (the op torch's compiler emits) with the bias and the SiLU inside it, on
+    bfloat16 weights kept until they change: the bias is not first broadcast into the output and the SiLU is not
+    another pass. The same values as ``F.linear``; the SiLU is rounded once instead of twice."""
+    if ONEDNN and x.dtype == torch.bfloat16 and x.device.type == "cpu" and x.numel() >= FUSED_LINEAR_MIN * x.shape[-1] and not torch.is_grad_enabled():
+        w, b = layer.weight, layer.bias
+        key = (w._version, b._version, w.data_ptr(), b.data_ptr())
+        if getattr(layer, "_bf16", (None,))[0] != key:
+            with torch.inference_mode(False), torch.no_grad():
+                layer._bf16 = (key, w.to(torch.bfloat16), b.to(torch.bfloat16))
+        return torch.ops.mkldnn._linear_pointwise(x, *layer._bf16[1:], "swish" if silu else "none", [], "")
+    y = layer(x)
+    return F.silu(y, inplace=not torch.is_grad_enabled()) if silu else y
+
+
 class RMSNorm(nn.Module):
     def __init__(self, dim: int) -> None:
         super().__init__()
@@ -80,16 +100,16 @@ class Attention(nn.Module):
         The un-rotated normed keys (B, F*N, H, Dh) are returned only with ``raw_keys`` (else None).
         """
         B, N, D = x.shape  # N = F*N tokens here
-        qkv = self.qkv(x).view(B, N, 3, self.heads, self.head_dim)  # (B, N, 3, H, Dh)
+        qkv = linear(self.qkv, x).view(B, N, 3, self.heads, self.head_dim)  # (B, N, 3, H, Dh)
         qk = rms_normalize(qkv[:, :, :2])  # (B, N, 2, H, Dh), the weights are in the tables
         v = qkv[:, :, 2]  # (B, N, H, Dh)
         qkr = rotate_full(qk, cos, sin)  # (B, N, 2, H, Dh)
         ctx_k[:, :, start : start + N] = qkr[:, :, 1].transpose(1, 2)
         ctx_v[:, :, start : start + N] = v.transpose(1, 2)
         q = qkr[:, skip:, 0].transpose(1, 2)  # (B, H, N - skip, Dh)
-        out = attend(q, ctx_k, ctx_v, None if mask is None else mask[:, :, skip:])  # (B, H, N - skip, Dh)
+        out = attend(q, ctx_k, ctx_v, None if mask is None else mask[..., skip:, :])  # (B, H, N - skip, Dh)
         raw = qk[:, :, 1] * self.k_norm.weight.to(qk.dtype) if raw_keys else None  # (B, N, H, Dh)
-        return self.proj(out.transpose(1, 2).reshape(B, N - skip, D)), raw, v  # (B, N-skip, D)
+        return linear(self.proj, out.transpose(1, 2).reshape(B, N - skip, D)), raw, v  # (B, N-skip, D)
 
     def forward_sequence(
         self,
@@ -123,30 +143,42 @@ class Attention(nn.Module):
 
 
 def rms_normalize(x: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
-    """``F.rms_norm(x, (Dh,), eps=eps)`` without a weight. For bfloat16 x the mean square accumulates in
-    float32 from one read of x, where F.rms_norm works on an upcast copy (five passes, three in float32)."""
+    """``F.rms_norm(x, (Dh,), eps=eps)`` without a weight. For bfloat16 x the norm accumulates in float32 from
+    one read of x (rounded to bfloat16 once, a rounding the product rounds again anyway), where F.rms_norm works
+    on an upcast copy (five passes, three in float32) and a float32 result dtype costs a strided upcast copy."""
     if x.dtype == torch.float32:
         return F.rms_norm(x, (x.shape[-1],), eps=eps)
-    mean_square = torch.linalg.vector_norm(x, dim=-1, keepdim=True, dtype=torch.float32).square_().div_(x.shape[-1])
+    mean_square = torch.linalg.vector_norm(x, dim=-1, keepdim=True).float().square_().div_(x.shape[-1])
     return x * mean_square.add_(eps).rsqrt_().to(x.dtype)
 
 
-def rope_tables(cos: torch.Tensor, sin: torch.Tensor, weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def rope_tables(
+    cos: torch.Tensor, sin: torch.Tensor, weights: torch.Tensor, dtype: torch.dtype, rows: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Full rotary tables (B, L, 1, Dh) (`Rotary.at_full`) with every layer's query and key norm weights
-    ``weights`` (layers, 2, 1, Dh) folded in: (layers, B, L, 2, 1, Dh) each, for `Attention.forward_cached`.
+    ``weights`` (layers, 2, 1, Dh) folded in: (layers, B, L, 2, 1, Dh) each in ``dtype``, for `Attention.forward_cached`.
 
     Rotating w * y by ``cos`` and ``sin`` is y * (w * cos) + swap(y) * (swap(w) * sin), with swap
     the half swap of `rotate_full`: two tables for all layers instead of a weight product per layer.
+    With ``rows`` (R, F) indices into the tables' B, the tables are made for B distinct positions of
+    one frame each (a batch's rows share a few) and gathered into (layers, R, F*L, 2, 1, Dh): the same values.
     """
     swapped = weights.roll(weights.shape[-1] // 2, dims=-1)  # (layers, 2, 1, Dh)
-    return cos[None, :, :, None] * weights[:, None, None], sin[None, :, :, None] * swapped[:, None, None]
+    cos, sin = cos[None, :, :, None] * weights[:, None, None], sin[None, :, :, None] * swapped[:, None, None]
+    if cos.dtype != dtype:  # bfloat16 engines: the tables in the cache's precision, once for every layer
+        cos, sin = cos.to(dtype), sin.to(dtype)
+    if rows is None:
+        return cos, sin
+    shape = (weights.shape[0], rows.shape[0], rows.shape[1] * cos.shape[2], *cos.shape[3:])  # (layers, R, F*L, 2, 1, Dh)
+    return cos.index_select(1, rows.flatten()).view(shape), sin.index_select(1, rows.flatten()).view(shape)
 
 
 BATCHED_ATTENTION_MIN = 64  # batch x heads from which `attend` multiplies explicitly (faster than the CPU SDPA kernel there)
 
 
 def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-    """Softmax attention of q (B, H, Lq, Dh) over k, v (B, H, T, Dh) with an additive mask (B, 1, Lq, T) or None.
+    """Softmax attention of q (B, H, Lq, Dh) over k, v (B, H, T, Dh) with an additive mask (B, 1, Lq, T) or None
+    (from ``BATCHED_ATTENTION_MIN`` rows x heads it may come expanded to the batched layout, (B*H, Lq, T)).
 
     The same function as `F.scaled_dot_product_attention` (default scale 1/sqrt(Dh)). One
     call of it costs the fewest operators, so small batches use it; from
@@ -162,8 +194,10 @@ def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor
     if mask is None:
         scores = torch.bmm(q, k.transpose(1, 2)).mul_(Dh**-0.5)  # (B*H, Lq, T)
     else:
-        scores = torch.baddbmm(mask.expand(B, H, Lq, T).reshape(B * H, Lq, T), q, k.transpose(1, 2), alpha=Dh**-0.5)
-    return torch.bmm(scores.softmax(-1).to(v.dtype), v).view(B, H, Lq, Dh)  # (B, H, Lq, Dh)
+        mask = mask if mask.dim() == 3 else mask.expand(B, H, Lq, T).reshape(B * H, Lq, T)  # (B*H, Lq, T)
+        scores = torch.baddbmm(mask, q, k.transpose(1, 2), alpha=Dh**-0.5)
+    # a bfloat16 softmax over rows of tens of keys runs 4x slower on CPU than one into float32 (the same values after the cast)
+    return torch.bmm(scores.softmax(-1, dtype=torch.float32).to(v.dtype), v).view(B, H, Lq, Dh)  # (B, H, Lq, Dh)
 
 
 class MLP(nn.Module):
@@ -175,7 +209,7 @@ class MLP(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # in place when no graph is recorded (inference): one buffer of the widest activation less
-        return self.out(F.silu(self.fc(x), inplace=not torch.is_grad_enabled()))
+        return linear(self.out, linear(self.fc, x, silu=True))
 
 
 def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor, frames: int) -> torch.Tensor:
