@@ -38,7 +38,7 @@ from torch import nn
 from worldgym.model.actions import ActionConfig, ActionEmbedding
 from worldgym.model.cache import CacheView, KVCache
 from worldgym.model.rope import Rotary, rotate
-from worldgym.model.transformer import BATCHED_ATTENTION_MIN, Block, modulate, rope_tables, timestep_embedding
+from worldgym.model.transformer import BATCHED_ATTENTION_MIN, Block, linear, modulate, rope_tables, timestep_embedding
 
 
 @dataclass
@@ -423,13 +423,13 @@ class Dynamics(nn.Module):
         pred = pred[:, -self.latent_tokens :]  # a commit pass's pred is never read: it needs no base
         out = DynamicsOutput(pred=pred if commit and base is None else self.plus_base(pred, base))
         if commit and not skip:
-            heads = self.heads(features[:, 0]).float()  # (B, 2)
+            heads = linear(self.heads[2], linear(self.heads[0], features[:, 0], silu=True)).float()  # (B, 2): `heads`
             out.reward, out.term_logit = heads[:, 0], heads[:, 1]
             out.features = features[:, 0]  # (B, D)
         if commit and keys:
             out.k, out.v = torch.stack(ks), torch.stack(vs)
         if denoise_heads:
-            heads = self.denoise_heads(features[:, -1]).float()  # (B, 2)
+            heads = linear(self.denoise_heads[2], linear(self.denoise_heads[0], features[:, -1], silu=True)).float()  # (B, 2)
             out.denoise_reward, out.denoise_term_logit = heads[:, 0], heads[:, 1]
         return out
 

@@ -28,16 +28,18 @@ def linear(layer: nn.Linear, x: torch.Tensor, silu: bool = False) -> torch.Tenso
     """``layer(x)``, then SiLU when asked. Without autograd, bfloat16 x of at least ``FUSED_LINEAR_MIN`` rows on
     a CPU runs as one oneDNN matmul (the op torch's compiler emits) with the bias and the SiLU inside it, on
     bfloat16 weights kept until they change: the bias is not first broadcast into the output and the SiLU is not
-    another pass. The same values as ``F.linear``; the SiLU is rounded once instead of twice."""
-    if ONEDNN and x.dtype == torch.bfloat16 and x.device.type == "cpu" and x.numel() >= FUSED_LINEAR_MIN * x.shape[-1] and not torch.is_grad_enabled():
+    another pass. The same values as ``F.linear``; the SiLU is rounded once instead of twice. Any other x without
+    autograd goes straight to ``F.linear`` (a one-env step is dispatch-bound: no module call)."""
+    inference = not torch.is_grad_enabled()
+    if inference and ONEDNN and x.dtype == torch.bfloat16 and x.device.type == "cpu" and x.numel() >= FUSED_LINEAR_MIN * x.shape[-1]:
         w, b = layer.weight, layer.bias
         key = (w._version, b._version, w.data_ptr(), b.data_ptr())
         if getattr(layer, "_bf16", (None,))[0] != key:
             with torch.inference_mode(False), torch.no_grad():
                 layer._bf16 = (key, w.to(torch.bfloat16), b.to(torch.bfloat16))
-        return torch.ops.mkldnn._linear_pointwise(x, *layer._bf16[1:], "swish" if silu else "none", [], "")
-    y = layer(x)
-    return F.silu(y, inplace=not torch.is_grad_enabled()) if silu else y
+        return torch.ops.mkldnn._linear_pointwise(x.contiguous(), *layer._bf16[1:], "swish" if silu else "none", [], "")
+    y = F.linear(x, layer.weight, layer.bias) if inference else layer(x)
+    return F.silu(y, inplace=inference) if silu else y
 
 
 class RMSNorm(nn.Module):
@@ -255,12 +257,12 @@ class Block(nn.Module):
         per frame so that modulation and gating are one operator each."""
         B, frames, N, D = x.shape
         s1, c1, g1, s2, c2, g2 = mods
-        h = torch.addcmul(s1, self.norm1(x), c1).view(B, frames * N, D)  # (B, F*N, D)
+        h = torch.addcmul(s1, F.layer_norm(x, (D,), eps=self.norm1.eps), c1).view(B, frames * N, D)  # (B, F*N, D): norm1, no module call
         a, k, v = self.attn.forward_cached(h, cos, sin, ctx_k, ctx_v, mask, start, skip * N, raw_keys)
         if skip:
             x, frames, g1, s2, c2, g2 = x[:, skip:], frames - skip, g1[:, skip:], s2[:, skip:], c2[:, skip:], g2[:, skip:]
         x = torch.addcmul(x, a.view(B, frames, N, D), g1)  # (B, F, N, D)
-        x = torch.addcmul(x, self.mlp(torch.addcmul(s2, self.norm2(x), c2)), g2)
+        x = torch.addcmul(x, self.mlp.forward(torch.addcmul(s2, F.layer_norm(x, (D,), eps=self.norm2.eps), c2)), g2)
         return x, k, v
 
     def forward_sequence(self, x, cond, rope_abs, rope_eff, sink_cols, mask):
