@@ -51,7 +51,8 @@ def denoise_fused(wm: Any, noise: torch.Tensor, a: torch.Tensor, null: torch.Ten
             to_sink = bool((pend & (wm.cache.count < wm.cache.sink)).any())  # raw keys only for blocks going to the sink
             out = dyn.forward_cached(xs, ts, acts, nulls, (k, v, mask, start), both, True, last, keys=to_sink, keys_only=True, base=base)
             # the pending blocks' keys and values in their scratch slots, every layer (one reduction per buffer)
-            kv_sum = k[..., start : start + N, :].sum((0, 2, 3, 4)) + v[..., start : start + N, :].sum((0, 2, 3, 4))  # (B,)
+            scratch = slice(start, start + N)  # each (layer, row, head)'s run of N*Dh contiguous numbers first: fast reductions
+            kv_sum = (k[..., scratch, :].sum((3, 4)) + v[..., scratch, :].sum((3, 4))).sum((0, 2))  # (L, B, H) -> (B,)
             kv.append(torch.where(pend, kv_sum, 0.0))  # rows without a pending block commit nothing
             done.append(out)
         else:  # the new block alone, against the same context (its scratch slot is the second one)

@@ -166,6 +166,27 @@ class KVCache:
             return None
         return torch.zeros(mask.shape, dtype=dtype, device=mask.device).masked_fill_(~mask, float("-inf"))  # additive
 
+    def pass_mask(
+        self, rows: torch.Tensor | None, count: torch.Tensor, pending: torch.Tensor | None, blocks: int, dtype: torch.dtype
+    ) -> torch.Tensor | None:
+        """`attention_mask` of a pass over rows (None = all) with block counts ``count`` (R,). A row's mask is a
+        function of its count's class (its count before the window is full, else its ring position) and its
+        pending flag: when every row is in the same state (one env; a batch stepped in lockstep, on CPU) it is
+        built once per state, additive in ``dtype``, (1, 1, blocks*N, T) for all rows (or None); else bool per row."""
+        S, P, R = self.sink, self.slots, count.shape[0]
+        if count.device.type != "cpu":
+            return self.attention_mask(self.valid(rows), count, pending, blocks)
+        if R > 1:
+            state = torch.where(count < P, count, P + (count - S) % self.window) * 2 + (pending.long() if blocks == 2 else 0)  # (R,)
+            if not bool((state == state[0]).all()):
+                return self.attention_mask(self.valid(rows), count, pending, blocks)
+        c, has = int(count[0]), blocks == 2 and bool(pending[0])
+        key = (blocks, has, c if c < P else P + (c - S) % self.window, dtype)
+        if key not in self.masks:
+            first = None if pending is None else pending[:1]
+            self.masks[key] = self.attention_mask(self.valid(rows)[:1], count[:1], first, blocks, dtype)
+        return self.masks[key]
+
     def newest_latents(self) -> torch.Tensor:
         """(B, N, C) clean latents of each row's newest committed block (zeros for an empty row)."""
         c = (self.count - 1).clamp(min=0)

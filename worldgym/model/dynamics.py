@@ -304,13 +304,13 @@ class Dynamics(nn.Module):
 
         Returns:
             keys and values (L, R, H, T, Dh) (the cache's own tensors when ``rows`` is None,
-            copies of the rows otherwise), a bool mask (R, 1, blocks*N, T) or None when every
-            key may be read, and the token where the pass writes its blocks (scratch).
+            copies of the rows otherwise), the mask (`KVCache.pass_mask`: bool (R, 1, blocks*N, T),
+            or one additive (1, 1, blocks*N, T) when every row is in the same state, or None when
+            every key may be read), and the token where the pass writes its blocks (scratch).
         """
         S, N, P = cache.sink, cache.tokens, cache.slots
         pos = cache.pos if rows is None else cache.pos[rows]
         filled = cache.filled() if rows is None else cache.filled()[rows]
-        R = pos.shape[0]
         k, v = (cache.k, cache.v) if rows is None else (cache.k[:, rows], cache.v[:, rows])
         raw = cache.sink_k if rows is None else cache.sink_k[:, rows]  # (L, R, H, S*N, Dh)
 
@@ -328,13 +328,7 @@ class Dynamics(nn.Module):
             if blocks == 2:
                 v[:, :, :, (P + 2) * N : (P + 2 + S) * N] = v[:, :, :, : S * N]  # v is the cache's or the rows' copy
         count = cache.count if rows is None else cache.count[rows]
-        if R == 1 and count.device.type == "cpu":  # one row: the mask is a function of two small ints, built once
-            c, has = int(count[0]), blocks == 2 and bool(pending[0])
-            key = (blocks, has, c if c < P else P + (c - S) % cache.window, k.dtype)
-            if key not in cache.masks:
-                cache.masks[key] = cache.attention_mask(cache.valid(rows), count, pending, blocks, k.dtype)
-            return k, v, cache.masks[key], P * N
-        return k, v, cache.attention_mask(cache.valid(rows), count, pending, blocks), P * N
+        return k, v, cache.pass_mask(rows, count, pending, blocks, k.dtype), P * N  # one env or a lockstep batch: built once
 
     def rotate_window(self, cache: KVCache, rows: torch.Tensor, delta: torch.Tensor) -> None:
         """Move rows' rotary positions by ``delta`` (R,): re-rotate their window keys and shift ``pos``.

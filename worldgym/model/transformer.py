@@ -196,7 +196,8 @@ def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor
     if mask is None:
         scores = torch.bmm(q, k.transpose(1, 2)).mul_(Dh**-0.5)  # (B*H, Lq, T)
     else:
-        mask = mask if mask.dim() == 3 else mask.expand(B, H, Lq, T).reshape(B * H, Lq, T)  # (B*H, Lq, T)
+        if mask.dim() == 4:  # one mask for every row (1, 1, Lq, T) broadcasts; per-row masks expand over heads
+            mask = mask.reshape(1, Lq, T) if mask.shape[0] == 1 else mask.expand(B, H, Lq, T).reshape(B * H, Lq, T)  # (B*H, Lq, T)
         scores = torch.baddbmm(mask, q, k.transpose(1, 2), alpha=Dh**-0.5)
     # a bfloat16 softmax over rows of tens of keys runs 4x slower on CPU than one into float32 (the same values after the cast)
     return torch.bmm(scores.softmax(-1, dtype=torch.float32).to(v.dtype), v).view(B, H, Lq, Dh)  # (B, H, Lq, Dh)
