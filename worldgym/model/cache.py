@@ -218,7 +218,8 @@ class KVCache:
             latents, actions, null: the block's clean latents (R, N, C), action (R, A) and null flag (R,).
             rows: (R,) rows written (default all); other rows are untouched.
         """
-        if rows is None and self.batch_size == 1:  # one row: its slot is a Python int and every write a plain slice
+        if rows is None and (self.batch_size == 1 or bool(((w := self.write_slot()) == w[0]).all())):
+            # one row, or every row writing the same slot (a batch in lockstep): the slot is a Python int, every write a slice
             c = int(self.count[0])
             s = c if c < self.sink else self.sink + (c - self.sink) % self.window
             tok = self.tokens_of(s)
