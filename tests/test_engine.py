@@ -386,7 +386,8 @@ def test_large_batch_steps_each_row_as_a_one_row_engine(fused):
     """A batch large enough for the batched paths (attention by batched matmuls with the mask expanded once,
     modulations gathered from a table of the pass's few distinct conditions, rotary tables made once per
     distinct position, in bfloat16 the fused oneDNN linears) steps every row as a one-row engine steps it,
-    also after some rows were reset mid-rollout (rows at different positions, with and without a full window)."""
+    also after some rows were reset mid-rollout (rows with and without a full window) and with every row at its own
+    rotary position."""
     model = tiny_model(steps=1 if fused else 2, fused=fused)
     B = 40  # 40 rows x 2 heads >= BATCHED_ATTENTION_MIN; 40 x 16 tokens >= FUSED_LINEAR_MIN
     frames = start_frames(model, B, frames=2)
@@ -403,6 +404,11 @@ def test_large_batch_steps_each_row_as_a_one_row_engine(fused):
                 batch.reset(list(range(0, B, 3)), frames[: len(range(0, B, 3)), :1], seeds=list(range(100, 100 + len(range(0, B, 3)))))
                 for j, i in enumerate(range(0, B, 3)):
                     rows[i].reset(None, frames[j : j + 1, :1], seeds=[100 + j])
+            if step == 3:  # every row at its own rotary position (only distances reach attention): > 16 distinct positions
+                shift = torch.arange(B) * 37
+                model.dynamics.rotate_window(batch.cache, torch.arange(B), shift)
+                for i, e in enumerate(rows):
+                    model.dynamics.rotate_window(e.cache, torch.tensor([0]), shift[i : i + 1])
             out = batch.step(acts)
             single = [e.step([a]) for e, a in zip(rows, acts)]
             lat = torch.cat([s.latents for s in single])

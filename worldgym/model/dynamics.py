@@ -392,7 +392,7 @@ class Dynamics(nn.Module):
         mods, final = self.modulations(t, actions, null)  # every block's six (B, F, 1, D) modulations, (B, F, 2D)
         # (B, F*N, 1, Dh): [cos, cos] and [-sin, sin], once for every layer (a batch: once per distinct position)
         distinct, rows = torch.unique(position, return_inverse=True) if position.numel() > 16 else (position, None)
-        cos, sin = self.rotary.at_full(distinct if rows is None else distinct[:, None])
+        cos, sin = self.rotary.at_full(distinct) if rows is None else self.rotary.full_tables(distinct[:, None])
         cos, sin = rope_tables(cos, sin, self.qk_weights(), ctx_k[0].dtype, rows)  # (L, B, F*N, 2, 1, Dh): q/k norm weights folded in
         if mask is not None and mask.dtype == torch.bool:
             if bool(mask.all()):

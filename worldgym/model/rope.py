@@ -92,10 +92,14 @@ class Rotary(nn.Module):
         """
         if positions.numel() > 16:
             distinct, inverse = torch.unique(positions, return_inverse=True)  # (U,), positions' shape
-            cos, sin = self.at_full(distinct[:, None])  # (U, N, 1, Dh)
+            cos, sin = self.full_tables(distinct[:, None])  # (U, N, 1, Dh)
             shape = (*positions.shape[:-1], positions.shape[-1] * self.tokens, 1, cos.shape[-1])
             inverse = inverse.flatten()
             return cos.index_select(0, inverse).reshape(shape), sin.index_select(0, inverse).reshape(shape)  # (..., F*N, 1, Dh)
+        return self.full_tables(positions)
+
+    def full_tables(self, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """`at_full`'s tables computed for every position as given (no search for shared positions)."""
         # position * freq in the temporal slots, the grid angle in the others: each slot's angle exactly as `at` makes it
         angles = torch.addcmul(self.full_grid, positions.to(torch.float64)[..., None, None], self.full_freqs)  # (..., F, N, Dh)
         cos, sin = angles.cos().float(), angles.sin().float().mul_(self.full_sign)  # (..., F, N, Dh)
