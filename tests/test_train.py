@@ -353,3 +353,29 @@ def test_init_at_decoder_keeps_everything_but_the_decoder_and_trains_a_narrower_
     assert engine.step([0, 1]).frames.shape == (2, 32, 32, 3)
     with pytest.raises(ValueError, match="decoder_widths"):  # a different decoder needs the decoder stage
         train(dataclasses.replace(cfg, model=narrow_model), data, tmp_path / "bad", init=tmp_path / "base" / "model", init_stage="selfforce")
+
+
+@pytest.mark.parametrize("bptt", [False, True])
+@pytest.mark.parametrize("residual", [False, True])
+def test_self_forcing_backward_under_bfloat16_autocast(bptt, residual):
+    """The self-forcing loss back-propagates under the bf16 autocast `bf16: true` recipes train in (no autograd
+    error from an in-place write into a tensor the backward pass needs), with finite gradients on the dynamics."""
+    from conftest import tiny_model
+
+    from worldgym.training.train import autocast
+
+    model = tiny_model(fused=True, residual=residual)
+    cfg = TrainConfig(model=model.config, sf_bptt=bptt, bf16=True)
+    g = torch.Generator().manual_seed(0)
+    B, T, N, C = 2, 5, model.config.autoencoder.tokens, model.config.autoencoder.latent_channels
+    batch = {
+        "latents": torch.randn(B, T, N, C, generator=g), "valid": torch.ones(B, T, dtype=torch.bool),
+        "actions": torch.randint(0, 3, (B, T, 1), generator=g), "null": torch.zeros(B, T, dtype=torch.bool),
+        "rewards": torch.zeros(B, T), "terms": torch.zeros(B, T), "noise": torch.randn(B, T, N, C, generator=g),
+        "prefix": torch.tensor([1, 3]),
+    }  # fmt: skip
+    with autocast(True):
+        loss, _ = SelfForcingLoss(model, cfg)(batch, {"frames": 1.0})
+    loss.backward()
+    grads = [p.grad for p in model.dynamics.parameters() if p.grad is not None]
+    assert grads and all(torch.isfinite(gr).all() for gr in grads)
