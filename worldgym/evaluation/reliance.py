@@ -21,6 +21,7 @@ Dimension letters: B windows, T frames, N tokens, C latent channels.
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import torch
@@ -49,33 +50,31 @@ def action_reliance(model: Model, data: Any, latents: torch.Tensor, windows: int
     weights = data.weights * (ends < len(latents)).double()
     if not bool((weights > 0).any()):
         raise ValueError(f"no episode lies inside the {len(latents)} encoded frames; encode more frames")
-    saved, data.weights = data.weights, weights
+    data = copy.copy(data)  # the caller's Data keeps its weights
+    data.weights = weights
     g = torch.Generator().manual_seed(seed)
     cfg = TrainConfig(p_t_one=1.0, context_noise=0.0)
     sums = dict.fromkeys(("true", "shuffled", "copy", "extrapolate"), 0.0)
     counts = dict.fromkeys(sums, 0.0)
-    try:
-        for start in range(0, windows, batch):
-            b = dynamics_batch(data, latents, g, min(batch, windows - start), frames, cfg)
-            x0, valid = b["latents"], b["valid"].clone()  # (B, T, N, C), (B, T)
-            valid[:, 0] = False
-            shuffled = (torch.randint(0, action.n, b["actions"].shape, generator=g) if action.kind == "discrete"
-                        else b["actions"][torch.randperm(len(x0), generator=g)])  # fmt: skip
-            zeros, ones = torch.zeros_like(b["t_noisy"]), torch.ones_like(b["t_noisy"])
-            preds = {
-                "true": dyn.forward_sequence(x0, b["noise"], zeros, ones, b["actions"], b["null"])[0].float(),
-                "shuffled": dyn.forward_sequence(x0, b["noise"], zeros, ones, shuffled, b["null"])[0].float(),
-                "copy": torch.cat([x0[:, :1], x0[:, :-1]], 1),
-                "extrapolate": torch.cat([x0[:, :2], 2 * x0[:, 1:-1] - x0[:, :-2]], 1),
-            }
-            for name, pred in preds.items():
-                w = valid.clone()
-                if name == "extrapolate":
-                    w[:, 1] = False  # needs two earlier frames
-                sums[name] += float(((pred - x0) ** 2).mean(dim=(2, 3))[w].sum())
-                counts[name] += float(w.sum())
-    finally:
-        data.weights = saved
+    for start in range(0, windows, batch):
+        b = dynamics_batch(data, latents, g, min(batch, windows - start), frames, cfg)
+        x0, valid = b["latents"], b["valid"].clone()  # (B, T, N, C), (B, T)
+        valid[:, 0] = False
+        shuffled = (torch.randint(0, action.n, b["actions"].shape, generator=g) if action.kind == "discrete"
+                    else b["actions"][torch.randperm(len(x0), generator=g)])  # fmt: skip
+        zeros, ones = torch.zeros_like(b["t_noisy"]), torch.ones_like(b["t_noisy"])
+        preds = {
+            "true": dyn.forward_sequence(x0, b["noise"], zeros, ones, b["actions"], b["null"])[0].float(),
+            "shuffled": dyn.forward_sequence(x0, b["noise"], zeros, ones, shuffled, b["null"])[0].float(),
+            "copy": torch.cat([x0[:, :1], x0[:, :-1]], 1),
+            "extrapolate": torch.cat([x0[:, :2], 2 * x0[:, 1:-1] - x0[:, :-2]], 1),
+        }
+        for name, pred in preds.items():
+            w = valid.clone()
+            if name == "extrapolate":
+                w[:, 1] = False  # needs two earlier frames
+            sums[name] += float(((pred - x0) ** 2).mean(dim=(2, 3))[w].sum())
+            counts[name] += float(w.sum())
     return {name: sums[name] / max(counts[name], 1.0) for name in sums}
 
 
@@ -107,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     print("teacher-forced next-block latent MSE: " + ", ".join(f"{k} {v:.5f}" for k, v in result.items()))
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"model": args.model, "data": args.data, **vars(args), **result}, f, indent=2)
+            json.dump({**vars(args), **result}, f, indent=2)
     return 0
 
 
