@@ -28,12 +28,12 @@ def tiny_config(
     train_frames: int = 16,
     fused: bool = False,
     patch: int = 1,
-    residual: bool = False,
+    residual: bool | str = False,
 ) -> WorldModelConfig:
     return WorldModelConfig(
         name="Tiny",
         autoencoder=AutoencoderConfig(frame_height=16, frame_width=16, latent_channels=4, widths=[8, 8]),
-        dynamics=DynamicsConfig(dim=32, depth=2, heads=2, sink=sink, window=window, train_frames=train_frames, fused_commit=fused, patch=patch, residual=residual),
+        dynamics=DynamicsConfig(dim=32, depth=2, heads=2, sink=sink, window=window, train_frames=train_frames, fused_commit=fused, patch=patch, residual=bool(residual), residual_base=residual or "copy"),
         action=action or ActionConfig(kind="discrete", n=3),
         sampler=SamplerConfig(steps=steps),
         start_bank=4,

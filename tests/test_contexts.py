@@ -17,7 +17,7 @@ from worldgym.worlds.cartpole import replay_end
 from conftest import tiny_model
 
 
-@pytest.mark.parametrize("fused,residual", [(False, False), (True, False), (False, True), (True, True)])
+@pytest.mark.parametrize("fused,residual", [(False, False), (True, False), (False, "copy"), (True, "copy"), (False, "velocity"), (True, "velocity")])
 @pytest.mark.parametrize("F", [1, 2, 4])
 def test_reset_from_frames_and_actions_equals_the_teacher_forced_layout(fused, residual, F):
     """Every step after a reset from F real frames (with the actions that led to them) predicts, within 1e-5, what the

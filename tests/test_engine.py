@@ -306,7 +306,7 @@ def test_flush_keeps_sink_and_last_and_recache_recommits():
     assert int(engine.cache.count[0]) == 3 and int(engine.cache.pos[0]) == 3
 
 
-@pytest.mark.parametrize("patch,residual", [(1, False), (2, False), (1, True)])
+@pytest.mark.parametrize("patch,residual", [(1, False), (2, False), (1, "copy"), (2, "velocity")])
 def test_window_recompute_matches_cache_before_any_eviction(patch, residual):
     """The cache-free baseline (`forward_window`) computes what the cached pass computes while nothing was evicted."""
     model = tiny_model(sink=1, window=4, patch=patch, residual=residual)
@@ -325,7 +325,7 @@ def test_window_recompute_matches_cache_before_any_eviction(patch, residual):
     no = torch.zeros(2, dtype=torch.bool)
     with torch.no_grad():
         context = model.dynamics.attention_context(engine.cache)
-        base = engine.cache.newest_latents() if residual else None
+        base = model.dynamics.residual_base(engine.cache.newest_latents(), engine.cache.newest_latents(1)) if residual else None
         cached = model.dynamics.forward_cached(x, t, a, no, context, engine.cache.pos, False, base=base).pred
         window = forward_window(model.dynamics, ctx, torch.zeros(2, F), acts, null, x, t, a, no)
     assert (cached - window).abs().max() <= 1e-5

@@ -86,12 +86,12 @@ def test_resume_repeats_the_uninterrupted_run(data, tmp_path):
     assert b.start_frames.float().mean() > 100 and not torch.equal(b.autoencoder.latent_std, torch.ones_like(b.autoencoder.latent_std))
 
 
-def briefly_trained(data: Path, name: str, patch: int = 1, residual: bool = False) -> tuple[TrainConfig, Model, Data, torch.Tensor]:
+def briefly_trained(data: Path, name: str, patch: int = 1, residual: bool | str = False) -> tuple[TrainConfig, Model, Data, torch.Tensor]:
     """The tiny config (with dynamics tokens of patch x patch latent cells) after 2 dynamics steps (no self-forcing),
     its data and every frame's latents."""
     cfg = tiny_config()
     if patch != 1 or residual:
-        dyn = dataclasses.replace(cfg.model.dynamics, patch=patch, residual=residual)
+        dyn = dataclasses.replace(cfg.model.dynamics, patch=patch, residual=bool(residual), residual_base=residual or "copy")
         cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, dynamics=dyn))
     torch.manual_seed(0)
     model = checkpoint.load(train(dataclasses.replace(cfg, dyn_steps=2, sf_steps=0), data, Path(data).parent / name))
@@ -100,10 +100,10 @@ def briefly_trained(data: Path, name: str, patch: int = 1, residual: bool = Fals
     return cfg, model, d, latents
 
 
-@pytest.mark.parametrize("patch,residual", [(1, False), (2, False), (1, True)])
+@pytest.mark.parametrize("patch,residual", [(1, False), (2, False), (1, "copy"), (1, "velocity")])
 def test_self_forcing_rollout_is_the_engine_rollout(data, patch, residual):
     """The self-forcing loss generates exactly the blocks WorldModel.step generates (same noise, same actions)."""
-    cfg, model, d, latents = briefly_trained(data, f"sf{patch}{'r' * residual}", patch, residual)
+    cfg, model, d, latents = briefly_trained(data, f"sf{patch}{residual or ''}", patch, residual)
     g = torch.Generator().manual_seed(3)
     batch = dynamics_batch(d, latents, g, 2, 6, cfg)
     # the engine's noise: row i's generator seeded with i, one (N, C) draw per step
@@ -356,7 +356,7 @@ def test_init_at_decoder_keeps_everything_but_the_decoder_and_trains_a_narrower_
 
 
 @pytest.mark.parametrize("bptt", [False, True])
-@pytest.mark.parametrize("residual", [False, True])
+@pytest.mark.parametrize("residual", [False, "copy", "velocity"])
 def test_self_forcing_backward_under_bfloat16_autocast(bptt, residual):
     """The self-forcing loss back-propagates under the bf16 autocast `bf16: true` recipes train in (no autograd
     error from an in-place write into a tensor the backward pass needs), with finite gradients on the dynamics."""

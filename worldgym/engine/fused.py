@@ -38,8 +38,11 @@ def denoise_fused(wm: Any, noise: torch.Tensor, a: torch.Tensor, null: torch.Ten
     position = wm.cache.pos + pend.long()  # (B,) of the new block
     passes = len(wm.schedule) - 1
     done: list[Any] = []
-    # residual models add the newest clean block: the pending one, else the cache's newest
-    base = torch.where(pend[:, None, None], p["latents"], wm.cache.newest_latents()) if dyn.config.residual else None
+    base = None
+    if dyn.config.residual:  # from the newest clean blocks: the pending one (if any), then the cache's
+        cached, earlier = wm.cache.newest_latents(), wm.cache.newest_latents(1)
+        older = torch.where(pend[:, None, None], torch.where((wm.cache.count > 0)[:, None, None], cached, p["latents"]), earlier)
+        base = dyn.residual_base(torch.where(pend[:, None, None], p["latents"], cached), older)
     kv: list[torch.Tensor] = []
 
     def denoise(x: torch.Tensor, t: float) -> torch.Tensor:

@@ -324,7 +324,7 @@ class WorldModel:
                 else:
                     context = dyn.attention_context(self.cache)
                     position = self.cache.pos
-                    base = self.cache.newest_latents() if dyn.config.residual else None  # (B, N, C) residual models' base
+                    base = dyn.residual_base(self.cache.newest_latents(), self.cache.newest_latents(1)) if dyn.config.residual else None
 
                     # 2. denoise from per-row noise; the passes only read the cache
                     def denoise(x: torch.Tensor, t: float) -> torch.Tensor:

@@ -187,9 +187,10 @@ class KVCache:
             self.masks[key] = self.attention_mask(self.valid(rows)[:1], count[:1], first, blocks, dtype)
         return self.masks[key]
 
-    def newest_latents(self) -> torch.Tensor:
-        """(B, N, C) clean latents of each row's newest committed block (zeros for an empty row)."""
-        c = (self.count - 1).clamp(min=0)
+    def newest_latents(self, back: int = 0) -> torch.Tensor:
+        """(B, N, C) clean latents of each row's newest committed block, or of the one ``back`` blocks before it
+        (the newest where the row has no such block; zeros for an empty row)."""
+        c = torch.where(self.count > back, self.count - 1 - back, self.count - 1).clamp(min=0)
         slot = torch.where(c < self.sink, c, self.sink + (c - self.sink) % self.window)  # (B,)
         return self.latents[self._rows, slot] * (self.count > 0)[:, None, None]
 

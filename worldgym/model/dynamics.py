@@ -22,9 +22,8 @@ The network never draws random numbers and writes only the scratch slots of the
 attention buffers it is given (its own keys and values, so attention needs no
 concatenation); the engine decides whether a block is committed.
 
-Dimension letters: B batch, T frames in a sequence, N tokens per frame, L tokens in a
-sequence, M cached tokens, C latent channels, D model width, H heads, Dh head dim,
-A action width.
+Dimension letters: B batch, T frames in a sequence, N tokens per frame, L tokens in a sequence,
+M cached tokens, C latent channels, D model width, H heads, Dh head dim, A action width.
 """
 
 from __future__ import annotations
@@ -64,6 +63,8 @@ class DynamicsConfig:
             (``x0 = base + net``), so copying the last frame costs nothing and the capacity goes to
             what moves, the action's effect included; the engine passes the newest committed block
             as ``base``. False: the network predicts the block itself (models trained before it).
+        residual_base: "copy" (the newest block) or "velocity" (``2 x_t - x_{t-1}``: motion carries on and the
+            network predicts the acceleration, as learned simulators do, Sanchez-Gonzalez et al. 2020).
     """
 
     dim: int = 128
@@ -77,6 +78,7 @@ class DynamicsConfig:
     fused_commit: bool = False
     patch: int = 1
     residual: bool = False
+    residual_base: str = "copy"
 
     def __post_init__(self) -> None:
         if self.patch < 1:
@@ -85,6 +87,8 @@ class DynamicsConfig:
             raise ValueError(f"dim {self.dim} must split into {self.heads} heads of even size")
         if self.window < 1 or self.sink < 0:
             raise ValueError(f"need window >= 1 and sink >= 0, got window={self.window}, sink={self.sink}")
+        if self.residual_base not in ("copy", "velocity"):
+            raise ValueError(f'residual_base must be "copy" or "velocity", got {self.residual_base!r}')
 
 
 @dataclass
@@ -245,6 +249,9 @@ class Dynamics(nn.Module):
                 cond = self.condition(t.clone(), actions.clone(), null.clone())  # (B, F, D)
                 memo[key] = (self.adaln(cond), self.final_ada(cond))
         return memo[key]
+
+    def residual_base(self, newest: torch.Tensor, older: torch.Tensor) -> torch.Tensor:  # older: the newest if none
+        return newest if self.config.residual_base == "copy" else 2 * newest.float() - older.float()
 
     def plus_base(self, pred: torch.Tensor, base: torch.Tensor | None) -> torch.Tensor:
         """A residual model's block (B, N, C) from the network's change and the newest context block; else pred."""
@@ -484,8 +491,9 @@ class Dynamics(nn.Module):
         pred, features = self.readout(h, self.final_ada(cond), 2 * T)  # (B, 2T*Nl, C), (B, 2T, D)
         heads = self.heads(features[:, :T]).float()  # (B, T, 2)
         pred = pred.view(B, 2 * T, Nl, C)[:, T:]  # (B, T, Nl, C)
-        if self.config.residual:  # frame i's base is the context copy of frame i-1 (frame 0 has none and is never a target)
-            pred = pred + torch.cat([torch.zeros_like(clean[:, :1]), clean[:, :-1]], 1)
+        if self.config.residual:  # frame i's base comes from the context copies of frames i-1 and i-2 (frame 0 is never a target)
+            newest = torch.cat([torch.zeros_like(clean[:, :1]), clean[:, :-1]], 1)
+            pred = pred + self.residual_base(newest, torch.cat([newest[:, :2], clean[:, :-2]], 1))
         if denoise_heads:
             noisy_heads = self.denoise_heads(features[:, T:]).float()  # (B, T, 2)
             return pred, heads[..., 0], heads[..., 1], noisy_heads[..., 0], noisy_heads[..., 1]

@@ -52,4 +52,4 @@ def forward_window(
     for block in dyn.blocks:
         h = block.forward_sequence(h, cond, rope, rope, no_sink, mask)
     pred, _ = dyn.readout(h, dyn.final_ada(cond), Fc + 1)  # (B, (F+1)Nl, C)
-    return dyn.plus_base(pred[:, -Nl:], context[:, -1])  # (B, Nl, C)
+    return dyn.plus_base(pred[:, -Nl:], dyn.residual_base(context[:, -1], context[:, -min(2, Fc)]))  # (B, Nl, C)

@@ -184,8 +184,8 @@ class SelfForcingLoss(nn.Module):
             out = dyn.forward_cached(x0[:, 0], commit_t, acts[:, 0], ~no_null, ctx, cache.filled(), commit=True)
             cache.append(out.k, out.v, x0[:, 0], acts[:, 0], ~no_null)
         prefix = batch["prefix"]  # (B,) real frames committed before the rollout generates
-        prev = x0[:, 0]  # (B, N, C) the newest committed block: a residual model's base
-        base = (lambda: detach(prev)) if dyn.config.residual else (lambda: None)  # noqa: E731
+        prev = older = x0[:, 0]  # (B, N, C) the two newest committed blocks: a residual model's base
+        base = (lambda: detach(dyn.residual_base(prev, older))) if dyn.config.residual else (lambda: None)  # noqa: E731
         for i in range(1, T):
             real = prefix > i  # (B,) rows still committing their real frames
             w = valid[:, i].float()  # (B,)
@@ -218,7 +218,7 @@ class SelfForcingLoss(nn.Module):
             bce, rmse = bce + b, rmse + r
             cache.append(detach(out.k), detach(out.v), block.detach(), acts[:, i], no_null)
             generated.append(block.detach())
-            prev = block
+            prev, older = block, prev
         self.last_rollout = torch.stack(generated, 1)  # (B, T-1, N, C): the self-generated blocks (for tests; 2B rows with "energy")
         copies = 2.0 if energy else 1.0  # the heads saw every context this many times
         mse, bce, rmse = mse / norm["frames"], bce / norm["frames"] / copies, rmse / norm["frames"] / copies
