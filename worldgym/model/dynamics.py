@@ -36,6 +36,7 @@ from torch import nn
 
 from worldgym.model.actions import ActionConfig, ActionEmbedding
 from worldgym.model.cache import CacheView, KVCache
+from worldgym.model.conditions import distinct_conditions
 from worldgym.model.rope import Rotary, rotate
 from worldgym.model.transformer import BATCHED_ATTENTION_MIN, Block, linear, modulate, rope_tables, timestep_embedding
 
@@ -228,19 +229,18 @@ class Dynamics(nn.Module):
         autocast = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else None
         if t.numel() > MEMO_CONDITIONS:
             (B, F_), L6 = t.shape, 6 * len(self.blocks)
-            keys = torch.cat([t[..., None].double(), actions.double(), null[..., None].double()], -1).flatten(0, 1).tolist()
-            index = {k: i for i, k in enumerate(sorted(set(map(tuple, keys))))}  # distinct (level, action, null) rows, sorted
-            inverse = torch.tensor([index[tuple(k)] for k in keys], device=t.device)  # (B*F,) (unique(dim=0) is slower)
-            distinct = torch.tensor(list(index), dtype=torch.float64, device=t.device)  # (U, A+2)
-            if len(distinct) > MEMO_CONDITIONS:
+            found = distinct_conditions(t, actions, null, MEMO_CONDITIONS)  # (U, A+2) sorted, and (B*F,) indices into them
+            if found is None:
                 cond = self.condition(t, actions, null)  # (B, F, D)
                 return self.adaln(cond), self.final_ada(cond)
+            distinct, inverse = found
             key = ("table", tuple(distinct.flatten().tolist()), autocast)
             if key not in memo:  # (U, 6L + 2, D): every block's six modulations, then final_ada's two halves
                 mods, final = self.modulations(distinct[None, :, 0].to(t.dtype), distinct[None, :, 1:-1].to(actions.dtype), distinct[None, :, -1].bool())
                 memo[key] = torch.cat([*(m[0] for block in mods for m in block), final[0].unflatten(-1, (2, -1))], 1)
-            rows = memo[key].index_select(0, inverse).view(B, F_, L6 + 2, -1)  # (B, F, 6L + 2, D)
-            return [tuple(rows[:, :, None, j] for j in range(i, i + 6)) for i in range(0, L6, 6)], rows[:, :, L6:].flatten(2)
+            rows = memo[key].index_select(0, inverse).view(B, F_, 1, L6 + 2, -1)  # (B, F, 1, 6L + 2, D)
+            mods = rows.unbind(3)  # 6L + 2 x (B, F, 1, D): one operator, not one per modulation
+            return [mods[i : i + 6] for i in range(0, L6, 6)], rows[:, :, 0, L6:].flatten(2)
         key = (tuple(t.shape), tuple(t.flatten().tolist()), tuple(actions.flatten().tolist()), tuple(null.flatten().tolist()), autocast)
         if key not in memo:
             if len(memo) >= 64:  # continuous actions: keep the memo small
