@@ -64,8 +64,8 @@ class DynamicsConfig:
             (``x0 = base + net``), so copying the last frame costs nothing and the capacity goes to
             what moves, the action's effect included; the engine passes the newest committed block
             as ``base``. False: the network predicts the block itself (models trained before it).
-        residual_base: "copy" (the newest block) or "velocity" (``2 x_t - x_{t-1}``: motion carries on and the
-            network predicts the acceleration, as learned simulators do, Sanchez-Gonzalez et al. 2020).
+        residual_base: "copy" (the newest block) or "velocity" (``2 x_t - x_{t-1}``: the network predicts the
+            acceleration, as learned simulators do; on CartPole its long rollouts diverged, BENCHMARKS.md).
     """
 
     dim: int = 128
