@@ -57,3 +57,16 @@ def tiny_model(seed: int = 0, **kwargs) -> Model:
 @pytest.fixture
 def model() -> Model:
     return tiny_model()
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    """Six real CartPole episodes at 32x32 with their simulator states, at most 20 steps each."""
+    from worldgym.envs.twins import PixelTwin
+    from worldgym.play.record import record
+    from worldgym.policies.builtin import StickyRandomPolicy
+
+    env = PixelTwin("CartPole", height=32, width=32)
+    path = tmp_path_factory.mktemp("data") / "cartpole32"
+    record(env, StickyRandomPolicy(env.action_space), path, episodes=6, seed=0, max_steps=20)
+    return path

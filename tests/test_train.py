@@ -34,15 +34,6 @@ from worldgym.envs.twins import PixelTwin
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 
 
-@pytest.fixture(scope="module")
-def data(tmp_path_factory) -> Path:
-    """Six real CartPole episodes at 32x32, at most 20 steps each."""
-    env = PixelTwin("CartPole", height=32, width=32)
-    path = tmp_path_factory.mktemp("data") / "cartpole32"
-    record(env, StickyRandomPolicy(env.action_space), path, episodes=6, seed=0, max_steps=20)
-    return path
-
-
 def test_configs_are_dumps_of_the_dataclasses():
     assert load_yaml(TrainConfig, CONFIGS / "cartpole.yaml") == cartpole_config()
     assert load_yaml(TrainConfig, CONFIGS / "cartpole_long_rollouts.yaml") == cartpole_long_rollouts_config()

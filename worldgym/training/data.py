@@ -72,6 +72,13 @@ class TrainConfig:
             independent noise and minimises the energy score ||a - y|| + ||b - y|| - ||a - b||
             (RMS over the block), a proper scoring rule whose optimum is the true conditional
             distribution, so the 1-step sampler learns to draw a future rather than average them.
+        state_weight: weight of the state-probe loss in the dynamics and self-forcing stages
+            (`worldgym.training.probe`): a frozen probe fitted on real latents reads the recorded
+            simulator state from two consecutive blocks, and the squared distance between its
+            reading of the generated and the real pair joins the loss. It weighs latent error by
+            how much state it moves, where plain latent MSE lets a model under-move small objects.
+            Needs recordings that carry ``states`` (`worldgym record` of a real twin); 0 = off.
+        state_probe_steps: Adam steps that fit the probe (refitted identically on resume).
         dec_steps, dec_batch, dec_lr: decoder fine-tune (rollouts per batch; 0 steps skips the stage).
         dec_blocks: blocks per decoder fine-tune rollout (prefix and start share as in self-forcing).
         dec_real_weight: weight of a second decoder term, the same true frames reconstructed from
@@ -114,6 +121,8 @@ class TrainConfig:
     sf_start_context_max: int = 1
     sf_start_single_share: float | None = 0.5
     sf_loss: str = "mse"
+    state_weight: float = 0.0
+    state_probe_steps: int = 2000
     dec_steps: int = 0
     dec_batch: int = 8
     dec_lr: float = 3e-4
@@ -137,6 +146,8 @@ class Data:
         lengths: (E,) T of each episode (T+1 observations).
         actions: (sum T+1, A) the action that led to each frame (row of frame 0 unused).
         rewards, terms: (sum T+1,) reward / termination of the transition into each frame.
+        states: (sum T+1, S) float32 the recorded simulator state of each frame, or None when
+            any episode was recorded without one (videos, neural envs).
     """
 
     def __init__(self, path: str | Path | list[str | Path], action: ActionConfig, weight_power: float = 1.0) -> None:
@@ -153,7 +164,7 @@ class Data:
                     f"dataset {p} has frames of shape {tuple(shape)}, {paths[0]} has {tuple(first)}; "
                     "train on datasets recorded at one size"
                 )
-        frames, actions, rewards, terms, starts, lengths = [], [], [], [], [], []
+        frames, actions, rewards, terms, starts, lengths, states = [], [], [], [], [], [], []
         n = 0
         for ep in (ep for ds in datasets for ep in ds.episodes):
             T = len(ep)
@@ -163,6 +174,7 @@ class Data:
             actions.append(a)
             rewards.append(np.concatenate([[0.0], np.asarray(ep.rewards, np.float32)]))
             terms.append(np.concatenate([[False], np.asarray(ep.terminations)]))
+            states.append(ep.states)
             starts.append(n)
             lengths.append(T)
             n += T + 1
@@ -170,6 +182,8 @@ class Data:
         self.actions = torch.from_numpy(np.concatenate(actions))  # (sum T+1, A)
         self.rewards = torch.from_numpy(np.concatenate(rewards).astype(np.float32))  # (sum T+1,)
         self.terms = torch.from_numpy(np.concatenate(terms).astype(np.float32))  # (sum T+1,)
+        same = all(s is not None for s in states) and len({s.shape[1:] for s in states}) == 1
+        self.states = torch.from_numpy(np.concatenate(states).astype(np.float32)) if same else None  # (sum T+1, S)
         self.starts = torch.tensor(starts)
         self.lengths = torch.tensor(lengths)
         self.first = torch.zeros(n, dtype=torch.bool)  # (sum T+1,) True at each episode's first frame

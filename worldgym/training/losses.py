@@ -24,6 +24,7 @@ from torch import nn
 from worldgym.model.cache import CacheView
 from worldgym.model.networks import Model
 from worldgym.model.sampler import flow_schedule
+from worldgym.training.probe import StateProbe, state_error
 
 if TYPE_CHECKING:
     from worldgym.training.data import TrainConfig
@@ -62,10 +63,11 @@ class AutoencoderLoss(nn.Module):
 class DynamicsLoss(nn.Module):
     """Teacher forcing with lightly noised context over [clean | noisy] sequences."""
 
-    def __init__(self, model: Model, cfg: TrainConfig) -> None:
+    def __init__(self, model: Model, cfg: TrainConfig, probe: StateProbe | None = None) -> None:
         super().__init__()
         self.dyn = model.dynamics
         self.cfg = cfg
+        self.probe = probe if cfg.state_weight else None  # the frozen state probe (`worldgym.training.probe`)
 
     def forward(self, batch: dict[str, torch.Tensor], norm: dict[str, float]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         x0, valid = batch["latents"], batch["valid"]  # (B, T, N, C), (B, T)
@@ -82,6 +84,13 @@ class DynamicsLoss(nn.Module):
         bce, rmse = bce / norm["frames"], rmse / norm["frames"]
         loss = mse + self.cfg.term_weight * bce + self.cfg.reward_weight * rmse
         parts = {"latent_mse": mse.detach(), "term_bce": bce.detach(), "reward_mse": rmse.detach()}
+        if self.probe is not None:  # the pair (real t-1, predicted t) against (real t-1, real t)
+            B, T = valid.shape
+            before, after = x0[:, :-1].flatten(0, 1), x0[:, 1:].flatten(0, 1)
+            err = state_error(self.probe, before, pred[:, 1:].float().flatten(0, 1), before, after).view(B, T - 1)
+            state = (err * w[:, 1:] * valid[:, :-1].float()).sum() / norm["frames"]
+            loss = loss + self.cfg.state_weight * state
+            parts["state_mse"] = state.detach()
         if fused:  # denoise_heads on the noisy copy, what a fused engine reads
             d_bce, d_rmse = head_losses(out[4], out[3], batch["terms"], batch["rewards"], w, self.cfg.term_pos_weight)
             d_bce, d_rmse = d_bce / norm["frames"], d_rmse / norm["frames"]
@@ -152,13 +161,14 @@ class SelfForcingLoss(nn.Module):
     later and a few pixels ten steps later, can teach the model to read that action.
     """
 
-    def __init__(self, model: Model, cfg: TrainConfig) -> None:
+    def __init__(self, model: Model, cfg: TrainConfig, probe: StateProbe | None = None) -> None:
         super().__init__()
         if cfg.sf_loss not in ("mse", "energy"):
             raise ValueError(f"sf_loss must be 'mse' or 'energy', got {cfg.sf_loss!r}")
         self.dyn = model.dynamics
         self.cfg = cfg
         self.mc = model.config
+        self.probe = probe if cfg.state_weight else None  # the frozen state probe: the rollout's pairs read against the real ones
 
     def forward(self, batch: dict[str, torch.Tensor], norm: dict[str, float]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         dyn, mc, bptt = self.dyn, self.mc, self.cfg.sf_bptt
@@ -175,7 +185,7 @@ class SelfForcingLoss(nn.Module):
         commit_t = torch.full((B,), mc.sampler.commit_noise, device=x0.device)
         no_null = torch.zeros(B, dtype=torch.bool, device=x0.device)
         fused = dyn.config.fused_commit  # also train denoise_heads on the last denoise pass, as a fused engine reads them
-        mse = bce = rmse = score = d_bce = d_rmse = x0.new_zeros(())
+        mse = bce = rmse = score = d_bce = d_rmse = state = x0.new_zeros(())
         half = B // 2 if energy else B  # the rows that hold the original contexts
         generated = []
         # 1. reset: commit the real start frame (action unknown), exactly as WorldModel.reset does
@@ -210,6 +220,9 @@ class SelfForcingLoss(nn.Module):
             if energy:
                 a, b, y = pred[:half], pred[half:], x0[:half, i]
                 score = score + ((rms_distance(a, y) + rms_distance(b, y) - rms_distance(a, b)) * gen[:half]).sum()
+            if self.probe is not None:  # the rollout's own previous block (through it too with bptt) and this one
+                err = state_error(self.probe, detach(prev[:half]), pred[:half], x0[:half, i - 1], x0[:half, i])
+                state = state + (err * gen[:half] * valid[:half, i - 1].float()).sum()
             # 4. commit pass on the generated (or, inside the prefix, the real) block: heads trained; input and k/v
             #    detached unless bptt
             block = torch.where(real[:, None, None], x0[:, i], pred)
@@ -225,6 +238,10 @@ class SelfForcingLoss(nn.Module):
         fit = score / norm["frames"] if energy else mse
         loss = fit + self.cfg.term_weight * bce + self.cfg.reward_weight * rmse
         parts = {"latent_mse": mse.detach(), "term_bce": bce.detach(), "reward_mse": rmse.detach()}
+        if self.probe is not None:
+            state = state / norm["frames"]
+            loss = loss + self.cfg.state_weight * state
+            parts["state_mse"] = state.detach()
         if fused:
             d_bce, d_rmse = d_bce / norm["frames"] / copies, d_rmse / norm["frames"] / copies
             loss = loss + self.cfg.term_weight * d_bce + self.cfg.reward_weight * d_rmse

@@ -60,6 +60,7 @@ import shutil
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
 from safetensors.torch import load_file, save_file
@@ -71,6 +72,7 @@ from worldgym.training.losses import AutoencoderLoss, DecoderLoss, DynamicsLoss,
 from worldgym.model.networks import Model, WorldModelConfig
 from worldgym.paths import user_models_dir
 from worldgym.training.data import STAGES, Data, TrainConfig, dynamics_batch, step_generator
+from worldgym.training.probe import StateProbe, fit_state_probe
 
 log = logging.getLogger("worldgym.training.train")
 
@@ -223,7 +225,7 @@ def train(
     logf = open(out / "log.jsonl", "a") if run.rank == 0 else None
     ran = 0
     t_begin = time.time()
-    latents = None
+    latents = probe = None
     for si in range(STAGES.index(stage) if stage != "done" else len(STAGES), len(STAGES)):
         name = STAGES[si]
         total = {"autoencoder": cfg.ae_steps, "dynamics": cfg.dyn_steps, "selfforce": cfg.sf_steps, "decoder": cfg.dec_steps,
@@ -247,8 +249,10 @@ def train(
                 params = list(model.dynamics.denoise_heads.parameters())
                 module = SelfForcingLoss(model, dataclasses.replace(cfg, sf_bptt=False, sf_loss="mse"))
             else:
+                if cfg.state_weight and probe is None:
+                    probe = state_probe(latents, data, cfg, logf)
                 params = list(model.dynamics.parameters())
-                module = DynamicsLoss(model, cfg) if name == "dynamics" else SelfForcingLoss(model, cfg)
+                module = DynamicsLoss(model, cfg, probe) if name == "dynamics" else SelfForcingLoss(model, cfg, probe)
         for p in model.parameters():
             p.requires_grad_(False)
         for p in params:
@@ -332,6 +336,20 @@ def train(
     if logf:
         logf.close()
     return final
+
+
+def state_probe(latents: torch.Tensor, data: Data, cfg: TrainConfig, logf: Any) -> StateProbe:
+    """The frozen probe of ``cfg.state_weight``, fitted on the run's latents; its held-out R^2 per state goes to the log."""
+    if data.states is None:
+        raise ConfigError(
+            f"state_weight is {cfg.state_weight} but dataset {data.path} has episodes without recorded states "
+            "(expected states.npy beside every episode, as `worldgym record` of a real twin writes); set state_weight: 0"
+        )
+    probe = fit_state_probe(latents, data.states, data.first, cfg.seed, cfg.state_probe_steps)
+    log.info("state probe: held-out R^2 per state dimension %s", " ".join(f"{r:.3f}" for r in probe.r2))
+    if logf:
+        logf.write(json.dumps({"stage": "state_probe", "step": 0, "of": 0, "loss": sum(probe.mse) / len(probe.mse), "r2": probe.r2}) + "\n")
+    return probe
 
 
 def init_model(init: str | Path, mc: WorldModelConfig, init_stage: str = "dynamics") -> Model:
