@@ -73,6 +73,14 @@ def known_twins() -> dict[str, TwinSpec]:
     return twins
 
 
+def twin_spec(env_id: str) -> TwinSpec | None:
+    """The `TwinSpec` behind a registered ``worldgym/<Name>Real-v0`` id; None for any other id (or an unknown one)."""
+    spec = gym.registry.get(env_id)
+    if spec is None or spec.entry_point != TWIN_ENTRY_POINT:
+        return None
+    return known_twins().get(spec.kwargs.get("name", ""))
+
+
 def register_all(assets: Path | None = None) -> list[str]:
     """Register every shipped model, every real twin and the generic id; returns the ids (idempotent)."""
     ids = []

@@ -104,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     from worldgym.policy_io import load_policy
     from worldgym.training.imagination import make_real
 
-    policy = load_policy(args.policy)
+    policy = load_policy(args.policy, frame_skip=1)  # the filter itself, on every frame of --twin
     if not isinstance(policy, ModelStatePolicy):
         sys.exit(f"{args.policy} is a {policy.config.get('kind')!r} policy; this measures model_state_mlp policies")
     env = make_real(args.twin, policy.model)

@@ -157,7 +157,9 @@ def save_model_state_policy(
     """Write a ``model_state_mlp`` policy folder (actor weights, JSON config with their sha256, the world model); returns it.
 
     With ``critic`` and ``planning`` (``{"horizon": H, "gamma": G}``) the folder also keeps the
-    critic and loads as a `ModelStatePlanner`.
+    critic and loads as a `ModelStatePlanner`. ``extra`` goes into ``policy.json`` as is;
+    ``{"frame_skip": k}`` there (trained on a twin that repeats each action k source steps) makes
+    `load_policy` hold each action k frames by default.
     """
     if (critic is None) != (planning is None):
         raise PolicyError("a planning policy needs both critic and planning ({'horizon': H, 'gamma': G})")

@@ -213,7 +213,11 @@ def save_policy(
     n_actions: int,
     extra: dict[str, Any] | None = None,
 ) -> Path:
-    """Write a ``latent_mlp`` policy folder (weights + JSON config with their sha256); returns the folder."""
+    """Write a ``latent_mlp`` policy folder (weights + JSON config with their sha256); returns the folder.
+
+    ``extra`` goes into ``policy.json`` as is; ``{"frame_skip": k}`` there (a policy trained on a twin that
+    repeats each action k source steps) makes `load_policy` hold each action k frames by default.
+    """
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
     tensors = {f"actor.{k}": v.detach().float().cpu().contiguous() for k, v in actor.state_dict().items()}
@@ -242,7 +246,8 @@ def save_policy(
 class ActionRepeat:
     """Run a policy trained on a frame-skip twin (each twin step repeats its action ``k`` source steps) on every
     source frame: the policy sees frames 0, k, 2k, ... of an episode and its action is held for the k frames
-    in between, which is exactly what the twin did. ``reset()`` starts a new episode."""
+    in between, which is exactly what the twin did. ``reset()`` starts a new episode. `load_policy` wraps a
+    policy in it when its ``policy.json`` says ``frame_skip`` (or the caller passes one)."""
 
     def __init__(self, policy: Any, k: int) -> None:
         if int(k) < 1:
@@ -262,19 +267,19 @@ class ActionRepeat:
         return self.action
 
 
-def load_policy(path: str | Path, deterministic: bool = True, frame_skip: int = 1) -> Any:
+def load_policy(path: str | Path, deterministic: bool = True, frame_skip: int | None = None) -> Any:
     """Load a policy folder (`save_policy`'s ``latent_mlp`` or a ``model_state_mlp``) into a callable ``policy(obs) -> action``.
 
     Args:
         path: the folder (or its ``policy.json`` / ``policy.safetensors``), or the name of a
             shipped policy in ``assets/policies/``.
         deterministic: act by the argmax of the logits (the default) or sample.
-        frame_skip: call it on the source env's every frame although it was trained on a twin that
-            repeats each action ``frame_skip`` times (its ``policy.json`` names it as ``frame_skip``):
-            it reads every ``frame_skip``-th frame and holds its action in between (`ActionRepeat`).
+        frame_skip: how many source frames each action is held. A policy trained on a twin that repeats
+            each action k times, called on the source env's every frame, reads every k-th frame and holds
+            its action in between (`ActionRepeat`). None (the default) takes ``frame_skip`` from the
+            folder's ``policy.json``, else 1; an int overrides it (``frame_skip=1`` plays the policy
+            as trained, on the frame-skip twin itself).
     """
-    if frame_skip != 1:
-        return ActionRepeat(load_policy(path, deterministic), frame_skip)
     folder = Path(path)
     if folder.is_file():
         folder = folder.parent
@@ -287,22 +292,30 @@ def load_policy(path: str | Path, deterministic: bool = True, frame_skip: int = 
     kinds = ("latent_mlp", "model_state_mlp")
     if config.get("format") != FORMAT or config.get("kind") not in kinds:
         raise PolicyError(f"{folder / CONFIG} is not a worldgym policy of kind {kinds} (format {config.get('format')!r}, kind {config.get('kind')!r})")
+    if frame_skip is None:
+        frame_skip = config.get("frame_skip", 1)
+        if not isinstance(frame_skip, int) or isinstance(frame_skip, bool) or frame_skip < 1:
+            raise PolicyError(f"{folder / CONFIG}: frame_skip must be an int >= 1 (source steps per action), got {frame_skip!r}")
+    elif int(frame_skip) < 1:
+        raise PolicyError(f"frame_skip must be >= 1, got {frame_skip}")
     digest = hashlib.sha256((folder / WEIGHTS).read_bytes()).hexdigest()
     if digest != config.get("sha256"):
         raise PolicyError(f"{folder / WEIGHTS} has sha256 {digest}, its config says {config.get('sha256')}; the weights changed or are corrupt")
     if config["kind"] == "model_state_mlp":
         from worldgym.policies.model_state import load_model_state_policy
 
-        return load_model_state_policy(folder, config, deterministic)
-    tensors = load_file(str(folder / WEIGHTS))
-    obs_shape = tuple(config["obs_shape"])
-    frame_dim, stack = int(np.prod(obs_shape)), config["frame_stack"]
-    norm = ObsNorm(frame_dim, stack) if config.get("obs_norm") else None
-    actor = policy_net(frame_dim, stack, config["hidden"], config["n_actions"], 1.0, norm)
-    actor.load_state_dict({k[len("actor.") :]: v for k, v in tensors.items() if k.startswith("actor.")}, strict=True)
-    encoder = FrameEncoder(AutoencoderConfig(**config["autoencoder"]))
-    encoder.load_state_dict({k[len("encoder.") :]: v for k, v in tensors.items() if k.startswith("encoder.")}, strict=True)
-    return LatentPolicy(actor, encoder, obs_shape, config["frame_stack"], deterministic, config)
+        policy: Any = load_model_state_policy(folder, config, deterministic)
+    else:
+        tensors = load_file(str(folder / WEIGHTS))
+        obs_shape = tuple(config["obs_shape"])
+        frame_dim, stack = int(np.prod(obs_shape)), config["frame_stack"]
+        norm = ObsNorm(frame_dim, stack) if config.get("obs_norm") else None
+        actor = policy_net(frame_dim, stack, config["hidden"], config["n_actions"], 1.0, norm)
+        actor.load_state_dict({k[len("actor.") :]: v for k, v in tensors.items() if k.startswith("actor.")}, strict=True)
+        encoder = FrameEncoder(AutoencoderConfig(**config["autoencoder"]))
+        encoder.load_state_dict({k[len("encoder.") :]: v for k, v in tensors.items() if k.startswith("encoder.")}, strict=True)
+        policy = LatentPolicy(actor, encoder, obs_shape, config["frame_stack"], deterministic, config)
+    return policy if frame_skip == 1 else ActionRepeat(policy, frame_skip)
 
 
 # ---------------------------------------------------------------------------- loaders for the CLIs
@@ -322,7 +335,7 @@ class CartPolePPO(LatentPolicy):
     path: str | Path = POLICIES / "cartpole_ppo"
 
     def __init__(self, action_space: Any = None) -> None:
-        loaded = load_policy(self.path)
+        loaded = load_policy(self.path, frame_skip=1)  # this class is the LatentPolicy itself, never wrapped
         super().__init__(loaded.actor, loaded.encoder, loaded.obs_shape, loaded.frame_stack, True, loaded.config)
 
 
