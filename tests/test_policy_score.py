@@ -95,3 +95,10 @@ def test_runs_as_a_module(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     done = subprocess.run([sys.executable, "-m", "worldgym.evaluation.policy_score", str(tmp_path / "missing")], capture_output=True, text=True, env=env, cwd=ROOT)
     assert done.returncode == 2 and "no policy at" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_the_loop_writes_the_frame_skip_of_a_twin_that_repeats_actions():
+    from worldgym.training.loop import twin_frame_skip
+
+    assert twin_frame_skip("worldgym/CartPoleSkip3Real-v0") == {"frame_skip": 3}
+    assert twin_frame_skip("worldgym/CartPoleReal-v0") == {}

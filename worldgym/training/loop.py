@@ -44,6 +44,7 @@ from safetensors.torch import load_model, save_model
 
 from worldgym.config_io import ConfigError, from_dict, load_yaml, to_dict
 from worldgym.data.dataset import load as load_dataset
+from worldgym.envs.registration import twin_spec
 from worldgym.envs.starts import StartBank
 from worldgym.model import checkpoint
 from worldgym.play.record import Progress, record
@@ -111,6 +112,12 @@ class LoopConfig:
 CSV_FIELDS = ["turn", "real_steps", "collected_steps", "real_return", "real_return_std", "dream_return", "wall_s"]
 
 
+def twin_frame_skip(env_id: str) -> dict[str, int]:
+    """``{"frame_skip": k}`` for policy.json when the twin repeats each action k > 1 source steps (`load_policy` then holds actions k frames on the every-frame env)."""
+    spec = twin_spec(env_id)
+    return {"frame_skip": spec.frame_skip} if spec is not None and spec.frame_skip > 1 else {}
+
+
 def dataset_steps(paths: list[str | Path]) -> int:
     return sum(load_dataset(p, verify_hashes=False).total_steps for p in paths)
 
@@ -176,7 +183,7 @@ class Loop:
         want = min(self.cfg.collect_steps, self.cfg.budget - already)
         if want <= 0:
             raise ConfigError(f"the real-step budget ({self.cfg.budget}) is spent after {already} steps; lower --turns or --collect-steps")
-        policy = load_policy(self.turn_dir(k - 1) / "policy", deterministic=False)
+        policy = load_policy(self.turn_dir(k - 1) / "policy", deterministic=False, frame_skip=1)  # on its own twin, which repeats actions itself
         env = make_real(self.cfg.twin, policy.model)
         last = self.state["turns"][-1]["real_return"] if self.state["turns"] else 20.0
         episodes = max(4, math.ceil(want / max(last, 10.0)))
@@ -224,7 +231,7 @@ class Loop:
         save_model(agent, str(self.turn_dir(k) / "agent.safetensors"))  # actor + critic (+ shared ObsNorm), to continue next turn
         planning = {"critic": agent.critic, "planning": {"horizon": self.cfg.plan_horizon, "gamma": ppo_cfg.gamma}} if self.cfg.plan_horizon > 0 else {}
         save_model_state_policy(policy_dir, agent.actor, model, [ppo_cfg.hidden] * 2, int(model.config.action.n),
-                                {"trained_in": "imagination", "loop_turn": k, "world_model": self.model_path(k), "real_steps_seen_by_model": self.real_steps(k)},
+                                {"trained_in": "imagination", "loop_turn": k, "world_model": self.model_path(k), "real_steps_seen_by_model": self.real_steps(k), **twin_frame_skip(self.cfg.twin)},
                                 **planning)  # fmt: skip
         (self.turn_dir(k) / "imagine.json").write_text(json.dumps(summary, indent=2) + "\n")
         self._mark(f"imagine:{k}")
@@ -232,7 +239,7 @@ class Loop:
 
     def evaluate(self, k: int, collected: int, dream: dict[str, Any], start: float) -> dict[str, Any]:
         """Phase 4: the saved policy, loaded from disk, greedily on the real twin."""
-        policy = load_policy(self.turn_dir(k) / "policy")
+        policy = load_policy(self.turn_dir(k) / "policy", frame_skip=1)
         env = make_real(self.cfg.twin, policy.model)
         returns = evaluate(policy, env, self.cfg.eval_episodes, self.cfg.eval_seed)
         env.close()
@@ -346,9 +353,9 @@ def baseline(out: str | Path, cfg: LoopConfig, total_steps: int, every: int, pro
     bar = Progress(total_steps, "baseline", enabled=progress)
     for k in range(1, total_steps // every + 1):
         agent, _ = ppo(envs, dataclasses.replace(ppo_cfg, seed=cfg.ppo.seed + k), agent)
-        save_model_state_policy(out / "policy", agent.actor, model, [ppo_cfg.hidden] * 2, int(model.config.action.n), {"trained_in": "real twin (model-free)"})
+        save_model_state_policy(out / "policy", agent.actor, model, [ppo_cfg.hidden] * 2, int(model.config.action.n), {"trained_in": "real twin (model-free)", **twin_frame_skip(cfg.twin)})
         env = make_real(cfg.twin, model)
-        returns = evaluate(load_policy(out / "policy"), env, cfg.eval_episodes, cfg.eval_seed)
+        returns = evaluate(load_policy(out / "policy", frame_skip=1), env, cfg.eval_episodes, cfg.eval_seed)
         env.close()
         rows.append({"turn": k, "real_steps": k * every, "collected_steps": every, "real_return": float(np.mean(returns)), "real_return_std": float(np.std(returns))})
         write_csv(out / "baseline.csv", rows)
