@@ -52,6 +52,9 @@ class PPOConfig:
         gamma, gae_lambda: discount and GAE lambda.
         num_minibatches, update_epochs: minibatches per epoch, epochs per rollout.
         clip_coef, ent_coef, vf_coef, max_grad_norm: the usual PPO coefficients.
+        action_noise: probability that an env executes a uniformly random action instead of the
+            agent's (the agent's own action is what PPO scores): disturbances the world model
+            does not show, so the policy learns to recover from states a little off its plan.
         seed: seed of torch (initialisation, sampling) and of the envs.
     """
 
@@ -71,6 +74,7 @@ class PPOConfig:
     ent_coef: float = 0.0
     vf_coef: float = 0.5
     max_grad_norm: float = 0.5
+    action_noise: float = 0.0
     seed: int = 1
 
 
@@ -123,7 +127,10 @@ def ppo(
 
     ``log`` receives a dict per update (steps, mean return of finished episodes, losses, sps).
     """
+    if not 0.0 <= cfg.action_noise <= 1.0:
+        raise ValueError(f"action_noise must be a probability in [0, 1], got {cfg.action_noise}")
     torch.manual_seed(cfg.seed)
+    noise = torch.Generator().manual_seed(cfg.seed + 7_919)  # its own stream: action_noise 0 draws nothing from torch's
     E, T = envs.num_envs, cfg.num_steps
     dim = int(np.prod(envs.single_observation_space.shape))
     n_actions = int(envs.single_action_space.n)
@@ -148,7 +155,11 @@ def ppo(
             with torch.no_grad():
                 dist = torch.distributions.Categorical(logits=agent.actor(obs))
                 action = dist.sample()  # (E,)
-            next_np, reward, terminated, truncated, info = envs.step(action.numpy())
+            executed = action
+            if cfg.action_noise > 0:
+                flip = torch.rand(E, generator=noise) < cfg.action_noise
+                executed = torch.where(flip, torch.randint(n_actions, (E,), generator=noise), action)
+            next_np, reward, terminated, truncated, info = envs.step(executed.numpy())
             b_obs[t], b_act[t], b_logp[t] = obs, action, dist.log_prob(action)
             b_rew[t] = torch.as_tensor(reward, dtype=torch.float32)
             b_term[t] = torch.as_tensor(terminated, dtype=torch.float32)
