@@ -211,7 +211,7 @@ def test_loop_turn_end_to_end_and_resume_after_a_kill(tiny_cartpole, tmp_path):
     assert state["done"] == ["imagine:0", "evaluate:0", "collect:1"]
     collected = sorted(p.name for p in (out / "turn_1" / "data").iterdir())
     manifest = (out / "turn_1" / "data" / "manifest.json").read_text()
-    cli(*args)  # resume: finishes turn 1 without collecting again
+    cli("loop", "--out", str(out))  # resume from --out alone (its stored config): finishes turn 1 without collecting again
     state = json.loads((out / "state.json").read_text())
     assert state["done"] == ["imagine:0", "evaluate:0", "collect:1", "finetune:1", "imagine:1", "evaluate:1"]
     assert (out / "turn_1" / "data" / "manifest.json").read_text() == manifest

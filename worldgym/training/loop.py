@@ -131,7 +131,7 @@ class Loop:
         if saved.is_file():
             stored = from_dict(LoopConfig, json.loads(saved.read_text()))
             if cfg is not None and to_dict(cfg) != to_dict(stored):
-                raise ConfigError(f"{self.out} holds a loop with another config ({saved}); resume it without options or pick a new --out")
+                raise ConfigError(f"{self.out} holds a loop with another config ({saved}); resume it with the same options or with --out alone, or pick a new --out")
             cfg = stored
         if cfg is None:
             raise ConfigError(f"no loop in {self.out} to resume: give a config")
@@ -365,8 +365,8 @@ def baseline(out: str | Path, cfg: LoopConfig, total_steps: int, every: int, pro
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     d = LoopConfig()
-    parser.add_argument("--out", default="runs/loop", help="run folder (resumes the loop already there)")
-    parser.add_argument("--model", default=d.model, help="starting world model: checkpoint folder or installed name")
+    parser.add_argument("--out", default="runs/loop", help="run folder (resumes the loop already there: repeat its options, or give --out alone)")
+    parser.add_argument("--model", default=None, help=f"starting world model: checkpoint folder or installed name (default {d.model}; omitted with an existing --out, the loop there resumes with its stored config)")
     parser.add_argument("--twin", default=d.twin, help="Gymnasium id of the real env")
     parser.add_argument("--data", nargs="*", default=[], help="datasets the starting model was trained on (replayed, cut into starts, counted in the budget)")
     parser.add_argument("--prior-steps", type=int, default=None, help="real env steps the starting model saw (default: the steps in --data)")
@@ -395,8 +395,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     d = LoopConfig()
+    if args.model is None and (Path(args.out) / "loop_config.json").is_file() and not args.baseline:
+        loop = Loop(args.out, None, progress=not args.quiet)  # resume with the stored config
+        return report(loop)
     cfg = LoopConfig(
-        model=args.model, twin=args.twin, data=list(args.data), turns=args.turns, collect_steps=args.collect_steps, budget=args.budget,
+        model=args.model or d.model, twin=args.twin, data=list(args.data), turns=args.turns, collect_steps=args.collect_steps, budget=args.budget,
         finetune=dataclasses.replace(
             load_yaml(TrainConfig, args.finetune_config) if args.finetune_config else d.finetune,
             dyn_steps=args.finetune_steps, sf_steps=args.selfforce_steps,
@@ -413,7 +416,11 @@ def run(args: argparse.Namespace) -> int:
         plot_curves(Path(args.out))
         print(f"baseline: real return {rows[-1]['real_return']:.1f} after {rows[-1]['real_steps']} real steps; {Path(args.out) / 'baseline.csv'}")
         return 0
-    loop = Loop(args.out, cfg, progress=not args.quiet)
+    return report(Loop(args.out, cfg, progress=not args.quiet))
+
+
+def report(loop: Loop) -> int:
+    """Run the loop's remaining turns, printing a line per turn."""
     for row in loop.run():
         print(f"turn {row['turn']}: real return {row['real_return']:.1f} +- {row['real_return_std']:.1f}, "
               f"{row['real_steps']} real steps seen by the model, dream {row['dream_return']}")  # fmt: skip
