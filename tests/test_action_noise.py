@@ -52,3 +52,11 @@ def test_the_env_executes_a_random_action_at_the_noise_rate(noise, share):
 def test_action_noise_outside_a_probability_is_refused():
     with pytest.raises(ValueError, match=r"action_noise must be a probability in \[0, 1\], got 1.5"):
         ppo(Recorder(), PPOConfig(total_steps=64, num_envs=8, num_steps=8, action_noise=1.5))
+
+
+def test_the_loop_refuses_an_action_noise_outside_a_probability_before_it_writes_anything(tmp_path, capsys):
+    from worldgym.cli import main
+
+    assert main(["loop", "--action-noise", "-0.1", "--out", str(tmp_path / "loop")]) == 2
+    assert "--action-noise must be a probability in [0, 1], got -0.1" in capsys.readouterr().err
+    assert not (tmp_path / "loop").exists()

@@ -395,6 +395,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     d = LoopConfig()
+    if not 0.0 <= args.action_noise <= 1.0:
+        raise ConfigError(f"--action-noise must be a probability in [0, 1], got {args.action_noise}")
     if args.model is None and (Path(args.out) / "loop_config.json").is_file() and not args.baseline:
         loop = Loop(args.out, None, progress=not args.quiet)  # resume with the stored config
         return report(loop)

@@ -342,8 +342,9 @@ def state_probe(latents: torch.Tensor, data: Data, cfg: TrainConfig, logf: Any) 
     """The frozen probe of ``cfg.state_weight``, fitted on the run's latents; its held-out R^2 per state goes to the log."""
     if data.states is None:
         raise ConfigError(
-            f"state_weight is {cfg.state_weight} but dataset {data.path} has episodes without recorded states "
-            "(expected states.npy beside every episode, as `worldgym record` of a real twin writes); set state_weight: 0"
+            f"state_weight is {cfg.state_weight} but dataset {data.path} has episodes without recorded states, or states of "
+            "different sizes (expected one states.npy of one width beside every episode, as `worldgym record` of a real twin writes); "
+            "set state_weight: 0"
         )
     probe = fit_state_probe(latents, data.states, data.first, cfg.seed, cfg.state_probe_steps)
     log.info("state probe: held-out R^2 per state dimension %s", " ".join(f"{r:.3f}" for r in probe.r2))
