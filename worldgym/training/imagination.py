@@ -55,6 +55,10 @@ class PPOConfig:
         action_noise: probability that an env executes a uniformly random action instead of the
             agent's (the agent's own action is what PPO scores): disturbances the world model
             does not show, so the policy learns to recover from states a little off its plan.
+        obs_noise: standard deviation of Gaussian noise added to what the agent observes, in units
+            of each feature's running standard deviation (the agent's `ObsNorm`): in imagination the
+            features are the world's exact state, on real frames the filter only estimates it, so a
+            policy trained without noise can rely on a precision it will not have.
         seed: seed of torch (initialisation, sampling) and of the envs.
     """
 
@@ -75,6 +79,7 @@ class PPOConfig:
     vf_coef: float = 0.5
     max_grad_norm: float = 0.5
     action_noise: float = 0.0
+    obs_noise: float = 0.0
     seed: int = 1
 
 
@@ -129,8 +134,11 @@ def ppo(
     """
     if not 0.0 <= cfg.action_noise <= 1.0:
         raise ValueError(f"action_noise must be a probability in [0, 1], got {cfg.action_noise}")
+    if not cfg.obs_noise >= 0.0:
+        raise ValueError(f"obs_noise must be a standard deviation >= 0 (in feature standard deviations), got {cfg.obs_noise}")
     torch.manual_seed(cfg.seed)
     noise = torch.Generator().manual_seed(cfg.seed + 7_919)  # its own stream: action_noise 0 draws nothing from torch's
+    obs_rng = torch.Generator().manual_seed(cfg.seed + 104_729)  # and obs_noise its own
     E, T = envs.num_envs, cfg.num_steps
     dim = int(np.prod(envs.single_observation_space.shape))
     n_actions = int(envs.single_action_space.n)
@@ -147,11 +155,16 @@ def ppo(
     start, steps = time.time(), 0
     for update in range(1, updates + 1):
         optimizer.param_groups[0]["lr"] = cfg.learning_rate * (1.0 - (update - 1) / updates)
-        b_obs = torch.zeros(T, E, dim)
+        b_obs = torch.zeros(T, E, dim)  # what the agent saw (with obs_noise: noisy)
+        b_clean = torch.zeros(T, E, dim)  # the features themselves: the ObsNorm statistics
         b_act = torch.zeros(T, E, dtype=torch.int64)
         b_logp, b_rew, b_term, b_done, b_boot = (torch.zeros(T, E) for _ in range(5))
         # 1. rollout: T steps of every env; SAME_STEP autoreset hands back the final obs of ended rows
         for t in range(T):
+            b_clean[t] = obs
+            if cfg.obs_noise > 0:
+                scale = norm.var.sqrt().clamp(min=norm.min_std) if update > 1 else obs.std(0).clamp(min=norm.min_std)
+                obs = obs + cfg.obs_noise * scale * torch.randn(obs.shape, generator=obs_rng)
             with torch.no_grad():
                 dist = torch.distributions.Categorical(logits=agent.actor(obs))
                 action = dist.sample()  # (E,)
@@ -177,7 +190,7 @@ def ppo(
                 ep_return[i], ep_len[i] = 0.0, 0
             obs = torch.as_tensor(next_np, dtype=torch.float32)
         steps += batch
-        norm.update(b_obs.reshape(-1, dim))
+        norm.update(b_clean.reshape(-1, dim))
 
         # 2. GAE: termination zeroes the bootstrap, truncation bootstraps from the final observation
         with torch.no_grad():

@@ -383,6 +383,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--num-envs", type=int, default=d.ppo.num_envs, help="imagined envs per batch")
     parser.add_argument("--policy-data-repeat", type=int, default=d.policy_data_repeat, help="the loop's episodes count this many times in each fine-tune")
     parser.add_argument("--action-noise", type=float, default=d.ppo.action_noise, help="probability that an imagined step executes a random action instead of the agent's (robustness to disturbances)")
+    parser.add_argument("--obs-noise", type=float, default=d.ppo.obs_noise, help="Gaussian noise on the imagined features the agent sees, in feature standard deviations (robustness to the filter's estimation error on real frames)")
     parser.add_argument("--plan-horizon", type=int, default=d.plan_horizon, help="if > 0, the saved policy plans this many imagined steps per action from the filter's state (critic at the end)")
     parser.add_argument("--fresh-agent", action="store_true", help="train a new agent every turn instead of continuing the previous turn's")
     parser.add_argument("--eval-episodes", type=int, default=d.eval_episodes, help="greedy real episodes per turn")
@@ -397,6 +398,8 @@ def run(args: argparse.Namespace) -> int:
     d = LoopConfig()
     if not 0.0 <= args.action_noise <= 1.0:
         raise ConfigError(f"--action-noise must be a probability in [0, 1], got {args.action_noise}")
+    if not args.obs_noise >= 0.0:
+        raise ConfigError(f"--obs-noise must be a standard deviation >= 0, got {args.obs_noise}")
     if args.model is None and (Path(args.out) / "loop_config.json").is_file() and not args.baseline:
         loop = Loop(args.out, None, progress=not args.quiet)  # resume with the stored config
         return report(loop)
@@ -408,7 +411,7 @@ def run(args: argparse.Namespace) -> int:
             **({} if args.finetune_lr is None else {"dyn_lr": args.finetune_lr, "sf_lr": args.finetune_lr}),
         ),
         ppo=dataclasses.replace(d.ppo, total_steps=args.imagine_steps, horizon=args.horizon, num_envs=args.num_envs, seed=args.seed,
-                                action_noise=args.action_noise),
+                                action_noise=args.action_noise, obs_noise=args.obs_noise),
         eval_episodes=args.eval_episodes, dtype=args.dtype, threads=args.threads, policy_data_repeat=args.policy_data_repeat,
         finetune_stage=args.finetune_stage, prior_steps=args.prior_steps, continue_agent=not args.fresh_agent,
         plan_horizon=args.plan_horizon,
