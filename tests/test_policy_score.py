@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 import gymnasium as gym
+import numpy as np
 import pytest
 from conftest import randomized, tiny_config
 
@@ -70,6 +71,28 @@ def test_default_env_is_the_models_twin_at_the_rate_the_policy_acts(tmp_path):
     skip3 = saved_policy(tmp_path / "b", real_twin="CartPoleSkip3", frame_skip=3)
     assert default_env(load_policy(skip3), 3) == "worldgym/CartPoleReal-v0"  # the policy holds its actions: the every-frame twin
     assert default_env(load_policy(skip3, frame_skip=1), 1) == "worldgym/CartPoleSkip3Real-v0"  # as trained
+    skip2 = saved_policy(tmp_path / "c", real_twin="CartPoleSkip2", frame_skip=2)
+    assert default_env(load_policy(skip2), 2) == "worldgym/CartPoleReal-v0"
+    assert default_env(load_policy(skip2, frame_skip=1), 1) == "worldgym/CartPoleSkip2Real-v0"
+
+
+@pytest.mark.parametrize("name, skip", [("CartPoleSkip2", 2), ("CartPoleSkip3", 3)])
+def test_the_frame_skip_twins_repeat_each_action_and_end_at_the_sources_500_steps(name, skip):
+    from worldgym.envs.registration import known_twins
+
+    spec = known_twins()[name]
+    assert spec.frame_skip == skip and spec.max_episode_steps == -(-500 // skip)
+    twin = gym.make(f"worldgym/{name}Real-v0", height=16, width=16)
+    source = gym.make("CartPole-v1")
+    _, info = twin.reset(seed=5)
+    source.reset(seed=5)
+    source.unwrapped.state = np.asarray(info["state"], dtype=np.float64)  # the same start, whatever seed the twin passes on
+    for action in (1, 1, 0, 1):
+        _, reward, *_, info = twin.step(action)
+        for _ in range(skip):
+            state, *_ = source.step(action)
+        assert reward == skip and np.allclose(info["state"], state)
+    twin.close()
 
 
 @pytest.mark.parametrize(
@@ -101,4 +124,5 @@ def test_the_loop_writes_the_frame_skip_of_a_twin_that_repeats_actions():
     from worldgym.training.loop import twin_frame_skip
 
     assert twin_frame_skip("worldgym/CartPoleSkip3Real-v0") == {"frame_skip": 3}
+    assert twin_frame_skip("worldgym/CartPoleSkip2Real-v0") == {"frame_skip": 2}
     assert twin_frame_skip("worldgym/CartPoleReal-v0") == {}
