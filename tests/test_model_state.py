@@ -275,3 +275,27 @@ def test_model_state_report_on_a_real_twin():
     f = np.random.default_rng(0).normal(size=(50, 6))
     w = np.random.default_rng(1).normal(size=(6, 2))
     np.testing.assert_allclose(read(ridge(f, f @ w, lam=1e-9), f), f @ w, atol=1e-6)
+
+
+def test_loop_with_mirror_adds_mirrored_episodes_not_real_steps(tiny_cartpole, tmp_path):
+    """--mirror: each turn's episodes are also added mirrored, mirror images count no real steps, the policies act mirrored."""
+    from worldgym.data.dataset import load as load_dataset
+    from worldgym.policies.model_state import MirroredPolicy
+
+    model, data = tiny_cartpole
+    mirrored_data = tmp_path / "data_mirror"
+    cli("dataset", "mirror", str(mirrored_data), "--source", str(data))
+    out = tmp_path / "loop"
+    cli("loop", "--model", str(model), "--data", str(data), str(mirrored_data), "--out", str(out), "--mirror", *LOOP)
+    turns = json.loads((out / "state.json").read_text())["turns"]
+    assert turns[0]["real_steps"] == load_dataset(data).total_steps  # the mirror image of the recordings is no real step
+    assert turns[1]["real_steps"] == turns[0]["real_steps"] + turns[1]["collected_steps"]
+    got, want = load_dataset(out / "turn_1" / "data_mirror"), load_dataset(out / "turn_1" / "data")
+    assert got.total_steps == want.total_steps
+    for a, b in zip(want, got):
+        np.testing.assert_array_equal(b.observations, a.observations[:, :, ::-1])
+        np.testing.assert_array_equal(b.actions, 1 - a.actions)
+    policy = load_policy(out / "turn_1" / "policy")
+    assert isinstance(policy, MirroredPolicy) and policy.config["mirror"]["actions"] == [1, 0]
+    refused = cli("loop", "--model", str(model), "--twin", "worldgym/CrafterReal-v0", "--out", str(tmp_path / "no"), "--mirror", check=False)
+    assert refused.returncode == 2 and "declares its mirror symmetry" in refused.stderr

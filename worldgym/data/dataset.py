@@ -472,14 +472,36 @@ def export_minari(path: str | Path, dataset_id: str, data_format: str = "hdf5") 
 
 # ---------------------------------------------------------------------- CLI: worldgym dataset check|export-minari|merge
 def add_arguments(parser: Any) -> None:
-    parser.add_argument("action", choices=["check", "export-minari", "merge"], help="check: validate; export-minari: write a Minari dataset; merge: join --shards into PATH (worldgym.data.shards)")
-    parser.add_argument("path", help="dataset folder (merge: the one to write)")
+    parser.add_argument("action", choices=["check", "export-minari", "merge", "mirror"],
+                        help="check: validate; export-minari: write a Minari dataset; merge: join --shards into PATH (worldgym.data.shards); "
+                             "mirror: write the mirror image of --source into PATH (worldgym.worlds.symmetry)")  # fmt: skip
+    parser.add_argument("path", help="dataset folder (merge, mirror: the one to write)")
     parser.add_argument("--shards", nargs="+", default=[], help="merge: the datasets to join, e.g. the OUT-shard-i-of-n of `worldgym record --shard`")
     parser.add_argument("--id", default=None, help="Minari dataset id for export-minari, e.g. worldgym/cartpole/mix-v0")
+    parser.add_argument("--source", default=None, help="mirror: the dataset to mirror")
+    parser.add_argument("--actions", default=None, help="mirror: the action each action becomes, e.g. 1,0 (default: the mirror of the source's twin)")
+    parser.add_argument("--state-sign", default=None, help="mirror: -1 or 1 per state entry, written with =, e.g. --state-sign=-1,-1,-1,-1 (default: the source twin's)")
     parser.add_argument("--format", default="hdf5", choices=["hdf5", "arrow"], help="Minari storage backend")
 
 
 def run(args: Any) -> int:
+    if args.action == "mirror":
+        from worldgym.worlds.symmetry import Mirror, mirror_dataset
+
+        if not args.source:
+            raise UserError("mirror needs --source DATASET (the recording to mirror) and PATH (the new folder)")
+        mirror = None
+        if args.actions is not None:
+            try:
+                actions = [int(a) for a in args.actions.split(",")]
+                sign = None if args.state_sign is None else [float(v) for v in args.state_sign.split(",")]
+            except ValueError as e:
+                raise UserError(f"--actions and --state-sign take comma-separated numbers, e.g. --actions 1,0 --state-sign=-1,-1,-1,-1 ({e})") from e
+            mirror = Mirror.from_dict({"actions": actions, "state_sign": sign})
+        elif args.state_sign is not None:
+            raise UserError("--state-sign needs --actions too (or neither: the source twin's mirror)")
+        summary = mirror_dataset(args.source, args.path, mirror)
+        return print(json.dumps({"written": args.path, "mirror_of": args.source, **summary}, indent=1)) or 0
     if args.action == "merge":
         from worldgym.data.shards import merge  # imports this module
         return print(json.dumps({"valid": True, **merge(args.path, args.shards)}, indent=1)) or 0

@@ -31,6 +31,7 @@ import torch
 
 from worldgym.config_io import HelpFormatter, UserError
 from worldgym.envs.registration import TWIN_ENTRY_POINT, known_twins, twin_spec
+from worldgym.policies.model_state import MirroredPolicy
 from worldgym.policies.saved import ActionRepeat, load_policy
 from worldgym.training.imagination import evaluate
 
@@ -98,6 +99,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--episodes", type=int, default=100, help="greedy episodes")
     parser.add_argument("--seed", type=int, default=10_000, help="episode i is reset with seed + i")
     parser.add_argument("--frame-skip", type=int, default=None, help="frames each action is held (default: policy.json's frame_skip, else 1)")
+    parser.add_argument("--mirror", action=argparse.BooleanOptionalAction, default=None,
+                        help="act on each frame and its mirror image at once (a model-state policy whose world declares a mirror); default: as policy.json says")
     parser.add_argument("--target", type=float, default=None, help="also count the episodes whose return is at least this")
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
     parser.add_argument("--json", default=None, help="write the report (every episode's return, seeds, the policy's provenance) to this file")
@@ -107,7 +110,8 @@ def run(args: argparse.Namespace) -> int:
     if args.episodes < 1:
         raise UserError(f"--episodes must be >= 1, got {args.episodes}")
     torch.set_num_threads(args.threads)
-    policy = load_policy(args.policy, deterministic=True, frame_skip=args.frame_skip)
+    policy = load_policy(args.policy, deterministic=True, frame_skip=args.frame_skip, mirror=args.mirror)
+    mirrored = isinstance(getattr(policy, "policy", policy), MirroredPolicy)
     frame_skip = policy.k if isinstance(policy, ActionRepeat) else 1
     env_id = args.env or default_env(policy, frame_skip)
     env = make_env(env_id, policy, frame_skip)
@@ -118,10 +122,10 @@ def run(args: argparse.Namespace) -> int:
     stats = summary(returns, args.target)
     provenance = {k: policy.config[k] for k in PROVENANCE if k in policy.config}
     seeds = [args.seed + i for i in range(args.episodes)]
-    report = {"policy": str(args.policy), "env": env_id, "episodes": args.episodes, "seed": args.seed, "frame_skip": frame_skip,
+    report = {"policy": str(args.policy), "env": env_id, "episodes": args.episodes, "seed": args.seed, "frame_skip": frame_skip, "mirrored": mirrored,
               **stats, "returns": returns, "seeds": seeds, "policy_config": provenance}  # fmt: skip
     rows = [
-        ("policy", f"{args.policy} ({policy.config.get('kind')}, frame skip {frame_skip})"),
+        ("policy", f"{args.policy} ({policy.config.get('kind')}, frame skip {frame_skip}{', mirrored' if mirrored else ''})"),
         ("env", f"{env_id}, {args.episodes} episodes, seeds {seeds[0]}..{seeds[-1]}"),
         ("return", f"{stats['mean']:.1f} ± {stats['std']:.1f}   min {stats['min']:.1f}   max {stats['max']:.1f}"),
     ]

@@ -150,6 +150,63 @@ class ModelStatePlanner(ModelStatePolicy):
         return action
 
 
+def action_scores(policy: ModelStatePolicy) -> torch.Tensor:
+    """What ``policy`` prefers at its filter's current state (n_actions,): a planner's plan scores, else the actor's log-probabilities."""
+    if isinstance(policy, ModelStatePlanner):
+        return policy.plan()
+    return policy.actor(policy.engine.features)[0].log_softmax(-1)
+
+
+class MirroredPolicy:
+    """A model-state policy that acts on each frame and on its mirror image at once (`worldgym.worlds.symmetry`).
+
+    Two copies of the same policy run two filters: one on the frames, one on the frames flipped
+    left to right and committed under the mirrored actions. Their scores (`action_scores`) are
+    summed, the mirrored copy's read through the action permutation, and the best action is
+    taken (or, with ``deterministic=False``, sampled from the softmax of the sum). Where the
+    agent leans to one side, its mirror leans to the other, so the sum cancels the lean to first
+    order: the best CartPole agent went from 312.2 to 375.7 over 100 real episodes (BENCHMARKS.md).
+    It costs a second filter and, for a planner, a second plan per action.
+
+    Args:
+        policy, mirrored: two `ModelStatePolicy` (or planner) instances of the same folder.
+        mirror: the world's `Mirror` (its ``actions`` permutation).
+    """
+
+    def __init__(self, policy: ModelStatePolicy, mirrored: ModelStatePolicy, mirror: Any, seed: int = 0) -> None:
+        n = int(policy.model.config.action.n)
+        if mirror.n_actions != n:
+            raise PolicyError(f"the mirror permutes {mirror.n_actions} actions but the policy has {n}")
+        self.policy, self.mirrored, self.mirror = policy, mirrored, mirror
+        self.model, self.config = policy.model, policy.config
+        self.deterministic = policy.deterministic
+        self.perm = torch.as_tensor(mirror.actions)
+        self.rng = torch.Generator().manual_seed(seed)
+
+    def reset(self, rng: np.random.Generator | None = None) -> None:
+        self.policy.reset()
+        self.mirrored.reset()
+        if rng is not None:
+            self.rng.manual_seed(int(rng.integers(2**62)))
+
+    @torch.no_grad()
+    def scores(self, obs: np.ndarray) -> torch.Tensor:
+        """Fold ``obs`` and its mirror image into the two filters; the summed scores (n_actions,)."""
+        self.policy.features(obs)
+        self.mirrored.features(self.mirror.frames(obs))
+        return action_scores(self.policy) + action_scores(self.mirrored)[self.perm]
+
+    @torch.no_grad()
+    def __call__(self, obs: np.ndarray, info: dict | None = None) -> int:
+        s = self.scores(obs)
+        if self.deterministic:
+            action = int(s.argmax())
+        else:
+            action = int(torch.multinomial(s.softmax(-1), 1, generator=self.rng))
+        self.policy.last_action, self.mirrored.last_action = action, self.mirror.action(action)
+        return action
+
+
 def save_model_state_policy(
     path: str | Path, actor: nn.Module, model: Model, hidden: list[int], n_actions: int, extra: dict[str, Any] | None = None,
     critic: nn.Module | None = None, planning: dict[str, Any] | None = None,
@@ -190,8 +247,41 @@ def save_model_state_policy(
     return path
 
 
-def load_model_state_policy(folder: Path, config: dict, deterministic: bool = True) -> ModelStatePolicy:
-    """Build a `ModelStatePolicy` from a verified folder and its parsed ``policy.json``."""
+def policy_mirror(folder: Path, config: dict, model: Model) -> Any:
+    """The `Mirror` a policy acts under: its ``policy.json``'s ``mirror`` entry, else the one its world model's real twin declares."""
+    from worldgym.config_io import ConfigError
+    from worldgym.envs.registration import known_twins
+    from worldgym.worlds.symmetry import Mirror
+
+    entry = config.get("mirror")
+    if entry is None:
+        spec = known_twins().get(model.config.real_twin or "")
+        entry = spec.mirror if spec is not None else None
+    if entry is None:
+        raise PolicyError(
+            f"policy {folder}: asked to act mirrored but neither its policy.json nor its world model's twin "
+            f"({model.config.real_twin or 'none'!r}) declares a mirror; add \"mirror\": {{\"actions\": [...]}} to policy.json"
+        )
+    try:
+        return Mirror.from_dict(entry)
+    except ConfigError as e:
+        raise PolicyError(f"policy {folder}: its mirror: {e}") from e
+
+
+def load_model_state_policy(folder: Path, config: dict, deterministic: bool = True, mirror: bool | None = None) -> Any:
+    """Build a `ModelStatePolicy` from a verified folder and its parsed ``policy.json``.
+
+    ``mirror`` None follows ``policy.json`` (a ``mirror`` entry makes a `MirroredPolicy`); True or False overrides it
+    (True takes the mirror from ``policy.json`` or else from the world model's real twin, `policy_mirror`).
+    """
+    if mirror is None:
+        mirror = "mirror" in config
+    if mirror:
+        plain = {k: v for k, v in config.items() if k != "mirror"}
+        inner = load_model_state_policy(folder, plain, deterministic, False)
+        policy = MirroredPolicy(inner, load_model_state_policy(folder, plain, deterministic, False), policy_mirror(folder, config, inner.model))
+        policy.config = config
+        return policy
     try:
         model = checkpoint.load(folder / config.get("model", "model"))
     except checkpoint.CheckpointError as e:

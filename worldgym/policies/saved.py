@@ -267,7 +267,7 @@ class ActionRepeat:
         return self.action
 
 
-def load_policy(path: str | Path, deterministic: bool = True, frame_skip: int | None = None) -> Any:
+def load_policy(path: str | Path, deterministic: bool = True, frame_skip: int | None = None, mirror: bool | None = None) -> Any:
     """Load a policy folder (`save_policy`'s ``latent_mlp`` or a ``model_state_mlp``) into a callable ``policy(obs) -> action``.
 
     Args:
@@ -279,6 +279,10 @@ def load_policy(path: str | Path, deterministic: bool = True, frame_skip: int | 
             its action in between (`ActionRepeat`). None (the default) takes ``frame_skip`` from the
             folder's ``policy.json``, else 1; an int overrides it (``frame_skip=1`` plays the policy
             as trained, on the frame-skip twin itself).
+        mirror: act on each frame and its mirror image at once (`worldgym.policies.model_state.MirroredPolicy`).
+            None (the default) does so when the folder's ``policy.json`` has a ``mirror`` entry; False plays
+            the policy on the frames alone; True takes the mirror from that entry or else from the real twin
+            its world model names.
     """
     folder = Path(path)
     if folder.is_file():
@@ -304,8 +308,10 @@ def load_policy(path: str | Path, deterministic: bool = True, frame_skip: int | 
     if config["kind"] == "model_state_mlp":
         from worldgym.policies.model_state import load_model_state_policy
 
-        policy: Any = load_model_state_policy(folder, config, deterministic)
+        policy: Any = load_model_state_policy(folder, config, deterministic, mirror)
     else:
+        if mirror:
+            raise PolicyError(f"policy {folder} is a {config['kind']} policy; only model_state_mlp policies act mirrored")
         tensors = load_file(str(folder / WEIGHTS))
         obs_shape = tuple(config["obs_shape"])
         frame_dim, stack = int(np.prod(obs_shape)), config["frame_stack"]

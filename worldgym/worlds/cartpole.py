@@ -21,7 +21,8 @@ import numpy as np
 
 from worldgym.worlds.spec import TwinSpec
 
-TWIN = TwinSpec("CartPole-v1", crop_rows=(100, 400), max_episode_steps=500)
+# mirrored left to right, CartPole is CartPole: the pushes swap and the state (x, x_dot, theta, theta_dot) changes sign
+TWIN = TwinSpec("CartPole-v1", crop_rows=(100, 400), max_episode_steps=500, mirror={"actions": [1, 0], "state_sign": [-1, -1, -1, -1]})
 
 # screen geometry of the CartPole twin (TWIN): the render is 600 px wide (4.8 m of track)
 # and the crop keeps 300 rows, so one column is 600/W px and one row is 300/H px of the render

@@ -44,6 +44,9 @@ class TwinSpec:
         requires: modules the source needs (``ale_py``, ``crafter``); the twin is registered only
             when they are installed, and making it without them says what to install.
         extra: the ``pip install`` extra that brings them, e.g. ``worldgym[atari]``.
+        mirror: the world's left-right mirror symmetry, if it has one (`worldgym.worlds.symmetry.Mirror`):
+            ``{actions: [1, 0], state_sign: [-1, -1, -1, -1]}`` for CartPole. ``worldgym dataset mirror``
+            and mirrored policies read it.
     """
 
     source_id: str
@@ -57,6 +60,7 @@ class TwinSpec:
     make_kwargs: dict[str, Any] = field(default_factory=dict)
     requires: tuple[str, ...] = ()
     extra: str = ""
+    mirror: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         for name in ("crop_rows", "crop_cols"):
@@ -72,6 +76,10 @@ class TwinSpec:
             raise ValueError(f"pixels must be one of {PIXELS}, got {self.pixels!r}")
         if int(self.frame_skip) < 1 or int(self.height) < 1 or int(self.width) < 1:
             raise ValueError(f"frame_skip, height and width must be >= 1, got {self.frame_skip}, {self.height}, {self.width}")
+        if self.mirror is not None:
+            from worldgym.worlds.symmetry import Mirror
+
+            object.__setattr__(self, "mirror", Mirror.from_dict(self.mirror).to_dict())
 
     def missing(self) -> list[str]:
         """The required modules that are not installed (found without importing them)."""
