@@ -278,7 +278,8 @@ def test_model_state_report_on_a_real_twin():
 
 
 def test_loop_with_mirror_adds_mirrored_episodes_not_real_steps(tiny_cartpole, tmp_path):
-    """--mirror: each turn's episodes are also added mirrored, mirror images count no real steps, the policies act mirrored."""
+    """--mirror: each turn's episodes are also added mirrored, mirror images count no real steps, the policies act mirrored;
+    --collect-epsilon collects with the greedy policy and random actions."""
     from worldgym.data.dataset import load as load_dataset
     from worldgym.policies.model_state import MirroredPolicy
 
@@ -286,7 +287,8 @@ def test_loop_with_mirror_adds_mirrored_episodes_not_real_steps(tiny_cartpole, t
     mirrored_data = tmp_path / "data_mirror"
     cli("dataset", "mirror", str(mirrored_data), "--source", str(data))
     out = tmp_path / "loop"
-    cli("loop", "--model", str(model), "--data", str(data), str(mirrored_data), "--out", str(out), "--mirror", *LOOP)
+    # collected as evaluated (greedy, mirrored) with random actions half the time
+    cli("loop", "--model", str(model), "--data", str(data), str(mirrored_data), "--out", str(out), "--mirror", "--collect-epsilon", "0.5", *LOOP)
     turns = json.loads((out / "state.json").read_text())["turns"]
     assert turns[0]["real_steps"] == load_dataset(data).total_steps  # the mirror image of the recordings is no real step
     assert turns[1]["real_steps"] == turns[0]["real_steps"] + turns[1]["collected_steps"]
@@ -299,3 +301,27 @@ def test_loop_with_mirror_adds_mirrored_episodes_not_real_steps(tiny_cartpole, t
     assert isinstance(policy, MirroredPolicy) and policy.config["mirror"]["actions"] == [1, 0]
     refused = cli("loop", "--model", str(model), "--twin", "worldgym/CrafterReal-v0", "--out", str(tmp_path / "no"), "--mirror", check=False)
     assert refused.returncode == 2 and "declares its mirror symmetry" in refused.stderr
+    bad = cli("loop", "--model", str(model), "--out", str(tmp_path / "eps"), "--collect-epsilon", "1.5", check=False)
+    assert bad.returncode == 2 and "--collect-epsilon must be a probability" in bad.stderr and not (tmp_path / "eps").exists()
+
+
+def test_collect_with_epsilon_commits_the_action_the_env_got():
+    """Greedy collection with random actions: the env gets a random action with probability epsilon, and the filter
+    commits that action, not the policy's."""
+    from worldgym.training.loop import _Sampling
+
+    model = tiny_model()
+    actor = feature_actor(model.config.dynamics.dim, [8, 8], 3, out_gain=1.0)
+    frames, _ = frames_and_actions(count=40)
+    always = _Sampling(ModelStatePolicy(model, actor), 1.0, spaces.Discrete(3))
+    always.reset(np.random.default_rng(0))
+    got = [always(f, {}) for f in frames]
+    rng = np.random.default_rng(0)
+    rng.integers(2**62)  # the policy's reset reseeds its own sampler from the episode's generator
+    assert got == [int(rng.integers(3)) for _ in frames if rng.random() < 1.0]  # a coin, then the action, from the episode's generator
+    assert always.policy.last_action == got[-1]
+    never = _Sampling(ModelStatePolicy(model, actor), 0.0, spaces.Discrete(3))
+    plain = ModelStatePolicy(model, actor)
+    never.reset(np.random.default_rng(0))
+    plain.reset()
+    assert [never(f, {}) for f in frames] == [plain(f) for f in frames]

@@ -48,7 +48,7 @@ from worldgym.envs.registration import twin_spec
 from worldgym.envs.starts import StartBank
 from worldgym.model import checkpoint
 from worldgym.play.record import Progress, record
-from worldgym.policies.model_state import ModelStatePolicy, save_model_state_policy
+from worldgym.policies.model_state import MirroredPolicy, save_model_state_policy
 from worldgym.policies.saved import load_policy
 from worldgym.training.data import TrainConfig
 from worldgym.training.imagination import Agent, PPOConfig, dream_envs, evaluate, make_real, ppo, real_envs
@@ -67,6 +67,11 @@ class LoopConfig:
         prior_steps: real env steps the starting model saw (None = the steps in ``data``).
         turns: loop turns (turn 0 trains the agent in the starting model only).
         collect_steps: real env steps to collect per turn (whole episodes, their count estimated from the last real return).
+        collect_epsilon: None (the default) collects by sampling the actor; a probability collects with the policy as
+            it is evaluated (greedy, with its plan and mirror) and a uniformly random action instead with this
+            probability, so the episodes go where the deployed policy goes: a sampled CartPole actor drops the pole
+            within 25-35 steps and never shows the model the cart drifting to the track's end, where the greedy
+            policy fails (BENCHMARKS.md).
         budget: the most real env steps the world model may see in all (prior + collected).
         finetune: the world model's fine-tuning recipe per turn (its ``model`` is replaced by the current model's config).
         finetune_stage: the stage each fine-tune starts at: "dynamics" (teacher forcing, then
@@ -97,6 +102,7 @@ class LoopConfig:
     prior_steps: int | None = None
     turns: int = 6
     collect_steps: int = 10_000
+    collect_epsilon: float | None = None
     budget: int = 200_000
     finetune: TrainConfig = field(
         default_factory=lambda: TrainConfig(dyn_steps=600, dyn_batch=16, dyn_lr=3e-4, seq_frames=12, sf_steps=100, sf_lr=2e-4, sf_blocks=16, log_every=100, ckpt_every=200)
@@ -202,14 +208,17 @@ class Loop:
         want = min(self.cfg.collect_steps, self.cfg.budget - already)
         if want <= 0:
             raise ConfigError(f"the real-step budget ({self.cfg.budget}) is spent after {already} steps; lower --turns or --collect-steps")
-        policy = load_policy(self.turn_dir(k - 1) / "policy", deterministic=False, frame_skip=1)  # on its own twin, which repeats actions itself
+        greedy = self.cfg.collect_epsilon is not None
+        mirror = True if self.cfg.mirror else None
+        policy = load_policy(self.turn_dir(k - 1) / "policy", deterministic=greedy, frame_skip=1, mirror=mirror)  # on its own twin, which repeats actions itself
         env = make_real(self.cfg.twin, policy.model)
         last = self.state["turns"][-1]["real_return"] if self.state["turns"] else 20.0
         episodes = max(4, math.ceil(want / max(last, 10.0)))
         if out.exists():
             shutil.rmtree(out)  # a collection killed before its rename leaves only OUT.partial, which the writer replaces
         bar = Progress(episodes, f"turn {k} collect", enabled=self.progress)
-        record(env, _Sampling(policy), out, episodes, seed=1_000_000 * (k + 1), max_steps=10_000, metadata={"loop_turn": k}, progress=bar.update)
+        actor = _Sampling(policy, self.cfg.collect_epsilon or 0.0, env.action_space)
+        record(env, actor, out, episodes, seed=1_000_000 * (k + 1), max_steps=10_000, metadata={"loop_turn": k}, progress=bar.update)
         env.close()
         steps = dataset_steps([out])
         if already + steps > self.cfg.budget:  # whole episodes may overshoot: keep the first ones that fit
@@ -300,16 +309,34 @@ def _next_phase(key: str) -> str:
 
 
 class _Sampling:
-    """Adapts a frames-to-action policy to the recorder's ``reset(rng)`` / ``policy(obs, info)`` protocol."""
+    """Adapts a frames-to-action policy to the recorder's ``reset(rng)`` / ``policy(obs, info)`` protocol.
 
-    def __init__(self, policy: ModelStatePolicy) -> None:
-        self.policy = policy
+    With ``epsilon`` > 0 the env gets a uniformly random action with that probability (drawn from the
+    recorder's per-episode generator); the policy's filter commits the action the env got.
+    """
+
+    def __init__(self, policy: Any, epsilon: float = 0.0, action_space: Any = None) -> None:
+        self.policy, self.epsilon, self.n = policy, float(epsilon), int(getattr(action_space, "n", 0))
+        self.rng = np.random.default_rng(0)
 
     def reset(self, rng: np.random.Generator) -> None:
+        self.rng = rng
         self.policy.reset(rng)
 
     def __call__(self, obs: np.ndarray, info: dict) -> int:
-        return self.policy(obs)
+        action = self.policy(obs)
+        if self.epsilon > 0 and self.rng.random() < self.epsilon:
+            action = int(self.rng.integers(self.n))
+            _commit(self.policy, action)
+        return action
+
+
+def _commit(policy: Any, action: int) -> None:
+    """Make a model-state policy's filter(s) commit ``action`` (taken instead of the policy's own) with the next frame."""
+    if isinstance(policy, MirroredPolicy):
+        policy.policy.last_action, policy.mirrored.last_action = action, policy.mirror.action(action)
+    else:
+        policy.last_action = action
 
 
 def write_csv(path: Path, rows: list[dict[str, Any]], fields: list[str] = CSV_FIELDS) -> None:
@@ -410,6 +437,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--action-noise", type=float, default=d.ppo.action_noise, help="probability that an imagined step executes a random action instead of the agent's (robustness to disturbances)")
     parser.add_argument("--obs-noise", type=float, default=d.ppo.obs_noise, help="Gaussian noise on the imagined features the agent sees, in feature standard deviations (robustness to the filter's estimation error on real frames)")
     parser.add_argument("--plan-horizon", type=int, default=d.plan_horizon, help="if > 0, the saved policy plans this many imagined steps per action from the filter's state (critic at the end)")
+    parser.add_argument("--collect-epsilon", type=float, default=None, help="collect with the policy as evaluated (greedy, planned, mirrored) and a random action with this probability (default: sample the actor)")
     parser.add_argument("--mirror", action="store_true", help="use the twin's mirror symmetry: mirrored copies of the collected episodes, policies that act on each frame and its mirror")
     parser.add_argument("--fresh-agent", action="store_true", help="train a new agent every turn instead of continuing the previous turn's")
     parser.add_argument("--eval-episodes", type=int, default=d.eval_episodes, help="greedy real episodes per turn")
@@ -424,6 +452,8 @@ def run(args: argparse.Namespace) -> int:
     d = LoopConfig()
     if not 0.0 <= args.action_noise <= 1.0:
         raise ConfigError(f"--action-noise must be a probability in [0, 1], got {args.action_noise}")
+    if args.collect_epsilon is not None and not 0.0 <= args.collect_epsilon <= 1.0:
+        raise ConfigError(f"--collect-epsilon must be a probability in [0, 1], got {args.collect_epsilon}")
     if not args.obs_noise >= 0.0:
         raise ConfigError(f"--obs-noise must be a standard deviation >= 0, got {args.obs_noise}")
     if args.model is None and (Path(args.out) / "loop_config.json").is_file() and not args.baseline:
@@ -440,7 +470,7 @@ def run(args: argparse.Namespace) -> int:
                                 action_noise=args.action_noise, obs_noise=args.obs_noise),
         eval_episodes=args.eval_episodes, dtype=args.dtype, threads=args.threads, policy_data_repeat=args.policy_data_repeat,
         finetune_stage=args.finetune_stage, prior_steps=args.prior_steps, continue_agent=not args.fresh_agent,
-        plan_horizon=args.plan_horizon, mirror=args.mirror,
+        plan_horizon=args.plan_horizon, mirror=args.mirror, collect_epsilon=args.collect_epsilon,
     )  # fmt: skip
     if args.baseline:
         rows = baseline(args.out, cfg, args.baseline, every=max(cfg.ppo.num_envs * cfg.ppo.num_steps, args.baseline // 10), progress=not args.quiet)
