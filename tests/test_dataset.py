@@ -14,7 +14,8 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-from worldgym.data.dataset import DatasetError, DatasetWriter, check, load, minari_buffers
+from worldgym.data.dataset import DatasetError, DatasetWriter, check, load
+from worldgym.data.minari_export import minari_buffers
 
 OBS = gym.spaces.Box(0, 255, (8, 8, 3), np.uint8)
 ACT = gym.spaces.Discrete(2)
@@ -201,7 +202,7 @@ def test_minari_export(tmp_path, monkeypatch):
     pytest.importorskip("h5py", reason="Minari's hdf5 storage backend is not installed")
     import minari
 
-    from worldgym.data.dataset import export_minari
+    from worldgym.data.minari_export import export_minari
 
     monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "minari"))
     export_minari(tmp_path / "ds", "worldgym/test/random-v0")

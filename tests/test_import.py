@@ -98,7 +98,7 @@ def test_resize_and_crop_and_the_cli(tmp_path, capsys):
 def test_minari_dataset_of_images_round_trips(tmp_path, monkeypatch):
     pytest.importorskip("minari", reason="Minari import is the optional extra worldgym[minari]")
     pytest.importorskip("h5py", reason="Minari's hdf5 storage backend is not installed")
-    from worldgym.data.dataset import export_minari
+    from worldgym.data.minari_export import export_minari
 
     monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "minari"))
     rng = np.random.default_rng(0)

@@ -433,43 +433,6 @@ def check(path: str | Path) -> dict[str, Any]:
     }
 
 
-# ---------------------------------------------------------------------- Minari export (optional extra)
-def minari_buffers(dataset: Dataset) -> list[Any]:
-    """The episodes as Minari ``EpisodeBuffer`` objects (needs ``pip install minari``, without ``[create]``)."""
-    try:
-        from minari.data_collector import EpisodeBuffer
-    except ImportError as e:
-        raise gym.error.DependencyNotInstalled(f"Minari export needs the optional extra minari ({e}); in the clone: pip install -e '.[minari]'") from e
-    out = []
-    for i, ep in enumerate(dataset.episodes):
-        infos = {} if ep.states is None else {"state": np.asarray(ep.states)}
-        out.append(
-            EpisodeBuffer(
-                id=i, seed=ep.seed, observations=np.asarray(ep.observations), actions=np.asarray(ep.actions),
-                rewards=list(np.asarray(ep.rewards)), terminations=list(np.asarray(ep.terminations)),
-                truncations=list(np.asarray(ep.truncations)), infos=infos,
-            )  # fmt: skip
-        )
-    return out
-
-
-def export_minari(path: str | Path, dataset_id: str, data_format: str = "hdf5") -> Any:
-    """Write a verified worldgym dataset as a local Minari dataset (``MINARI_DATASETS_PATH`` or ~/.minari).
-
-    Needs ``minari`` plus its storage backend (``h5py`` for hdf5, ``pyarrow`` for arrow); JAX
-    (``minari[create]``) is not needed. Returns the ``minari.MinariDataset``.
-    """
-    ds = load(path)
-    buffers = minari_buffers(ds)  # first: without minari it says what to install
-    import minari
-
-    return minari.create_dataset_from_buffers(
-        dataset_id=dataset_id, buffer=buffers, observation_space=ds.observation_space,
-        action_space=ds.action_space, algorithm_name=str(ds.metadata.get("policy", "worldgym record")),
-        description=f"exported from the worldgym dataset {ds.path}", data_format=data_format,
-    )  # fmt: skip
-
-
 # ---------------------------------------------------------------------- CLI: worldgym dataset check|export-minari|merge
 def add_arguments(parser: Any) -> None:
     parser.add_argument("action", choices=["check", "export-minari", "merge", "mirror"],
@@ -486,22 +449,9 @@ def add_arguments(parser: Any) -> None:
 
 def run(args: Any) -> int:
     if args.action == "mirror":
-        from worldgym.worlds.symmetry import Mirror, mirror_dataset
+        from worldgym.worlds.symmetry import mirror_from_cli
 
-        if not args.source:
-            raise UserError("mirror needs --source DATASET (the recording to mirror) and PATH (the new folder)")
-        mirror = None
-        if args.actions is not None:
-            try:
-                actions = [int(a) for a in args.actions.split(",")]
-                sign = None if args.state_sign is None else [float(v) for v in args.state_sign.split(",")]
-            except ValueError as e:
-                raise UserError(f"--actions and --state-sign take comma-separated numbers, e.g. --actions 1,0 --state-sign=-1,-1,-1,-1 ({e})") from e
-            mirror = Mirror.from_dict({"actions": actions, "state_sign": sign})
-        elif args.state_sign is not None:
-            raise UserError("--state-sign needs --actions too (or neither: the source twin's mirror)")
-        summary = mirror_dataset(args.source, args.path, mirror)
-        return print(json.dumps({"written": args.path, "mirror_of": args.source, **summary}, indent=1)) or 0
+        return mirror_from_cli(args)
     if args.action == "merge":
         from worldgym.data.shards import merge  # imports this module
         return print(json.dumps({"valid": True, **merge(args.path, args.shards)}, indent=1)) or 0
@@ -517,6 +467,8 @@ def run(args: Any) -> int:
         return 0
     if not args.id:
         raise UserError("export-minari needs --id NAMESPACE/NAME-vN, e.g. --id worldgym/cartpole/mix-v0")
+    from worldgym.data.minari_export import export_minari
+
     mds = export_minari(args.path, args.id, args.format)
     print(f"wrote Minari dataset {args.id}: {mds.total_episodes} episodes, {mds.total_steps} steps")
     return 0

@@ -198,6 +198,14 @@ class Loop:
         """Real env steps the world model of turn k saw: the prior recordings plus turns 1..k's collections."""
         return int(self.cfg.prior_steps) + sum(n for turn, n in self.state["collected"].items() if int(turn) <= k)
 
+    def mirror_collected(self, upto: int) -> None:
+        """Write the mirror image of every turn's collected episodes (1..upto) that lacks one: a loop resumed with
+        ``mirror`` switched on mirrors what earlier turns collected too."""
+        for k in range(1, upto + 1):
+            data, mirrored = self.turn_dir(k) / "data", self.turn_dir(k) / "data_mirror"
+            if (data / "manifest.json").is_file() and not mirrored.exists():
+                mirror_dataset(data, mirrored, Mirror.from_dict(twin_mirror(self.cfg.twin)))
+
     # ------------------------------------------------------------------ phases
     def collect(self, k: int) -> int:
         """Phase 1: real episodes of turn k-1's policy, actions sampled; returns the steps collected."""
@@ -224,10 +232,8 @@ class Loop:
         if already + steps > self.cfg.budget:  # whole episodes may overshoot: keep the first ones that fit
             raise ConfigError(f"turn {k} collected {steps} steps, past the budget {self.cfg.budget} (had {already}); lower --collect-steps")
         if self.cfg.mirror:  # the same episodes seen in a mirror: no real step more
-            mirrored = self.turn_dir(k) / "data_mirror"
-            if mirrored.exists():
-                shutil.rmtree(mirrored)
-            mirror_dataset(out, mirrored, Mirror.from_dict(twin_mirror(self.cfg.twin)))
+            shutil.rmtree(self.turn_dir(k) / "data_mirror", ignore_errors=True)
+            self.mirror_collected(k)
         self.state["collected"][str(k)] = steps
         self._mark(f"collect:{k}")
         return steps
@@ -236,6 +242,8 @@ class Loop:
         """Phase 2: fine-tune turn k-1's world model on every dataset so far."""
         if self._done(f"finetune:{k}"):
             return
+        if self.cfg.mirror:
+            self.mirror_collected(k)
         prev = checkpoint.load(checkpoint.resolve(self.model_path(k - 1)))
         seq = min(self.cfg.finetune.seq_frames, prev.config.dynamics.train_frames)  # the model's longest training sequence
         cfg = dataclasses.replace(self.cfg.finetune, model=prev.config, threads=self.cfg.threads, seed=k, seq_frames=seq)
@@ -249,6 +257,8 @@ class Loop:
         policy_dir = self.turn_dir(k) / "policy"
         if self._done(f"imagine:{k}"):
             return json.loads((self.turn_dir(k) / "imagine.json").read_text())
+        if self.cfg.mirror:
+            self.mirror_collected(k)
         model = checkpoint.load(checkpoint.resolve(self.model_path(k)))
         self.turn_dir(k).mkdir(parents=True, exist_ok=True)
         ae = model.config.autoencoder

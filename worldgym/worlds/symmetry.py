@@ -101,7 +101,7 @@ def dataset_mirror(source: str | Path) -> Mirror:
     """The mirror of the twin a dataset was recorded from: its ``metadata.twin.mirror``, else the mirror of the twin
     its ``metadata.env`` (``real:NAME``) names."""
     from worldgym.data.dataset import _read_manifest
-    from worldgym.envs.registration import known_twins
+    from worldgym.worlds import TWINS, find_twin
 
     metadata = _read_manifest(Path(source))["metadata"]
     twin = metadata.get("twin")
@@ -109,7 +109,10 @@ def dataset_mirror(source: str | Path) -> Mirror:
         return Mirror.from_dict(twin["mirror"])
     env = str(metadata.get("env", ""))
     name = env.split(":", 1)[1] if env.startswith("real:") else ""
-    spec = known_twins().get(name)
+    try:
+        spec = find_twin(name, TWINS) if name else None
+    except ConfigError:
+        spec = None
     if spec is None or spec.mirror is None:
         why = f"its twin {name!r} declares no mirror" if spec is not None else f"it was not recorded from a known real twin (metadata env {env!r})"
         raise ConfigError(f"dataset {source}: {why}; pass the mirror yourself (--actions, and --state-sign if it has states)")
@@ -138,3 +141,26 @@ def mirror_dataset(source: str | Path, out: str | Path, mirror: Mirror | None = 
             states = None if ep.states is None else mirror.state(np.asarray(ep.states))
             writer.add_episode(mirror.frames(ep.observations), mirror.action(np.asarray(ep.actions)), ep.rewards, ep.terminations, ep.truncations, ep.seed, states)
     return {"episodes": len(ds), "steps": ds.total_steps}
+
+
+def mirror_from_cli(args: Any) -> int:
+    """``worldgym dataset mirror PATH --source SRC [--actions 1,0 --state-sign=-1,-1,-1,-1]``: print the summary."""
+    import json
+
+    from worldgym.config_io import UserError
+
+    if not args.source:
+        raise UserError("mirror needs --source DATASET (the recording to mirror) and PATH (the new folder)")
+    mirror = None
+    if args.actions is not None:
+        try:
+            actions = [int(a) for a in args.actions.split(",")]
+            sign = None if args.state_sign is None else [float(v) for v in args.state_sign.split(",")]
+        except ValueError as e:
+            raise UserError(f"--actions and --state-sign take comma-separated numbers, e.g. --actions 1,0 --state-sign=-1,-1,-1,-1 ({e})") from e
+        mirror = Mirror.from_dict({"actions": actions, "state_sign": sign})
+    elif args.state_sign is not None:
+        raise UserError("--state-sign needs --actions too (or neither: the source twin's mirror)")
+    summary = mirror_dataset(args.source, args.path, mirror)
+    print(json.dumps({"written": args.path, "mirror_of": args.source, **summary}, indent=1))
+    return 0
