@@ -325,3 +325,28 @@ def test_collect_with_epsilon_commits_the_action_the_env_got():
     never.reset(np.random.default_rng(0))
     plain.reset()
     assert [never(f, {}) for f in frames] == [plain(f) for f in frames]
+
+
+def test_policy_start_share_cuts_that_share_of_the_starts_from_the_loops_own_episodes(tiny_cartpole, tmp_path):
+    """--policy-start-share: that share of a turn's start contexts are windows of the loop's own collected episodes."""
+    from worldgym.data.dataset import load as load_dataset
+    from worldgym.training.loop import Loop, LoopConfig
+
+    model, data = tiny_cartpole
+    out = tmp_path / "loop"
+    cli("record", "--env", "real:CartPole", "--size", "32", "--episodes", "3", "--max-steps", "30", "--policy", "random",
+        "--seed", "777", "--out", str(out / "turn_1" / "data"), "--quiet")  # fmt: skip
+    own = [ep.observations for ep in load_dataset(out / "turn_1" / "data").episodes]
+
+    def from_own(window: np.ndarray) -> bool:
+        return any((obs[j : j + len(window)] == window).all() for obs in own for j in range(len(obs) - len(window) + 1))
+
+    for share, want in ((0.25, 16), (1.0, 64)):
+        loop = Loop(tmp_path / f"share{share}", LoopConfig(model=str(model), data=[str(data)], start_bank=64, policy_start_share=share), progress=False)
+        loop.out = out  # the collected episodes of turn 1 live there
+        bank = loop.start_bank(1, (32, 32))
+        assert len(bank) == 64 and bank.frames.shape[1] == loop.cfg.start_context
+        assert all(from_own(bank.frames[i].numpy()) for i in range(64 - want, 64))
+    assert sum(from_own(w.numpy()) for w in Loop(tmp_path / "uniform", LoopConfig(model=str(model), data=[str(data)], start_bank=64), progress=False).start_bank(0, (32, 32)).frames) == 0
+    bad = cli("loop", "--model", str(model), "--out", str(tmp_path / "bad"), "--policy-start-share", "1.5", check=False)
+    assert bad.returncode == 2 and "--policy-start-share must be a share in [0, 1]" in bad.stderr and not (tmp_path / "bad").exists()

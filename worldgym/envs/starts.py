@@ -59,6 +59,17 @@ class StartBank:
         return self.frames[k], acts
 
     @classmethod
+    def concat(cls, banks: Sequence["StartBank"]) -> "StartBank":
+        """One bank holding every entry of ``banks`` in order; they must share the frame and action shapes."""
+        if not banks:
+            raise ValueError("StartBank.concat needs at least one bank")
+        shapes = {(tuple(b.frames.shape[1:]), None if b.actions is None else tuple(b.actions.shape[1:])) for b in banks}
+        if len(shapes) != 1:
+            raise ValueError(f"StartBank.concat needs banks of one frame and action shape, got {sorted(shapes, key=str)}")
+        actions = None if banks[0].actions is None else torch.cat([b.actions for b in banks])
+        return cls(torch.cat([b.frames for b in banks]), actions)
+
+    @classmethod
     def from_datasets(
         cls,
         paths: str | Path | Sequence[str | Path],

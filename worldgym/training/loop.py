@@ -27,7 +27,6 @@ Example:
 from __future__ import annotations
 
 import argparse
-import csv
 import dataclasses
 import json
 import math
@@ -50,6 +49,7 @@ from worldgym.model import checkpoint
 from worldgym.play.record import Progress, record
 from worldgym.policies.model_state import MirroredPolicy, save_model_state_policy
 from worldgym.policies.saved import load_policy
+from worldgym.training.curves import plot_curves, write_csv
 from worldgym.training.data import TrainConfig
 from worldgym.training.imagination import Agent, PPOConfig, dream_envs, evaluate, make_real, ppo, real_envs
 from worldgym.worlds.symmetry import Mirror, mirror_dataset
@@ -82,6 +82,10 @@ class LoopConfig:
             share of the batches grows; the starting recordings count once).
         start_context: real frames in each imagined episode's start context.
         start_bank: start contexts cut from the datasets per turn.
+        policy_start_share: the share of the start contexts cut from the loop's own collected episodes (turns
+            1..k, with their mirror images), the rest uniformly from every window of all data. 0 (the default)
+            cuts all uniformly, so the policy's episodes, a few percent of the windows, seldom start a dream:
+            the states the deployed policy drifts into late in its episodes are then seldom trained from.
         eval_episodes: greedy real episodes per turn (seeds ``eval_seed + i``, the same every turn).
         eval_seed: first seed of the evaluation episodes.
         plan_horizon: if > 0, the saved policy plans: each action held this many imagined steps from the
@@ -113,15 +117,13 @@ class LoopConfig:
     policy_data_repeat: int = 1
     start_context: int = 4
     start_bank: int = 4096
+    policy_start_share: float = 0.0
     eval_episodes: int = 20
     eval_seed: int = 20_000
     plan_horizon: int = 0
     mirror: bool = False
     dtype: str = "float32"
     threads: int = 1
-
-
-CSV_FIELDS = ["turn", "real_steps", "collected_steps", "real_return", "real_return_std", "dream_return", "wall_s"]
 
 
 def twin_frame_skip(env_id: str) -> dict[str, int]:
@@ -189,6 +191,24 @@ class Loop:
         """The starting recordings plus the episodes collected in turns 1..upto (and, with ``mirror``, their mirror images)."""
         names = ["data", "data_mirror"] if self.cfg.mirror else ["data"]
         return [*self.cfg.data, *(str(self.turn_dir(k) / name) for k in range(1, upto + 1) for name in names)]
+
+    def start_bank(self, k: int, frame_size: tuple[int, int]) -> StartBank | None:
+        """Turn k's start contexts: ``policy_start_share`` of them from the loop's own episodes, the rest uniform over all data."""
+        data = self.datasets(k)
+        if not data:
+            return None
+        own = data[len(self.cfg.data) :]
+        n_own = round(self.cfg.policy_start_share * self.cfg.start_bank) if own else 0
+
+        def cut(paths: list[str], n: int, seed: int) -> StartBank:
+            return StartBank.from_datasets(paths, self.cfg.start_context, n, seed=seed, frame_size=frame_size)
+
+        if n_own == 0:
+            return cut(data, self.cfg.start_bank, k)
+        banks = [cut(own, n_own, 10_000 + k)]
+        if n_own < self.cfg.start_bank:
+            banks.insert(0, cut(data, self.cfg.start_bank - n_own, k))
+        return StartBank.concat(banks)
 
     def model_path(self, k: int) -> str:
         """The world model of turn k (turn 0: the starting model)."""
@@ -262,8 +282,7 @@ class Loop:
         model = checkpoint.load(checkpoint.resolve(self.model_path(k)))
         self.turn_dir(k).mkdir(parents=True, exist_ok=True)
         ae = model.config.autoencoder
-        data = self.datasets(k)
-        starts = StartBank.from_datasets(data, self.cfg.start_context, self.cfg.start_bank, seed=k, frame_size=(ae.frame_height, ae.frame_width)) if data else None
+        starts = self.start_bank(k, (ae.frame_height, ae.frame_width))
         ppo_cfg = dataclasses.replace(self.cfg.ppo, seed=self.cfg.ppo.seed + 1000 * k)
         agent = None
         if self.cfg.continue_agent and k > 0:
@@ -349,59 +368,6 @@ def _commit(policy: Any, action: int) -> None:
         policy.last_action = action
 
 
-def write_csv(path: Path, rows: list[dict[str, Any]], fields: list[str] = CSV_FIELDS) -> None:
-    tmp = path.with_suffix(".tmp")
-    with open(tmp, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
-        w.writeheader()
-        w.writerows(rows)
-    os.replace(tmp, path)
-
-
-def read_curve(path: Path, x: str = "real_steps", y: str = "real_return") -> tuple[list[float], list[float]]:
-    if not path.is_file():
-        return [], []
-    with open(path) as f:
-        rows = list(csv.DictReader(f))
-    return [float(r[x]) for r in rows], [float(r[y]) for r in rows]
-
-
-def plot_curves(out: Path, size: tuple[int, int] = (640, 400)) -> Path:
-    """``OUT/loop.png``: real return against real env steps, the loop (blue) and the model-free baseline (red)."""
-    from PIL import Image, ImageDraw
-
-    curves = {"loop": (read_curve(out / "loop.csv"), (31, 119, 180)), "model-free PPO": (read_curve(out / "baseline.csv"), (214, 39, 40))}
-    W, H = size
-    left, right, top, bottom = 60, 20, 20, 40
-    img = Image.new("RGB", size, "white")
-    draw = ImageDraw.Draw(img)
-    xs = [x for (cx, _), _ in curves.values() for x in cx] or [0.0, 1.0]
-    x_max = max(xs) * 1.05 or 1.0
-    y_max = 520.0
-
-    def px(x: float, y: float) -> tuple[float, float]:
-        return left + (W - left - right) * x / x_max, H - bottom - (H - top - bottom) * min(y, y_max) / y_max
-
-    draw.rectangle([left, top, W - right, H - bottom], outline="black")
-    for y in (0, 100, 200, 300, 400, 500):
-        draw.line([px(0, y), px(x_max, y)], fill=(225, 225, 225))
-        draw.text((8, px(0, y)[1] - 6), f"{y}", fill="black")
-    for i in range(6):
-        x = x_max * i / 5
-        draw.text((px(x, 0)[0] - 15, H - bottom + 6), f"{x / 1000:.0f}k", fill="black")
-    draw.text((W // 2 - 60, H - 18), "real env steps", fill="black")
-    for n, (name, ((cx, cy), colour)) in enumerate(curves.items()):
-        pts = [px(x, y) for x, y in zip(cx, cy)]
-        if len(pts) > 1:
-            draw.line(pts, fill=colour, width=2)
-        for p in pts:
-            draw.ellipse([p[0] - 3, p[1] - 3, p[0] + 3, p[1] + 3], fill=colour)
-        draw.text((left + 10, top + 8 + 14 * n), f"{name} (real return)", fill=colour)
-    path = out / "loop.png"
-    img.save(path)
-    return path
-
-
 def baseline(out: str | Path, cfg: LoopConfig, total_steps: int, every: int, progress: bool = True) -> list[dict[str, Any]]:
     """Model-free PPO with the same agent on the real twin (features through `ModelState`); ``OUT/baseline.csv``."""
     out = Path(out)
@@ -448,6 +414,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--obs-noise", type=float, default=d.ppo.obs_noise, help="Gaussian noise on the imagined features the agent sees, in feature standard deviations (robustness to the filter's estimation error on real frames)")
     parser.add_argument("--plan-horizon", type=int, default=d.plan_horizon, help="if > 0, the saved policy plans this many imagined steps per action from the filter's state (critic at the end)")
     parser.add_argument("--collect-epsilon", type=float, default=None, help="collect with the policy as evaluated (greedy, planned, mirrored) and a random action with this probability (default: sample the actor)")
+    parser.add_argument("--policy-start-share", type=float, default=d.policy_start_share, help="share of the imagined episodes' start contexts cut from the loop's own collected episodes (default 0: uniform over all data)")
     parser.add_argument("--mirror", action="store_true", help="use the twin's mirror symmetry: mirrored copies of the collected episodes, policies that act on each frame and its mirror")
     parser.add_argument("--fresh-agent", action="store_true", help="train a new agent every turn instead of continuing the previous turn's")
     parser.add_argument("--eval-episodes", type=int, default=d.eval_episodes, help="greedy real episodes per turn")
@@ -464,6 +431,8 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--action-noise must be a probability in [0, 1], got {args.action_noise}")
     if args.collect_epsilon is not None and not 0.0 <= args.collect_epsilon <= 1.0:
         raise ConfigError(f"--collect-epsilon must be a probability in [0, 1], got {args.collect_epsilon}")
+    if not 0.0 <= args.policy_start_share <= 1.0:
+        raise ConfigError(f"--policy-start-share must be a share in [0, 1], got {args.policy_start_share}")
     if not args.obs_noise >= 0.0:
         raise ConfigError(f"--obs-noise must be a standard deviation >= 0, got {args.obs_noise}")
     if args.model is None and (Path(args.out) / "loop_config.json").is_file() and not args.baseline:
@@ -481,6 +450,7 @@ def run(args: argparse.Namespace) -> int:
         eval_episodes=args.eval_episodes, dtype=args.dtype, threads=args.threads, policy_data_repeat=args.policy_data_repeat,
         finetune_stage=args.finetune_stage, prior_steps=args.prior_steps, continue_agent=not args.fresh_agent,
         plan_horizon=args.plan_horizon, mirror=args.mirror, collect_epsilon=args.collect_epsilon,
+        policy_start_share=args.policy_start_share,
     )  # fmt: skip
     if args.baseline:
         rows = baseline(args.out, cfg, args.baseline, every=max(cfg.ppo.num_envs * cfg.ppo.num_steps, args.baseline // 10), progress=not args.quiet)
