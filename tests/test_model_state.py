@@ -288,7 +288,9 @@ def test_loop_with_mirror_adds_mirrored_episodes_not_real_steps(tiny_cartpole, t
     cli("dataset", "mirror", str(mirrored_data), "--source", str(data))
     out = tmp_path / "loop"
     # collected as evaluated (greedy, mirrored) with random actions half the time
-    cli("loop", "--model", str(model), "--data", str(data), str(mirrored_data), "--out", str(out), "--mirror", "--collect-epsilon", "0.5", *LOOP)
+    cli("loop", "--model", str(model), "--data", str(data), str(mirrored_data), "--out", str(out), "--mirror", "--collect-epsilon", "0.5",
+        "--termination-threshold", "0.3", *LOOP)  # fmt: skip
+    assert json.loads((out / "loop_config.json").read_text())["ppo"]["termination_threshold"] == 0.3
     turns = json.loads((out / "state.json").read_text())["turns"]
     assert turns[0]["real_steps"] == load_dataset(data).total_steps  # the mirror image of the recordings is no real step
     assert turns[1]["real_steps"] == turns[0]["real_steps"] + turns[1]["collected_steps"]
@@ -350,3 +352,5 @@ def test_policy_start_share_cuts_that_share_of_the_starts_from_the_loops_own_epi
     assert sum(from_own(w.numpy()) for w in Loop(tmp_path / "uniform", LoopConfig(model=str(model), data=[str(data)], start_bank=64), progress=False).start_bank(0, (32, 32)).frames) == 0
     bad = cli("loop", "--model", str(model), "--out", str(tmp_path / "bad"), "--policy-start-share", "1.5", check=False)
     assert bad.returncode == 2 and "--policy-start-share must be a share in [0, 1]" in bad.stderr and not (tmp_path / "bad").exists()
+    bad = cli("loop", "--model", str(model), "--out", str(tmp_path / "bad"), "--termination-threshold", "1", check=False)
+    assert bad.returncode == 2 and "--termination-threshold must be a probability in (0, 1)" in bad.stderr and not (tmp_path / "bad").exists()

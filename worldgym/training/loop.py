@@ -412,6 +412,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--policy-data-repeat", type=int, default=d.policy_data_repeat, help="the loop's episodes count this many times in each fine-tune")
     parser.add_argument("--action-noise", type=float, default=d.ppo.action_noise, help="probability that an imagined step executes a random action instead of the agent's (robustness to disturbances)")
     parser.add_argument("--obs-noise", type=float, default=d.ppo.obs_noise, help="Gaussian noise on the imagined features the agent sees, in feature standard deviations (robustness to the filter's estimation error on real frames)")
+    parser.add_argument("--termination-threshold", type=float, default=d.ppo.termination_threshold, help="imagined episodes end when the termination head's probability passes this (lower: a stricter dream)")
     parser.add_argument("--plan-horizon", type=int, default=d.plan_horizon, help="if > 0, the saved policy plans this many imagined steps per action from the filter's state (critic at the end)")
     parser.add_argument("--collect-epsilon", type=float, default=None, help="collect with the policy as evaluated (greedy, planned, mirrored) and a random action with this probability (default: sample the actor)")
     parser.add_argument("--policy-start-share", type=float, default=d.policy_start_share, help="share of the imagined episodes' start contexts cut from the loop's own collected episodes (default 0: uniform over all data)")
@@ -433,6 +434,8 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--collect-epsilon must be a probability in [0, 1], got {args.collect_epsilon}")
     if not 0.0 <= args.policy_start_share <= 1.0:
         raise ConfigError(f"--policy-start-share must be a share in [0, 1], got {args.policy_start_share}")
+    if not 0.0 < args.termination_threshold < 1.0:
+        raise ConfigError(f"--termination-threshold must be a probability in (0, 1), got {args.termination_threshold}")
     if not args.obs_noise >= 0.0:
         raise ConfigError(f"--obs-noise must be a standard deviation >= 0, got {args.obs_noise}")
     if args.model is None and (Path(args.out) / "loop_config.json").is_file() and not args.baseline:
@@ -446,7 +449,7 @@ def run(args: argparse.Namespace) -> int:
             **({} if args.finetune_lr is None else {"dyn_lr": args.finetune_lr, "sf_lr": args.finetune_lr}),
         ),
         ppo=dataclasses.replace(d.ppo, total_steps=args.imagine_steps, horizon=args.horizon, num_envs=args.num_envs, seed=args.seed,
-                                action_noise=args.action_noise, obs_noise=args.obs_noise),
+                                action_noise=args.action_noise, obs_noise=args.obs_noise, termination_threshold=args.termination_threshold),
         eval_episodes=args.eval_episodes, dtype=args.dtype, threads=args.threads, policy_data_repeat=args.policy_data_repeat,
         finetune_stage=args.finetune_stage, prior_steps=args.prior_steps, continue_agent=not args.fresh_agent,
         plan_horizon=args.plan_horizon, mirror=args.mirror, collect_epsilon=args.collect_epsilon,
