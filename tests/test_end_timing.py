@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 from conftest import tiny_model
 
-from worldgym.model.actions import ActionConfig
 from worldgym.data.dataset import load as load_dataset
 from worldgym.evaluation.contexts import neural_ends
 from worldgym.evaluation.end_timing import end_timing, end_windows, main
+from worldgym.model.actions import ActionConfig
 
 
 @pytest.fixture(scope="module")

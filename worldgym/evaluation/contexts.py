@@ -47,13 +47,18 @@ def histogram(offsets: Sequence[int | None]) -> dict[str, int]:
     return out
 
 
-def neural_ends(model: Model, episodes: list[dict[str, Any]], K: int, extra: int, dtype: str) -> list[int | None]:
-    """Frame index of the first predicted termination (prob > 0.5) per episode, from its first K frames; None if never."""
-    wm = WorldModel(model, batch_size=len(episodes), dtype=dtype)
+def reset_from_context(wm: WorldModel, episodes: list[dict[str, Any]], K: int) -> WorldModel:
+    """Reset engine row i from episode i's first K ``frames`` and the ``actions`` that led to them; returns ``wm``."""
     frames = np.stack([e["frames"][:K] for e in episodes])  # (E, K, H, W, 3)
     # the action that led to each context frame; the first one is unknown (the engine ignores it: any valid action)
     actions = [[e["actions"][0].tolist()] + [a.tolist() for a in e["actions"][: K - 1]] for e in episodes]
     wm.reset(None, frames, actions, seeds=[int(e["seed"]) for e in episodes])
+    return wm
+
+
+def neural_ends(model: Model, episodes: list[dict[str, Any]], K: int, extra: int, dtype: str) -> list[int | None]:
+    """Frame index of the first predicted termination (prob > 0.5) per episode, from its first K frames; None if never."""
+    wm = reset_from_context(WorldModel(model, batch_size=len(episodes), dtype=dtype), episodes, K)
     S = max(len(e["actions"]) for e in episodes) - (K - 1) + extra
     ends: list[int | None] = [None] * len(episodes)
     for j in range(S):

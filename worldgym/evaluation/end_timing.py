@@ -35,6 +35,7 @@ import torch
 from worldgym.config_io import HelpFormatter, UserError
 from worldgym.data.dataset import load as load_dataset
 from worldgym.engine.world_model import WorldModel
+from worldgym.evaluation.contexts import reset_from_context
 from worldgym.model import checkpoint
 
 
@@ -50,15 +51,6 @@ def end_windows(paths: Sequence[str | Path], context: int, before: int) -> list[
     return out
 
 
-def _start(model: Any, windows: list[dict[str, Any]], context: int, features: bool) -> WorldModel:
-    wm = WorldModel(model, batch_size=len(windows), features=features)
-    frames = np.stack([w["frames"][:context] for w in windows])
-    # the action that led to each context frame; the first is unknown (the engine ignores it)
-    actions = [[w["actions"][0].tolist()] + [a.tolist() for a in w["actions"][: context - 1]] for w in windows]
-    wm.reset(None, frames, actions, seeds=[w["seed"] for w in windows])
-    return wm
-
-
 @torch.no_grad()
 def end_timing(model: Any, windows: list[dict[str, Any]], context: int = 4, thresholds: Sequence[float] = (0.5, 0.3, 0.2, 0.1),
                tolerance: int = 3, extra: int = 10) -> dict[str, Any]:  # fmt: skip
@@ -66,7 +58,7 @@ def end_timing(model: Any, windows: list[dict[str, Any]], context: int = 4, thre
     if not windows:
         raise UserError("no terminated episode is long enough: record longer episodes or lower --before")
     L = len(windows[0]["actions"])  # the real end is frame L
-    wm = _start(model, windows, context, features=False)
+    wm = reset_from_context(WorldModel(model, batch_size=len(windows)), windows, context)
     probs = [wm.step([w["actions"][min(t, L - 1)].tolist() for w in windows], decode=False).termination.float().numpy() for t in range(context - 1, L + extra)]
     P = np.stack(probs, 1)  # column j: the frame context + j
     report: dict[str, Any] = {"episodes": len(windows), "before": L - (context - 1), "context": context, "tolerance": tolerance, "rollout": {}}
@@ -78,7 +70,7 @@ def end_timing(model: Any, windows: list[dict[str, Any]], context: int = 4, thre
         report["rollout"][f"{thr:g}"] = {"within": int((np.abs(d) <= tolerance).sum()), "early": int((d < -tolerance).sum()),
                                          "late_or_never": int((d > tolerance).sum()), "median_offset": float(np.median(fired)) if len(fired) else None,
                                          "offsets": [int(x) if x < 10**6 else None for x in d]}  # fmt: skip
-    wm = _start(model, windows, context, features=True)
+    wm = reset_from_context(WorldModel(model, batch_size=len(windows), features=True), windows, context)
     for t in range(context - 1, L):
         last = wm.observe(np.stack([w["frames"][t + 1] for w in windows]), [w["actions"][t].tolist() for w in windows]).termination
     report["filter_prob_at_real_end"] = {"median": float(last.median()), "share_above_0.5": float((last > 0.5).float().mean())}
