@@ -202,8 +202,8 @@ class WorldModelEnv(gym.Env):
     ``reset(seed=s)`` makes the whole episode reproducible on the same machine.
 
     ## Episode End
-    Terminated when the predicted termination probability exceeds 0.5 (or when
-    ``termination_fn(obs, action)`` returns True, if given). Truncation comes from
+    Terminated when the predicted termination probability exceeds ``termination_threshold``
+    (0.5 by default; or when ``termination_fn(obs, action)`` returns True, if given). Truncation comes from
     ``max_episode_steps`` in the registration (``TimeLimit``; 500 for CartPole, as for
     its real twin). Stepping again after ``terminated=True`` without a reset keeps
     generating (the cache stays bounded) and warns once, as CartPole does.
@@ -234,6 +234,9 @@ class WorldModelEnv(gym.Env):
       ``env.unwrapped.dtype`` shows the choice, ``env.unwrapped.dtype_choice`` how it was made.
     * ``sampler_steps``: denoising passes per step (default: the model's).
     * ``reward_fn`` / ``termination_fn``: callables ``(obs, action)`` overriding the heads.
+    * ``termination_threshold``: the head's probability that ends an episode (default 0.5).
+      A head that fires late on falls can be met with a lower one:
+      ``python -m worldgym.evaluation.end_timing`` times it against real ends.
     * ``wall_time_info``: put ``"step_time"`` in ``info`` (default False).
     * ``threads``: torch's CPU thread count (None, the default, leaves it alone). Process-global
       (`worldgym.model.hardware.set_threads`): on a busy 2-core machine 1 thread is fastest.
@@ -261,7 +264,10 @@ class WorldModelEnv(gym.Env):
         wall_time_info: bool = False,
         starts: StartBank | None = None,
         threads: int | None = None,
+        termination_threshold: float = 0.5,
     ) -> None:
+        if not 0.0 < termination_threshold < 1.0:
+            raise ValueError(f"termination_threshold must be a probability in (0, 1), got {termination_threshold!r}")
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode must be one of {self.metadata['render_modes']} or None, got {render_mode!r}")
         set_threads(threads)
@@ -274,6 +280,7 @@ class WorldModelEnv(gym.Env):
         self.obs_type = obs_type
         self.render_mode = render_mode
         self.reward_fn, self.termination_fn = reward_fn, termination_fn
+        self.termination_threshold = termination_threshold
         self.wall_time_info = wall_time_info
         self.dtype = self.engine.dtype  # "auto" resolved: "float32" or "bfloat16"
         self.dtype_choice = self.engine.dtype_choice  # how: requested, WORLDGYM_AUTO_DTYPE, hardware or measured
@@ -330,7 +337,7 @@ class WorldModelEnv(gym.Env):
         self._obs = to_numpy_obs(out.latents[0], None if out.frames is None else out.frames[0], self.obs_type, None if out.features is None else out.features[0])
         prob, reward_pred = float(out.termination[0]), float(out.reward[0])
         reward = float(self.reward_fn(self._obs.copy(), action)) if self.reward_fn else reward_pred
-        terminated = bool(self.termination_fn(self._obs.copy(), action)) if self.termination_fn else prob > 0.5
+        terminated = bool(self.termination_fn(self._obs.copy(), action)) if self.termination_fn else prob > self.termination_threshold
         self._terminated = self._terminated or terminated
         info: dict[str, Any] = {"termination_prob": prob, "reward_pred": reward_pred}
         if self.wall_time_info:

@@ -63,7 +63,7 @@ class TorchRLWorldModelEnv(EnvBase):
         batch_size: ``()`` (one env) or ``[N]``.
         obs_type: "rgb" (``"pixels"`` key) or "latent" (``"observation"`` key).
         max_episode_steps: set ``truncated`` after this many steps (None = never).
-        device / dtype / sampler_steps / reward_fn / termination_fn / starts: as in `WorldModelEnv`
+        device / dtype / sampler_steps / reward_fn / termination_fn / starts / termination_threshold: as in `WorldModelEnv`
             (``dtype="auto"`` by default; ``self.dtype`` shows what it resolved to for this batch).
         threads: torch's CPU thread count, process-global (None leaves torch's setting).
     """
@@ -81,7 +81,10 @@ class TorchRLWorldModelEnv(EnvBase):
         termination_fn: TerminationFn | None = None,
         starts: StartBank | None = None,
         threads: int | None = None,
+        termination_threshold: float = 0.5,
     ) -> None:
+        if not 0.0 < termination_threshold < 1.0:
+            raise ValueError(f"termination_threshold must be a probability in (0, 1), got {termination_threshold!r}")
         batch = tuple(torch.Size(batch_size))
         if len(batch) > 1 or (batch and batch[0] < 1):
             raise ValueError(f"batch_size must be () or [N] with N >= 1, got {list(batch)}")
@@ -100,6 +103,7 @@ class TorchRLWorldModelEnv(EnvBase):
         self.obs_key = "pixels" if obs_type == "rgb" else "observation"
         self.max_episode_steps = max_episode_steps
         self.reward_fn, self.termination_fn = reward_fn, termination_fn
+        self.termination_threshold = termination_threshold
         self.action_config = config.action
         ae = config.autoencoder
         dev = self.device
@@ -177,9 +181,9 @@ class TorchRLWorldModelEnv(EnvBase):
             if self.termination_fn is not None:
                 term = torch.tensor([bool(self.termination_fn(obs_np[i].copy(), act_np[i])) for i in range(self.rows)])
             else:
-                term = prob > 0.5
+                term = prob > self.termination_threshold
         else:
-            term = prob > 0.5
+            term = prob > self.termination_threshold
         trunc = torch.zeros(self.rows, dtype=torch.bool)
         if self.max_episode_steps is not None:
             trunc = self._elapsed >= self.max_episode_steps

@@ -56,21 +56,31 @@ def reset_from_context(wm: WorldModel, episodes: list[dict[str, Any]], K: int) -
     return wm
 
 
-def neural_ends(model: Model, episodes: list[dict[str, Any]], K: int, extra: int, dtype: str) -> list[int | None]:
-    """Frame index of the first predicted termination (prob > 0.5) per episode, from its first K frames; None if never."""
+def neural_probs(model: Model, episodes: list[dict[str, Any]], K: int, extra: int, dtype: str) -> np.ndarray:
+    """Termination probability of frames K .. per episode (E, S), from its first K frames, the real actions replayed."""
     wm = reset_from_context(WorldModel(model, batch_size=len(episodes), dtype=dtype), episodes, K)
     S = max(len(e["actions"]) for e in episodes) - (K - 1) + extra
-    ends: list[int | None] = [None] * len(episodes)
+    probs = []
     for j in range(S):
         t = K - 1 + j  # the action taken on frame t leads to frame t + 1
         acts = [e["actions"][min(t, len(e["actions"]) - 1)].tolist() for e in episodes]
-        fired = (wm.step(acts, decode=False).termination > 0.5).tolist()
-        for i, f in enumerate(fired):
-            if f and ends[i] is None and t < len(episodes[i]["actions"]) + extra:
-                ends[i] = t + 1
-        if all(x is not None for x in ends):
-            break
+        probs.append(wm.step(acts, decode=False).termination.float().numpy())
+    return np.stack(probs, 1)
+
+
+def first_ends(probs: np.ndarray, episodes: list[dict[str, Any]], K: int, extra: int, threshold: float = 0.5) -> list[int | None]:
+    """Frame index of the first probability above ``threshold`` per episode (None if none before its end + extra)."""
+    ends: list[int | None] = []
+    for p, e in zip(probs, episodes):
+        n = len(e["actions"]) + extra - (K - 1)  # the steps replayed for this episode
+        hit = np.nonzero(p[:n] > threshold)[0]
+        ends.append(int(hit[0]) + K if len(hit) else None)
     return ends
+
+
+def neural_ends(model: Model, episodes: list[dict[str, Any]], K: int, extra: int, dtype: str, threshold: float = 0.5) -> list[int | None]:
+    """Frame index of the first predicted termination (prob > ``threshold``) per episode, from its first K frames; None if never."""
+    return first_ends(neural_probs(model, episodes, K, extra, dtype), episodes, K, extra, threshold)
 
 
 def context_starts(
