@@ -65,3 +65,36 @@ def test_cli_refuses_bad_input(episodes, tmp_path, capsys):
     assert "--thresholds must be probabilities in (0, 1), got [1.5]" in capsys.readouterr().err
     assert main(["CartPole", "--data", str(episodes), "--before", "0"]) == 2
     assert "--before and --context must be >= 1" in capsys.readouterr().err
+
+
+def env_offsets(model, windows, context: int, threshold: float, obs_type: str, extra: int = 4) -> list[int | None]:
+    """Each window through the public single env (reset from its context frames, its actions replayed)."""
+    from worldgym.envs.env import WorldModelEnv
+
+    env = WorldModelEnv(model, obs_type=obs_type, termination_threshold=threshold)
+    out = []
+    for w in windows:
+        L = len(w["actions"])
+        acts = [w["actions"][0]] + list(w["actions"][: context - 1])
+        env.reset(options={"frames": w["frames"][:context], "actions": acts})
+        env.unwrapped.engine.generators[0].manual_seed(int(w["seed"]))  # the noise end_timing's reset gives the row
+        end = None
+        for t in range(context - 1, L + extra):
+            if env.step(int(w["actions"][min(t, L - 1)]))[2]:
+                end = t + 1 - L
+                break
+        out.append(end)
+    return out
+
+
+def test_both_engines_time_ends_as_the_envs_do(episodes):
+    """Fused commit: the default engine is the rgb env's, ``features=True`` the features env's (the loop's dream)."""
+    model = tiny_model(seed=2, action=ActionConfig(kind="discrete", n=2), fused=True)
+    windows = end_windows([episodes], context=2, before=5)
+    default = end_timing(model, windows, context=2, thresholds=[0.4, 0.5], tolerance=1, extra=4)
+    dream = end_timing(model, windows, context=2, thresholds=[0.4, 0.5], tolerance=1, extra=4, features=True)
+    assert default["engine"] == "default" and dream["engine"] == "features"
+    for thr in ("0.4", "0.5"):
+        assert default["rollout"][thr]["offsets"] == env_offsets(model, windows, 2, float(thr), "rgb")
+        assert dream["rollout"][thr]["offsets"] == env_offsets(model, windows, 2, float(thr), "features")
+    assert default["rollout"]["0.4"]["offsets"] != dream["rollout"]["0.4"]["offsets"]  # the two engines time differently here

@@ -17,7 +17,11 @@ rollout run on past the real end even when its dynamics are right.
 Run it on the episodes a policy collected (a loop turn's ``data``): an agent trained in a dream
 that ends a few steps late on exactly those failures is forgiven them, and the dream's
 ``termination_threshold`` (``worldgym loop --termination-threshold``) is the knob that moves the
-end (BENCHMARKS.md, "Mirror symmetry, greedy collection and where the dream starts"). The
+end (BENCHMARKS.md, "Mirror symmetry, greedy collection and where the dream starts"). By
+default the rollout runs the engine ``gym.make`` gives (with a fused commit, the termination
+head reads the denoising pass); ``--features`` runs the two-pass engine of an env observing
+``obs_type="features"`` (the head reads the commit pass), which is the dream `worldgym loop`
+trains its agents in. The two can time ends a few episodes apart. The
 random-action protocol from the episode start is ``worldgym eval``'s ``starts`` section.
 """
 
@@ -53,15 +57,19 @@ def end_windows(paths: Sequence[str | Path], context: int, before: int) -> list[
 
 @torch.no_grad()
 def end_timing(model: Any, windows: list[dict[str, Any]], context: int = 4, thresholds: Sequence[float] = (0.5, 0.3, 0.2, 0.1),
-               tolerance: int = 3, extra: int = 10) -> dict[str, Any]:  # fmt: skip
-    """Rollout and filter termination timing on ``end_windows`` (all of one length): the module docstring's report."""
+               tolerance: int = 3, extra: int = 10, features: bool = False) -> dict[str, Any]:  # fmt: skip
+    """Rollout and filter termination timing on ``end_windows`` (all of one length): the module docstring's report.
+
+    ``features`` rolls out in the two-pass engine of a features-observing env (the loop's dream).
+    """
     if not windows:
         raise UserError("no terminated episode is long enough: record longer episodes or lower --before")
     L = len(windows[0]["actions"])  # the real end is frame L
-    wm = reset_from_context(WorldModel(model, batch_size=len(windows)), windows, context)
+    wm = reset_from_context(WorldModel(model, batch_size=len(windows), features=features), windows, context)
     probs = [wm.step([w["actions"][min(t, L - 1)].tolist() for w in windows], decode=False).termination.float().numpy() for t in range(context - 1, L + extra)]
     P = np.stack(probs, 1)  # column j: the frame context + j
-    report: dict[str, Any] = {"episodes": len(windows), "before": L - (context - 1), "context": context, "tolerance": tolerance, "rollout": {}}
+    report: dict[str, Any] = {"episodes": len(windows), "before": L - (context - 1), "context": context, "tolerance": tolerance,
+                              "engine": "features" if features else "default", "rollout": {}}  # fmt: skip
     for thr in thresholds:
         hit = P > thr
         first = np.where(hit.any(1), hit.argmax(1) + context, -1)
@@ -84,6 +92,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--context", type=int, default=4, help="real frames in the start context")
     parser.add_argument("--thresholds", type=float, nargs="+", default=[0.5, 0.3, 0.2, 0.1], help="termination probabilities to time")
     parser.add_argument("--tolerance", type=int, default=3, help="a predicted end this close to the real one counts as right")
+    parser.add_argument("--features", action="store_true", help="roll out in the engine of an env observing features (worldgym loop's dream)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
     parser.add_argument("--json", default=None, help="also write the report here")
 
@@ -95,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--thresholds must be probabilities in (0, 1), got {args.thresholds}")
     torch.set_num_threads(args.threads)
     model = checkpoint.load(checkpoint.resolve(args.model))
-    report = {"model": str(args.model), **end_timing(model, end_windows(args.data, args.context, args.before), args.context, args.thresholds, args.tolerance)}
+    report = {"model": str(args.model), **end_timing(model, end_windows(args.data, args.context, args.before), args.context, args.thresholds, args.tolerance, features=args.features)}
     text = json.dumps(report, indent=1)
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
