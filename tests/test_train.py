@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from worldgym.model import checkpoint
-from worldgym.config_io import load_yaml
+from worldgym.config_io import ConfigError, load_yaml
 from worldgym.engine import WorldModel
 from worldgym.training.losses import AutoencoderLoss, DecoderLoss, SelfForcingLoss
 from worldgym.model.networks import Model
@@ -303,6 +303,23 @@ def test_fused_model_trains_and_heads_stage_fits_only_denoise_heads(data, tmp_pa
     assert out.termination.shape == (2,) and engine.fused
     with pytest.raises(ValueError, match="fused_commit"):
         train(dataclasses.replace(cfg, heads_steps=2), data, tmp_path / "bad")
+
+
+def test_heads_stage_with_commit_target_fits_only_the_commit_heads(data, tmp_path):
+    """``heads_target: commit`` refits the heads an env observing features reads (the loop's dream) on
+    self-forced rollouts, also on a model without a fused commit; everything else stays as it was."""
+    import dataclasses
+
+    cfg = tiny_config()
+    plain = checkpoint.load(train(cfg, data, tmp_path / "plain"))
+    refit = checkpoint.load(train(dataclasses.replace(cfg, heads_steps=3, heads_batch=4, heads_target="commit"), data, tmp_path / "commit",
+                                  init=tmp_path / "plain" / "model", init_stage="heads"))  # fmt: skip
+    before, after = state(plain), state(refit)
+    moved = sorted(n for n in before if not torch.equal(after[n], before[n]))
+    assert moved and all(n.startswith("dynamics.heads.") for n in moved), moved
+    with pytest.raises(ConfigError, match="heads_target must be 'denoise' or 'commit', got 'both'"):
+        train(dataclasses.replace(cfg, heads_target="both"), data, tmp_path / "bad")
+    assert not (tmp_path / "bad").exists()
 
 
 def test_init_at_dynamics_keeps_the_autoencoder_and_trains_a_new_dynamics_of_another_shape(data, tmp_path):

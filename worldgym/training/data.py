@@ -85,8 +85,12 @@ class TrainConfig:
             their encoder latents (the autoencoder's floor); 0 fits the rollouts' latents only. A
             decoder trained from scratch (``--init-stage decoder``) needs it to draw what the
             encoder sees as well as the first one did.
-        heads_steps, heads_batch, heads_lr: denoise-heads fit (rollouts per batch of ``sf_blocks``
-            blocks, prefix and start share as in self-forcing; 0 steps skips the stage).
+        heads_steps, heads_batch, heads_lr: heads fit on detached self-forced rollouts (rollouts per
+            batch of ``sf_blocks`` blocks, prefix and start share as in self-forcing; 0 steps skips the stage).
+        heads_target: which heads that stage fits: "denoise" (``denoise_heads``, what a fused-commit
+            engine reads; the default) or "commit" (the commit heads, what an env observing features
+            reads: `worldgym loop`'s dream). A teacher-forced fine-tune spreads the dream's ends
+            (BENCHMARKS.md, "Three levers together"); "commit" refits the ending on the model's own rollouts.
         warmup: linear warm-up steps of every stage (then cosine to 10 %).
         log_every, ckpt_every: steps between log lines / checkpoints.
         start_bank_from: episodes whose first frames fill the start-frame bank.
@@ -131,6 +135,7 @@ class TrainConfig:
     heads_steps: int = 0
     heads_batch: int = 16
     heads_lr: float = 1e-3
+    heads_target: str = "denoise"
     warmup: int = 100
     log_every: int = 50
     ckpt_every: int = 500

@@ -189,6 +189,8 @@ def train(
     """
     if init_stage not in STAGES:
         raise ConfigError(f"init_stage must be one of {STAGES}, got {init_stage!r}")
+    if cfg.heads_target not in ("denoise", "commit"):  # refused before anything is written
+        raise ConfigError(f"heads_target must be 'denoise' or 'commit', got {cfg.heads_target!r}")
     out = Path(out)
     run = Run()
     torch.set_num_threads(cfg.threads)
@@ -233,8 +235,9 @@ def train(
         base_lr = {"autoencoder": cfg.ae_lr, "dynamics": cfg.dyn_lr, "selfforce": cfg.sf_lr, "decoder": cfg.dec_lr, "heads": cfg.heads_lr}[name]
         if name == "heads" and not total:
             continue  # nothing to fit (the stage is optional)
-        if name == "heads" and not mc.dynamics.fused_commit:
-            raise ConfigError("heads_steps > 0 fits denoise_heads, which only models with dynamics.fused_commit: true have; set heads_steps: 0 or fused_commit: true")
+        if name == "heads" and cfg.heads_target == "denoise" and not mc.dynamics.fused_commit:
+            raise ConfigError("heads_steps > 0 with heads_target: denoise fits denoise_heads, which only models with dynamics.fused_commit: true have; "
+                              "set heads_target: commit, heads_steps: 0 or fused_commit: true")  # fmt: skip
         first = start if name == stage else 0
         if name == "autoencoder":
             params = list(model.autoencoder.parameters())
@@ -246,7 +249,7 @@ def train(
                 params = list(model.autoencoder.decoder.parameters())
                 module = DecoderLoss(model, cfg)
             elif name == "heads":
-                params = list(model.dynamics.denoise_heads.parameters())
+                params = list((model.dynamics.denoise_heads if cfg.heads_target == "denoise" else model.dynamics.heads).parameters())
                 module = SelfForcingLoss(model, dataclasses.replace(cfg, sf_bptt=False, sf_loss="mse"))
             else:
                 if cfg.state_weight and probe is None:
