@@ -87,7 +87,7 @@ class Oracle:
     def __init__(self, ends):
         self.ends = ends
 
-    def __call__(self, model, batch_size, dtype):
+    def __call__(self, model, batch_size, dtype, features=False):
         self.count, oracle = 0, self
 
         class Engine:

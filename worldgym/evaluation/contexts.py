@@ -56,9 +56,12 @@ def reset_from_context(wm: WorldModel, episodes: list[dict[str, Any]], K: int) -
     return wm
 
 
-def neural_probs(model: Model, episodes: list[dict[str, Any]], K: int, extra: int, dtype: str) -> np.ndarray:
-    """Termination probability of frames K .. per episode (E, S), from its first K frames, the real actions replayed."""
-    wm = reset_from_context(WorldModel(model, batch_size=len(episodes), dtype=dtype), episodes, K)
+def neural_probs(model: Model, episodes: list[dict[str, Any]], K: int, extra: int, dtype: str, features: bool = False) -> np.ndarray:
+    """Termination probability of frames K .. per episode (E, S), from its first K frames, the real actions replayed.
+
+    ``features`` rolls out in the two-pass engine of an env observing features (else the engine ``gym.make`` gives).
+    """
+    wm = reset_from_context(WorldModel(model, batch_size=len(episodes), dtype=dtype, features=features), episodes, K)
     S = max(len(e["actions"]) for e in episodes) - (K - 1) + extra
     probs = []
     for j in range(S):

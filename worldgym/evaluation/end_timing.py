@@ -39,7 +39,7 @@ import torch
 from worldgym.config_io import HelpFormatter, UserError
 from worldgym.data.dataset import load as load_dataset
 from worldgym.engine.world_model import WorldModel
-from worldgym.evaluation.contexts import reset_from_context
+from worldgym.evaluation.contexts import first_ends, neural_probs, reset_from_context
 from worldgym.model import checkpoint
 
 
@@ -65,15 +65,11 @@ def end_timing(model: Any, windows: list[dict[str, Any]], context: int = 4, thre
     if not windows:
         raise UserError("no terminated episode is long enough: record longer episodes or lower --before")
     L = len(windows[0]["actions"])  # the real end is frame L
-    wm = reset_from_context(WorldModel(model, batch_size=len(windows), features=features), windows, context)
-    probs = [wm.step([w["actions"][min(t, L - 1)].tolist() for w in windows], decode=False).termination.float().numpy() for t in range(context - 1, L + extra)]
-    P = np.stack(probs, 1)  # column j: the frame context + j
+    P = neural_probs(model, windows, context, extra, "float32", features=features)  # column j: the frame context + j
     report: dict[str, Any] = {"episodes": len(windows), "before": L - (context - 1), "context": context, "tolerance": tolerance,
                               "engine": "features" if features else "default", "rollout": {}}  # fmt: skip
     for thr in thresholds:
-        hit = P > thr
-        first = np.where(hit.any(1), hit.argmax(1) + context, -1)
-        d = np.where(first >= 0, first - L, 10**6)
+        d = np.array([10**6 if e is None else e - L for e in first_ends(P, windows, context, extra, thr)])
         fired = d[d < 10**6]
         report["rollout"][f"{thr:g}"] = {"within": int((np.abs(d) <= tolerance).sum()), "early": int((d < -tolerance).sum()),
                                          "late_or_never": int((d > tolerance).sum()), "median_offset": float(np.median(fired)) if len(fired) else None,
