@@ -19,6 +19,7 @@ import pytest
 import torch
 from conftest import tiny_model
 from gymnasium import spaces
+from safetensors.torch import load_file
 
 from worldgym.engine import WorldModel
 from worldgym.envs.env import WorldModelEnv
@@ -180,6 +181,52 @@ def test_planning_policy_scores_each_held_action_like_the_engine_and_round_trips
         ModelStatePlanner(model, actor, policy_net(D, 1, [8, 8], 1, 1.0, ObsNorm(D, 1)), horizon=0)
 
 
+def test_ensemble_folder_plans_with_the_mean_critic_and_acts_on_the_mean_log_probs(tmp_path):
+    """An ensemble policy (members of one world model) scores each action by the mean of its members' plans, on one filter."""
+    torch.manual_seed(0)
+    model = tiny_model()
+    frames, _ = frames_and_actions(count=5)
+    D = model.config.dynamics.dim
+    nets = []
+    for _ in range(3):
+        actor = feature_actor(D, [8, 8], 3, out_gain=1.0)
+        nets.append((actor, policy_net(D, 1, [8, 8], 1, 1.0, actor[0])))
+    planning = {"horizon": 2, "gamma": 0.9}
+    path = save_model_state_policy(tmp_path / "ens", *nets[0][:1], model, [8, 8], 3, critic=nets[0][1], planning=planning, members=nets[1:])
+    ensemble = load_policy(path)
+    assert ensemble.config["members"] == 3 and isinstance(ensemble, ModelStatePlanner)
+    ensemble.reset()
+    actions = [ensemble(f) for f in frames[:3]]
+    scores = ensemble.plan()
+    # each member alone, planning from the same frames, actions and noise: the ensemble's scores are their mean
+    alone = []
+    for actor, critic in nets:
+        member = ModelStatePlanner(model, actor, critic, horizon=2, gamma=0.9)
+        member.reset()
+        member.features(frames[0])
+        for f, prev in zip(frames[1:3], actions[:2]):
+            member.last_action = prev
+            member.features(f)
+        member.engine.set_state([0], ensemble.engine.get_state([0]))
+        alone.append(member.plan())
+    torch.testing.assert_close(scores, torch.stack(alone).mean(0), atol=1e-5, rtol=0)
+    assert not torch.allclose(alone[0], alone[1])  # the members differ, so the mean is not any one of them
+    # without planning: the actors' mean log-probabilities
+    plain = load_policy(save_model_state_policy(tmp_path / "plain", nets[0][0], model, [8, 8], 3, members=[(a, None) for a, _ in nets[1:]]))
+    plain.reset()
+    plain(frames[0])
+    with torch.no_grad():
+        want = torch.stack([a(plain.engine.features).log_softmax(-1) for a, _ in nets]).mean(0)
+        torch.testing.assert_close(plain.actor(plain.engine.features), want)
+    # a member without a critic in a planning policy, or a folder missing a member's weights, is refused
+    with pytest.raises(PolicyError, match="every member needs a critic"):
+        save_model_state_policy(tmp_path / "bad", nets[0][0], model, [8, 8], 3, critic=nets[0][1], planning=planning, members=[(nets[1][0], None)])
+    config = json.loads((path / "policy.json").read_text())
+    (path / "policy.json").write_text(json.dumps({**config, "members": 4}))
+    with pytest.raises(PolicyError, match="holds no member3.actor"):
+        load_policy(path)
+
+
 def cli(*args: str, check: bool = True) -> subprocess.CompletedProcess:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
     return subprocess.run([sys.executable, "-m", "worldgym.cli", *args], check=check, capture_output=True, text=True, env=env, timeout=600, cwd=ROOT)
@@ -230,6 +277,28 @@ def test_loop_turn_end_to_end_and_resume_after_a_kill(tiny_cartpole, tmp_path):
     assert real.action_space.contains(policy(obs))
     # the finished model is a regular checkpoint
     assert checkpoint.load(out / "turn_1" / "finetune" / "model").config.name == checkpoint.load(model).config.name
+
+
+def test_loop_with_agents_saves_their_ensemble_and_resumes_after_the_agents_it_finished(tiny_cartpole, tmp_path):
+    model, data = tiny_cartpole
+    out = tmp_path / "loop"
+    args = ["loop", "--model", str(model), "--data", str(data), "--out", str(out), "--agents", "2", "--plan-horizon", "1", *LOOP, "--turns", "1"]
+    cli(*args)
+    turn = out / "turn_0"
+    policy = load_policy(turn / "policy")
+    assert policy.config["members"] == 2 and len(json.loads((turn / "imagine.json").read_text())["members"]) == 2
+    first, second = (turn / "agent.safetensors").read_bytes(), load_file(str(turn / "agent_1.safetensors"))
+    assert not torch.equal(load_file(str(turn / "agent.safetensors"))["actor.1.0.weight"], second["actor.1.0.weight"])  # another PPO seed
+    # a run killed while training agent 1: agent 0 is kept as it was, agent 1 is trained again the same way
+    (turn / "agent_1.json").unlink()
+    (turn / "agent.safetensors").write_bytes(first[:-4] + b"0000")  # altered: were agent 0 retrained, it would be rewritten
+    (out / "state.json").write_text(json.dumps({"done": [], "turns": [], "collected": {}}))
+    cli("loop", "--out", str(out))
+    assert (turn / "agent.safetensors").read_bytes() == first[:-4] + b"0000"
+    again = load_file(str(turn / "agent_1.safetensors"))
+    assert again.keys() == second.keys() and all(torch.equal(again[k], second[k]) for k in second)
+    bad = cli("loop", "--model", str(model), "--out", str(tmp_path / "none"), "--agents", "0", check=False)
+    assert bad.returncode == 2 and "--agents must be >= 1" in bad.stderr
 
 
 def test_snapshots_restore_the_features():

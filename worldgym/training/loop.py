@@ -2,20 +2,19 @@
 
 Each turn (DIAMOND, DreamerV3, IRIS):
 
-1. **collect** real episodes with the current policy, sampling its actions (exploration),
-   through the world model as a filter (`ModelStatePolicy`); written as a dataset;
+1. **collect** real episodes with the current policy (exploring) through its filter; a dataset;
 2. **fine-tune** the world model on every dataset so far (the recordings it was trained on
    plus every turn's episodes), a bounded number of optimizer steps;
-3. **imagine**: train the agent with PPO only in the neural env (`obs_type="features"`),
-   from real start contexts cut from those datasets; no gradient step sees a real transition;
+3. **imagine**: train the agent (or ``--agents N``, an ensemble) with PPO only in the neural env
+   (`obs_type="features"`) from real start contexts; no gradient step sees a real transition;
 4. **evaluate** the saved policy greedily on the real twin, loaded from disk as a user would.
 
 Turn 0 skips 1-2: the agent first learns in the starting model. Every phase writes its
-result to ``OUT/turn_K/`` and ``OUT/state.json`` marks it done, so a killed run resumes at
-the phase it was in (fine-tuning resumes from its own checkpoint). ``OUT/loop.csv`` and
-``OUT/loop.png`` plot real return against real env steps; ``worldgym loop --baseline``
-trains the same agent model-free on the real twin (through `ModelState`), same budget axis,
-into ``OUT/baseline.csv`` and onto the same plot.
+result to ``OUT/turn_K/`` and ``OUT/state.json`` marks it done, so a killed run resumes at the
+phase it was in (fine-tuning from its checkpoint, imagining after the agents it finished).
+``OUT/loop.csv`` and ``OUT/loop.png`` plot real return against real env steps; ``worldgym loop
+--baseline`` trains the same agent model-free on the real twin (through `ModelState`), same
+budget axis, into ``OUT/baseline.csv`` and onto the same plot.
 
 Nothing here knows CartPole: any discrete-action real twin whose frames match the model works.
 
@@ -78,6 +77,9 @@ class LoopConfig:
             self-forcing) or "selfforce" (self-forcing only).
         ppo: the agent's PPO settings per turn (``total_steps`` imagined steps).
         continue_agent: keep training the previous turn's agent (else a fresh agent each turn).
+        agents: agents trained per turn in the turn's model (PPO seeds ``seed + 1000 k + 10 j``); the saved policy is
+            their ensemble on one filter (`worldgym.policies.model_state.MemberMean`): agents of one model fail on
+            different real episodes. Each costs one more PPO run per turn.
         policy_data_repeat: the loop's own episodes count this many times in each fine-tune (their
             share of the batches grows; the starting recordings count once).
         start_context: real frames in each imagined episode's start context.
@@ -114,6 +116,7 @@ class LoopConfig:
     ppo: PPOConfig = field(default_factory=PPOConfig)
     finetune_stage: str = "dynamics"
     continue_agent: bool = True
+    agents: int = 1
     policy_data_repeat: int = 1
     start_context: int = 4
     start_bank: int = 4096
@@ -284,14 +287,15 @@ class Loop:
         ae = model.config.autoencoder
         starts = self.start_bank(k, (ae.frame_height, ae.frame_width))
         ppo_cfg = dataclasses.replace(self.cfg.ppo, seed=self.cfg.ppo.seed + 1000 * k)
-        agent = None
-        if self.cfg.continue_agent and k > 0:
-            agent = Agent(model.config.dynamics.dim, int(model.config.action.n), ppo_cfg.hidden)
-            load_model(agent, str(self.turn_dir(k - 1) / "agent.safetensors"))
-        bar = Progress(max(1, ppo_cfg.total_steps // (ppo_cfg.num_envs * ppo_cfg.num_steps)), f"turn {k} imagine", enabled=self.progress)
-        agent, summary = ppo(dream_envs(model, starts, ppo_cfg, self.cfg.dtype), ppo_cfg, agent, log=lambda d: bar.update(d["update"], f"dream return {d['return']:.1f}"))
-        save_model(agent, str(self.turn_dir(k) / "agent.safetensors"))  # actor + critic (+ shared ObsNorm), to continue next turn
-        planning = {"critic": agent.critic, "planning": {"horizon": self.cfg.plan_horizon, "gamma": ppo_cfg.gamma}} if self.cfg.plan_horizon > 0 else {}
+        updates = max(1, ppo_cfg.total_steps // (ppo_cfg.num_envs * ppo_cfg.num_steps))
+        bar = Progress(updates * self.cfg.agents, f"turn {k} imagine", enabled=self.progress)
+        members = [self.member(k, j, model, starts, ppo_cfg, bar, updates) for j in range(self.cfg.agents)]
+        (agent, summary), rest = members[0], members[1:]
+        plans = self.cfg.plan_horizon > 0
+        planning = {"critic": agent.critic, "planning": {"horizon": self.cfg.plan_horizon, "gamma": ppo_cfg.gamma}} if plans else {}
+        if rest:
+            summary = {**summary, "members": [s for _, s in members]}
+            planning["members"] = [(a.actor, a.critic if plans else None) for a, _ in rest]
         save_model_state_policy(policy_dir, agent.actor, model, [ppo_cfg.hidden] * 2, int(model.config.action.n),
                                 {"trained_in": "imagination", "loop_turn": k, "world_model": self.model_path(k), "real_steps_seen_by_model": self.real_steps(k), **twin_frame_skip(self.cfg.twin),
                                  **({"mirror": twin_mirror(self.cfg.twin)} if self.cfg.mirror else {})},
@@ -299,6 +303,27 @@ class Loop:
         (self.turn_dir(k) / "imagine.json").write_text(json.dumps(summary, indent=2) + "\n")
         self._mark(f"imagine:{k}")
         return summary
+
+    def member(self, k: int, j: int, model: Any, starts: StartBank | None, ppo_cfg: PPOConfig, bar: Progress, updates: int) -> tuple[Agent, dict[str, Any]]:
+        """Agent j of turn k (PPO seed + 10 j), trained in imagination or, if a killed run finished it, loaded from the turn's folder."""
+        name = "agent" if j == 0 else f"agent_{j}"
+        weights, summary_path = self.turn_dir(k) / f"{name}.safetensors", self.turn_dir(k) / f"{name}.json"
+        agent = Agent(model.config.dynamics.dim, int(model.config.action.n), ppo_cfg.hidden)
+        if weights.is_file() and summary_path.is_file():  # written last: the member is complete
+            load_model(agent, str(weights))
+            bar.update((j + 1) * updates)
+            return agent, json.loads(summary_path.read_text())
+        previous = self.turn_dir(k - 1) / f"{name}.safetensors"
+        keep = self.cfg.continue_agent and k > 0 and previous.is_file()
+        if keep:
+            load_model(agent, str(previous))
+        cfg = dataclasses.replace(ppo_cfg, seed=ppo_cfg.seed + 10 * j)
+        agent, summary = ppo(dream_envs(model, starts, cfg, self.cfg.dtype), cfg, agent if keep else None, log=lambda d: bar.update(j * updates + d["update"], f"dream return {d['return']:.1f}"))
+        tmp = weights.with_suffix(".tmp")
+        save_model(agent, str(tmp))  # actor + critic (+ shared ObsNorm), to continue next turn
+        os.replace(tmp, weights)
+        summary_path.write_text(json.dumps(summary, indent=2) + "\n")
+        return agent, summary
 
     def evaluate(self, k: int, collected: int, dream: dict[str, Any], start: float) -> dict[str, Any]:
         """Phase 4: the saved policy, loaded from disk, greedily on the real twin."""
@@ -417,6 +442,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--collect-epsilon", type=float, default=None, help="collect with the policy as evaluated (greedy, planned, mirrored) and a random action with this probability (default: sample the actor)")
     parser.add_argument("--policy-start-share", type=float, default=d.policy_start_share, help="share of the imagined episodes' start contexts cut from the loop's own collected episodes (default 0: uniform over all data)")
     parser.add_argument("--mirror", action="store_true", help="use the twin's mirror symmetry: mirrored copies of the collected episodes, policies that act on each frame and its mirror")
+    parser.add_argument("--agents", type=int, default=d.agents, help="agents trained per turn in the turn's model; the saved policy is their ensemble (mean critic and actor)")
     parser.add_argument("--fresh-agent", action="store_true", help="train a new agent every turn instead of continuing the previous turn's")
     parser.add_argument("--eval-episodes", type=int, default=d.eval_episodes, help="greedy real episodes per turn")
     parser.add_argument("--seed", type=int, default=d.ppo.seed, help="seed of the agent")
@@ -436,6 +462,8 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--policy-start-share must be a share in [0, 1], got {args.policy_start_share}")
     if not 0.0 < args.termination_threshold < 1.0:
         raise ConfigError(f"--termination-threshold must be a probability in (0, 1), got {args.termination_threshold}")
+    if args.agents < 1:
+        raise ConfigError(f"--agents must be >= 1 (agents per turn), got {args.agents}")
     if not args.obs_noise >= 0.0:
         raise ConfigError(f"--obs-noise must be a standard deviation >= 0, got {args.obs_noise}")
     if args.model is None and (Path(args.out) / "loop_config.json").is_file() and not args.baseline:
@@ -453,7 +481,7 @@ def run(args: argparse.Namespace) -> int:
         eval_episodes=args.eval_episodes, dtype=args.dtype, threads=args.threads, policy_data_repeat=args.policy_data_repeat,
         finetune_stage=args.finetune_stage, prior_steps=args.prior_steps, continue_agent=not args.fresh_agent,
         plan_horizon=args.plan_horizon, mirror=args.mirror, collect_epsilon=args.collect_epsilon,
-        policy_start_share=args.policy_start_share,
+        policy_start_share=args.policy_start_share, agents=args.agents,
     )  # fmt: skip
     if args.baseline:
         rows = baseline(args.out, cfg, args.baseline, every=max(cfg.ppo.num_envs * cfg.ppo.num_steps, args.baseline // 10), progress=not args.quiet)
