@@ -248,13 +248,11 @@ def save_model_state_policy(
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
     checkpoint.save(model, path / "model")
-    tensors = {f"actor.{k}": v.detach().float().cpu().contiguous() for k, v in actor.state_dict().items()}
-    if critic is not None:
-        tensors |= {f"critic.{k}": v.detach().float().cpu().contiguous().clone() for k, v in critic.state_dict().items()}  # copies: the ObsNorm is the actor's
-    for j, (a, c) in enumerate(members, start=1):
-        tensors |= {f"member{j}.actor.{k}": v.detach().float().cpu().contiguous().clone() for k, v in a.state_dict().items()}
-        if c is not None:
-            tensors |= {f"member{j}.critic.{k}": v.detach().float().cpu().contiguous().clone() for k, v in c.state_dict().items()}
+    tensors: dict[str, torch.Tensor] = {}
+    for prefix, (a, c) in [("", (actor, critic)), *((f"member{j}.", m) for j, m in enumerate(members, start=1))]:
+        # copies: a critic shares its actor's ObsNorm, and safetensors refuses shared storage
+        tensors |= {f"{prefix}{name}.{k}": v.detach().float().cpu().contiguous().clone() for name, net in (("actor", a), ("critic", c)) if net is not None
+                    for k, v in net.state_dict().items()}  # fmt: skip
     tmp = path / (WEIGHTS + ".tmp")
     save_file(tensors, str(tmp))
     os.replace(tmp, path / WEIGHTS)
