@@ -129,3 +129,17 @@ def register_all(assets: Path | None = None) -> list[str]:
             kwargs={"name": name, "height": height, "width": width},
         )
     return ids
+
+
+def twin_frame_skip(env_id: str) -> dict[str, int]:
+    """``{"frame_skip": k}`` for policy.json when the twin repeats each action k > 1 source steps (`load_policy` then holds actions k frames on the every-frame env)."""
+    spec = twin_spec(env_id)
+    return {"frame_skip": spec.frame_skip} if spec is not None and spec.frame_skip > 1 else {}
+
+
+def twin_mirror(env_id: str) -> dict[str, Any]:
+    """The mirror the twin ``env_id`` declares (`TwinSpec.mirror`); `ConfigError` if it declares none."""
+    spec = twin_spec(env_id)
+    if spec is None or spec.mirror is None:
+        raise ConfigError(f"--mirror needs a real twin that declares its mirror symmetry (TwinSpec.mirror), and {env_id} does not")
+    return dict(spec.mirror)

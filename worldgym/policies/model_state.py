@@ -230,6 +230,7 @@ class MirroredPolicy:
 def save_model_state_policy(
     path: str | Path, actor: nn.Module, model: Model, hidden: list[int], n_actions: int, extra: dict[str, Any] | None = None,
     critic: nn.Module | None = None, planning: dict[str, Any] | None = None, members: list[tuple[nn.Module, nn.Module | None]] | None = None,
+    readout: nn.Linear | None = None,
 ) -> Path:
     """Write a ``model_state_mlp`` policy folder (actor weights, JSON config with their sha256, the world model); returns it.
 
@@ -238,7 +239,9 @@ def save_model_state_policy(
     the same world model (critic None without planning); the folder then loads as their ensemble
     (`MemberMean`), ``policy.json`` says ``"members": 1 + len(members)``. ``extra`` goes into ``policy.json`` as is;
     ``{"frame_skip": k}`` there (trained on a twin that repeats each action k source steps) makes
-    `load_policy` hold each action k frames by default.
+    `load_policy` hold each action k frames by default. ``readout``: a linear map from the D
+    features to the S numbers the actors and critics read (`worldgym.training.readout`); it is
+    kept as ``readout.*`` and put in front of every net on load.
     """
     if (critic is None) != (planning is None):
         raise PolicyError("a planning policy needs both critic and planning ({'horizon': H, 'gamma': G})")
@@ -253,6 +256,8 @@ def save_model_state_policy(
         # copies: a critic shares its actor's ObsNorm, and safetensors refuses shared storage
         tensors |= {f"{prefix}{name}.{k}": v.detach().float().cpu().contiguous().clone() for name, net in (("actor", a), ("critic", c)) if net is not None
                     for k, v in net.state_dict().items()}  # fmt: skip
+    if readout is not None:
+        tensors |= {f"readout.{k}": v.detach().float().cpu().contiguous().clone() for k, v in readout.state_dict().items()}
     tmp = path / (WEIGHTS + ".tmp")
     save_file(tensors, str(tmp))
     os.replace(tmp, path / WEIGHTS)
@@ -267,6 +272,7 @@ def save_model_state_policy(
         "sha256": hashlib.sha256((path / WEIGHTS).read_bytes()).hexdigest(),
         **({"planning": {"horizon": int(planning["horizon"]), "gamma": float(planning["gamma"])}} if planning else {}),
         **({"members": 1 + len(members)} if members else {}),
+        **({"readout": {"dim": int(readout.out_features)}} if readout is not None else {}),
         **(extra or {}),
     }
     tmp_config = path / (CONFIG + ".tmp")
@@ -321,20 +327,33 @@ def load_model_state_policy(folder: Path, config: dict, deterministic: bool = Tr
     if not isinstance(count, int) or isinstance(count, bool) or count < 1:
         raise PolicyError(f"policy {folder}: members must be an int >= 1 (agents in the ensemble), got {count!r}")
     planning = "planning" in config
+    readout, dim = _readout(config, tensors, folder)
     actors, critics = [], []
     for j in range(count):
         prefix = "" if j == 0 else f"member{j}."
-        actor = feature_actor(config["obs_dim"], config["hidden"], config["n_actions"])
-        actors.append(_load_part(actor, tensors, prefix + "actor.", folder))
+        actor = _load_part(feature_actor(dim, config["hidden"], config["n_actions"]), tensors, prefix + "actor.", folder)
+        actors.append(actor if readout is None else nn.Sequential(readout, actor))
         if planning:
-            critic = policy_net(config["obs_dim"], 1, config["hidden"], 1, 1.0, ObsNorm(config["obs_dim"], 1))
-            critics.append(_load_part(critic, tensors, prefix + "critic.", folder))
+            critic = _load_part(policy_net(dim, 1, config["hidden"], 1, 1.0, ObsNorm(dim, 1)), tensors, prefix + "critic.", folder)
+            critics.append(critic if readout is None else nn.Sequential(readout, critic))
     actor = actors[0] if count == 1 else MemberMean(actors, log_probs=True)
     if not planning:
         return ModelStatePolicy(model, actor, deterministic, config)
     critic = critics[0] if count == 1 else MemberMean(critics, log_probs=False)
     plan = config["planning"]
     return ModelStatePlanner(model, actor, critic, int(plan["horizon"]), float(plan["gamma"]), deterministic, config)
+
+
+def _readout(config: dict, tensors: dict[str, torch.Tensor], folder: Path) -> tuple[nn.Linear | None, int]:
+    """The folder's readout (features -> S numbers) and the width its nets read: (None, D) without one."""
+    entry = config.get("readout")
+    if entry is None:
+        return None, config["obs_dim"]
+    dim = entry.get("dim") if isinstance(entry, dict) else None
+    if not isinstance(dim, int) or isinstance(dim, bool) or dim < 1:
+        raise PolicyError(f"policy {folder}: readout must be {{\"dim\": S}} with S >= 1 numbers, got {entry!r}")
+    readout = _load_part(nn.Linear(config["obs_dim"], dim), tensors, "readout.", folder)
+    return readout.requires_grad_(False).eval(), dim
 
 
 def _load_part(net: nn.Module, tensors: dict[str, torch.Tensor], prefix: str, folder: Path) -> nn.Module:
