@@ -115,3 +115,15 @@ def test_loop_with_readout_trains_agents_on_the_readout_and_saves_it(tiny_cartpo
     assert isinstance(policy.actor[0], torch.nn.Linear) and policy.actor[0].in_features == checkpoint.load(model).config.dynamics.dim
     assert json.loads((out / "turn_0" / "readout.json").read_text())["frames"] > 0
     assert json.loads((out / "state.json").read_text())["done"] == ["imagine:0", "evaluate:0"]
+
+
+def test_model_free_baseline_with_readout_sees_what_the_loops_agents_see(tiny_cartpole, tmp_path):
+    """--baseline --readout: model-free PPO on the real twin through the filter and the same readout (the observation's ceiling)."""
+    model, data = tiny_cartpole
+    out = tmp_path / "baseline"
+    cli("loop", "--model", str(model), "--data", str(data), "--out", str(out), "--baseline", "128", "--readout",
+        "--num-envs", "2", "--eval-episodes", "1", "--quiet")  # fmt: skip
+    rows = (out / "baseline.csv").read_text().splitlines()
+    assert len(rows) == 3 and rows[0].startswith("turn")  # header + 2 evaluations of 64 real steps each
+    assert load_policy(out / "policy").config["readout"] == {"dim": 4}
+    assert json.loads((out / "readout.json").read_text())["frames"] > 0
