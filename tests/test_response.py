@@ -6,7 +6,7 @@ from conftest import tiny_model
 
 from worldgym.data.dataset import Episode
 from worldgym.engine import WorldModel
-from worldgym.evaluation.response import format_response, held_step_response, sample_points, sustained_response
+from worldgym.evaluation.response import coasting_response, format_response, held_step_response, sample_points, sustained_response
 
 
 def episodes_of(model, count: int = 3, steps: int = 12, seed: int = 0) -> list[Episode]:
@@ -99,3 +99,50 @@ def test_points_respect_context_and_filter_and_need_states():
         ep.states = None
     with pytest.raises(ValueError, match="recorded states"):
         sample_points(episodes, 5, 4, rng)
+
+
+def test_coasting_against_the_model_itself_is_exact_and_cycles_the_actions():
+    """The simulator replays the model with the action list it is given: coasting must find no difference.
+
+    The list must alternate 0 and 1 (the default cycle) from some phase, one action per step.
+    """
+    model = tiny_model()
+    episodes = episodes_of(model)
+    context, calls = 3, []
+
+    def simulate(state, actions, steps):
+        assert isinstance(actions, list) and len(actions) == steps
+        assert all(a != b for a, b in zip(actions, actions[1:])) and set(actions) <= {0, 1}
+        e, t = int(state[0]), int(state[1])
+        ep = episodes[e]
+        engine = WorldModel(model, 1)
+        engine.reset(None, ep.observations[t - context + 1 : t + 1][None], [[ep.actions[t - context + f] if t - context + f >= 0 else 0 for f in range(context)]],
+                     seeds=[5 + len(calls)])  # fmt: skip
+        calls.append(actions)
+        return np.stack([engine.step([a]).frames[0].numpy() for a in actions]), steps
+
+    result = coasting_response(model, episodes, simulate, channel_means, ["r", "g", "b"], n=6, context=context, holds=(2, 5), seed=5)
+    assert len(calls) == 6 and len({c[0] for c in calls}) == 2  # both phases drawn
+    for s in (2, 5):
+        for name in "rgb":
+            v = result["holds"][s][name]
+            assert v["abs_error"] < 1e-3 and v["model"] == pytest.approx(v["real"], abs=1e-3), (s, name, v)
+            assert v["real"] >= 0  # signed by the real change's direction
+    assert "coasting" in format_response(result, coast=result)
+
+
+def test_coasting_reports_the_size_of_the_real_motion_whatever_its_direction():
+    model = tiny_model()
+    episodes = episodes_of(model)
+
+    def drifting(state, actions, steps):  # the real world brightens (even episodes) or darkens (odd) by 10 a step
+        last = episodes[int(state[0])].observations[int(state[1])].astype(np.int32)
+        d = 10 if int(state[0]) % 2 == 0 else -10
+        return np.stack([np.full_like(last, 128 + d * (k + 1)) for k in range(steps)]).astype(np.uint8), steps
+
+    result = coasting_response(model, episodes, drifting, lambda f: f.reshape(f.shape[0], -1).mean(1, keepdims=True), ["level"], n=8, context=2, holds=(1, 3), seed=2)
+    assert result["holds"][1]["points"] == result["holds"][3]["points"] == 8
+    # the change is measured from the last context frame (random pixels, mean about 127.5), so its size is about 10 s
+    assert abs(result["holds"][3]["level"]["real"] - 30) < 5
+    with pytest.raises(ValueError, match="at least 2 actions"):
+        coasting_response(model, episodes, drifting, channel_means, ["r", "g", "b"], n=2, context=2, cycle=(1,))

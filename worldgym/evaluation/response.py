@@ -21,6 +21,15 @@ faithful response; below 1 the model's world answers actions too weakly, which a
 trained in it exploits) and the mean absolute per-point error. Nothing here knows CartPole:
 the simulator and the measurement come in as functions.
 
+**Coasting** (`coasting_response`) asks the other half: does the model's world keep moving
+when the actions push it nowhere? From the same kind of points the actions cycle through
+``cycle`` (for CartPole, left and right alternating from a random phase, so the pushes
+cancel), the real world goes on with the motion it had (a falling pole keeps falling), and
+each quantity's change is signed by the real change's direction at that step. A ratio near 1
+is a world with inertia; a ratio near 0 is a world whose motion is made by the current action
+only and dies out without it. A neural env that loses its motion ends a falling episode late
+or never (`worldgym.evaluation.contexts`).
+
 Dimension letters: P points, K context frames, S held steps, M measured quantities.
 """
 
@@ -96,8 +105,54 @@ def sustained_response(
     return out
 
 
-def _setup(model: Model, episodes: Sequence[Any], simulate: Callable, n: int, context: int, steps: int, seed: int, keep: Callable | None):
-    """Points, their real contexts (P, K, H, W, 3) and actions (P, K), the held actions (P,), their signs (P, 1), the real held frames (P, S, H, W, 3)."""
+def coasting_response(
+    model: Model,
+    episodes: Sequence[Any],
+    simulate: Callable[[np.ndarray, Any, int], tuple[np.ndarray, int]],
+    measure: Callable[[np.ndarray], np.ndarray],
+    names: Sequence[str],
+    n: int = 64,
+    context: int = 4,
+    holds: Sequence[int] = HOLDS,
+    seed: int = 0,
+    keep: Callable[[np.ndarray], bool] | None = None,
+    cycle: Sequence[Any] = (0, 1),
+) -> dict[str, Any]:
+    """Coasting (the module docstring): `sustained_response`'s result for actions that cycle through ``cycle``.
+
+    Each point starts the cycle at a random phase; ``simulate`` is called with the list of the
+    point's actions, one per step (``twin_simulator``'s accepts it). Per step S and quantity the
+    change from the last context frame is signed by the sign of the real change at S, so the
+    real column is the mean size of the real motion and the ratio the share of it the model keeps.
+    """
+    if len(cycle) < 2:
+        raise ValueError(f"cycle must hold at least 2 actions whose pushes cancel, got {list(cycle)!r}; for Discrete(2) use (0, 1)")
+    S = max(holds)
+    rng = np.random.default_rng(seed + 1)  # the phases: drawn apart from the points, which _setup draws from seed
+    phases = rng.integers(len(cycle), size=n)
+    seqs = [[cycle[(int(f) + k) % len(cycle)] for k in range(S)] for f in phases]  # (P, S)
+    ctx, ctx_actions, _, _, real, alive = _setup(model, episodes, simulate, n, context, S, seed, keep, seqs)
+    P, _, H, W, _ = real.shape
+    engine = WorldModel(model, P)
+    engine.reset(None, ctx, ctx_actions, seeds=[seed + p for p in range(P)])
+    generated = np.stack([engine.step([seqs[p][k] for p in range(P)]).frames.cpu().numpy() for k in range(S)], 1)  # (P, S, H, W, 3)
+    start = measure(ctx[:, -1])  # (P, M)
+    d_real = measure(real.reshape(P * S, H, W, 3)).reshape(P, S, -1) - start[:, None]  # (P, S, M)
+    d_model = measure(generated.reshape(P * S, H, W, 3)).reshape(P, S, -1) - start[:, None]
+    sign = np.sign(np.nan_to_num(d_real))  # (P, S, M): the real motion's direction, per step
+    out: dict[str, Any] = {"points": P, "cycle": [c.tolist() if hasattr(c, "tolist") else c for c in cycle], "holds": {}}
+    for s in holds:
+        ok = alive >= s
+        out["holds"][s] = _compare((d_real * sign)[ok, s - 1], (d_model * sign)[ok, s - 1], names)
+    return out
+
+
+def _setup(model: Model, episodes: Sequence[Any], simulate: Callable, n: int, context: int, steps: int, seed: int, keep: Callable | None,
+           sequences: list[list[Any]] | None = None):  # fmt: skip
+    """Points, their real contexts (P, K, H, W, 3) and actions (P, K), the held actions (P,), their signs (P, 1), the real held frames (P, S, H, W, 3).
+
+    With ``sequences`` (one action list per point) the simulator gets each point's list instead of its held action.
+    """
     rng = np.random.default_rng(seed)
     points = sample_points(episodes, n, context, rng, keep)
     n_actions = int(model.config.action.n)
@@ -105,7 +160,8 @@ def _setup(model: Model, episodes: Sequence[Any], simulate: Callable, n: int, co
     sign = np.where(held == 1, 1.0, -1.0)[:, None] if n_actions == 2 else np.ones((len(points), 1))  # (P, 1): action 1 positive
     ctx = np.stack([episodes[i].observations[t - context + 1 : t + 1] for i, t in points])  # (P, K, H, W, 3)
     ctx_actions = np.stack([[episodes[i].actions[t - context + f] if t - context + f >= 0 else 0 for f in range(context)] for i, t in points])  # (P, K)
-    runs = [simulate(episodes[i].states[t], held[p].item(), steps) for p, (i, t) in enumerate(points)]
+    act = (lambda p: held[p].item()) if sequences is None else (lambda p: list(sequences[p]))
+    runs = [simulate(episodes[i].states[t], act(p), steps) for p, (i, t) in enumerate(points)]
     real = np.stack([frames for frames, _ in runs])  # (P, S, H, W, 3)
     alive = np.array([a for _, a in runs])  # (P,) real frames before the episode's end
     return ctx, ctx_actions, held, sign, real, alive
@@ -151,16 +207,20 @@ def _compare(d_real: np.ndarray, d_model: np.ndarray, names: Sequence[str]) -> d
     return row
 
 
-def format_response(result: dict[str, Any], held: dict[str, Any] | None = None) -> str:
-    """The results as a table: one line per hold (and teacher-forced step) and quantity."""
+def format_response(result: dict[str, Any], held: dict[str, Any] | None = None, coast: dict[str, Any] | None = None) -> str:
+    """The results as a table: one line per hold (and teacher-forced step, and coasting step) and quantity."""
     lines = [f"sustained-action response, {result['points']} recorded mid-episode points (ratio = model / real)",
              "  rollout: change from the last context frame after S held steps"]  # fmt: skip
     rows = [("S", s, row) for s, row in result["holds"].items()]
     if held is not None:
         rows += [("j", j, row) for j, row in held["steps"].items()]
+    if coast is not None:
+        rows += [("c", s, row) for s, row in coast["holds"].items()]
     for i, (letter, s, row) in enumerate(rows):
         if letter == "j" and rows[i - 1][0] == "S":
             lines.append("  teacher-forced: one-step change at step j of the hold, from the real frames before it")
+        if letter == "c" and rows[i - 1][0] != "c":
+            lines.append(f"  coasting: actions cycling {coast['cycle']}, change after c steps signed by the real one's direction")
         for name, v in row.items():
             if name == "points":
                 continue
@@ -169,7 +229,10 @@ def format_response(result: dict[str, Any], held: dict[str, Any] | None = None) 
 
 
 def twin_simulator(env: Any) -> Callable[[np.ndarray, Any, int], tuple[np.ndarray, int]]:
-    """``simulate`` for a real twin whose source simulator keeps its state in ``.state`` (Gymnasium's classic control)."""
+    """``simulate`` for a real twin whose source simulator keeps its state in ``.state`` (Gymnasium's classic control).
+
+    ``action`` is held for every step, or, as a list, gives one action per step (coasting).
+    """
     import warnings
 
     def simulate(state: np.ndarray, action: Any, steps: int) -> np.ndarray:
@@ -182,7 +245,7 @@ def twin_simulator(env: Any) -> Callable[[np.ndarray, Any, int], tuple[np.ndarra
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the held action may end the episode; the physics goes on
             for k in range(steps):
-                obs, _, terminated, _, _ = env.step(action)
+                obs, _, terminated, _, _ = env.step(action[k] if isinstance(action, list) else action)
                 frames.append(obs)
                 if terminated and alive == steps:
                     alive = k  # frames from index k on are past the episode's end
@@ -225,10 +288,11 @@ def main(argv: list[str] | None = None) -> int:
                   context=args.context, seed=args.seed, keep=lambda s: abs(float(s[2])) <= args.max_angle)  # fmt: skip
     result = sustained_response(model, episodes, **common)
     held = held_step_response(model, episodes, **common)
-    print(format_response(result, held))
+    coast = coasting_response(model, episodes, **common, holds=(3, 6, 9, 12))
+    print(format_response(result, held, coast))
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"rollout": result, "teacher_forced": held}, f, indent=2)
+            json.dump({"rollout": result, "teacher_forced": held, "coasting": coast}, f, indent=2)
     return 0
 
 
