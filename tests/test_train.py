@@ -45,6 +45,8 @@ def test_configs_are_dumps_of_the_dataclasses():
     assert load_yaml(TrainConfig, CONFIGS / "cartpole_fast_decoder32.yaml") == cartpole_fast_decoder32_config()
     assert load_yaml(TrainConfig, CONFIGS / "cartpole_starts.yaml") == recipes.cartpole_starts_config()
     assert load_yaml(TrainConfig, CONFIGS / "cartpole_fast_starts.yaml") == recipes.cartpole_fast_starts_config()
+    assert load_yaml(TrainConfig, CONFIGS / "cartpole_fast_state.yaml") == recipes.cartpole_fast_state_config()
+    assert load_yaml(TrainConfig, CONFIGS / "cartpole_fast_state_starts.yaml") == recipes.cartpole_fast_state_starts_config()
     assert load_yaml(TrainConfig, CONFIGS / "tiny.yaml") == tiny_config()
 
 

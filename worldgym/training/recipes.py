@@ -199,6 +199,27 @@ def cartpole_fast_starts_config() -> TrainConfig:
     )
 
 
+def cartpole_fast_state_config() -> TrainConfig:
+    """`worldgym/CartPole-v0` refitted with the state-probe loss (configs/cartpole_fast_state.yaml; measured, not shipped).
+
+    ``worldgym train configs/cartpole_fast_state.yaml --init assets/models/cartpole --init-stage dynamics``:
+    2,000 teacher-forcing steps (AdamW 3e-4) with ``state_weight: 3`` (`worldgym.training.probe`), then
+    `cartpole_fast_starts_config`'s 300 self-forcing steps from real starts and 300 heads steps.
+    """
+    return dataclasses.replace(cartpole_fast_starts_config(), dyn_steps=2000, dyn_lr=3e-4, state_weight=3.0, state_probe_steps=2000)
+
+
+def cartpole_fast_state_starts_config() -> TrainConfig:
+    """Self-forcing from real starts with the state-probe loss, four times longer (configs/cartpole_fast_state_starts.yaml).
+
+    ``worldgym train configs/cartpole_fast_state_starts.yaml --init RUN/model --init-stage selfforce`` after
+    `cartpole_fast_state_config`: 1,200 self-forcing steps through 32-block rollouts with ``state_weight: 3``
+    (half from an episode's first 1-8 real frames), 300 heads steps. BENCHMARKS.md, "Starts: the models
+    lose their motion".
+    """
+    return dataclasses.replace(cartpole_fast_state_config(), sf_steps=1200)
+
+
 def crafter_config() -> TrainConfig:
     """The recipe of ``worldgym/Crafter-v0`` (dumped to configs/crafter.yaml; docs/crafter.md has the commands).
 
