@@ -47,6 +47,7 @@ def test_configs_are_dumps_of_the_dataclasses():
     assert load_yaml(TrainConfig, CONFIGS / "cartpole_fast_starts.yaml") == recipes.cartpole_fast_starts_config()
     assert load_yaml(TrainConfig, CONFIGS / "cartpole_fast_state.yaml") == recipes.cartpole_fast_state_config()
     assert load_yaml(TrainConfig, CONFIGS / "cartpole_fast_state_starts.yaml") == recipes.cartpole_fast_state_starts_config()
+    assert load_yaml(TrainConfig, CONFIGS / "cartpole16_state_starts.yaml") == recipes.cartpole16_state_starts_config()
     assert load_yaml(TrainConfig, CONFIGS / "tiny.yaml") == tiny_config()
 
 

@@ -220,6 +220,21 @@ def cartpole_fast_state_starts_config() -> TrainConfig:
     return dataclasses.replace(cartpole_fast_state_config(), sf_steps=1200)
 
 
+def cartpole16_state_starts_config() -> TrainConfig:
+    """`worldgym/CartPole16-v0` refitted by self-forcing from real starts with the state-probe loss (configs/cartpole16_state_starts.yaml; measured, not shipped).
+
+    ``worldgym train configs/cartpole16_state_starts.yaml --init assets/models/cartpole16 --init-stage selfforce``:
+    1,200 self-forcing steps through 32-block rollouts (AdamW 1e-4) with ``state_weight: 10``, half of them from
+    an episode's first 1-8 real frames (half of those one frame), then 300 heads steps. BENCHMARKS.md, "Starts:
+    the 50 Hz models lose their motion". (``dyn_steps`` and ``dyn_lr`` are not run from ``--init-stage selfforce``.)
+    """
+    model = dataclasses.replace(cartpole_starts_config().model, name="CartPole16")
+    return dataclasses.replace(
+        cartpole_starts_config(), model=model, dyn_steps=2000, dyn_lr=3e-4, state_weight=10.0, state_probe_steps=2000, sf_steps=1200,
+        heads_steps=300, sf_start_single_share=0.5,
+    )  # fmt: skip
+
+
 def crafter_config() -> TrainConfig:
     """The recipe of ``worldgym/Crafter-v0`` (dumped to configs/crafter.yaml; docs/crafter.md has the commands).
 
