@@ -18,7 +18,11 @@ For each K in ``contexts`` and each held-out real episode that terminated:
    into a different end (long balanced episodes).
 
 What a world model is given here is all a perfect model would need (K >= 2 frames show the
-velocities), so the share within +-``tolerance`` measures the model, not the protocol.
+velocities), so the share within +-``tolerance`` measures the model, not the protocol. Measured
+for CartPole at K = 4 (BENCHMARKS.md, "Starts: the 50 Hz models lose their motion"): of the start
+states whose 4 rendered frames are pixel-identical to an episode's, the true physics ends 98 %
+within +-3 steps, and the true physics from an MLP's reading of the 4 encoded frames and actions
+reaches 98 %: the frames and the latents hold the answer, the dynamics has to keep it.
 Nothing here knows CartPole: the physics comes in as a function.
 
 Dimension letters: E episodes, K context frames, S replayed steps, H/W frame size.
