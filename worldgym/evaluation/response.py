@@ -91,14 +91,9 @@ def sustained_response(
         holds: the step counts after which the change is compared.
     """
     ctx, ctx_actions, held, sign, real, alive = _setup(model, episodes, simulate, n, context, max(holds), seed, keep)
-    P, S, H, W, _ = real.shape
-    engine = WorldModel(model, P)
-    engine.reset(None, ctx, ctx_actions, seeds=[seed + p for p in range(P)])
-    generated = np.stack([engine.step(held).frames.cpu().numpy() for _ in range(S)], 1)  # (P, S, H, W, 3)
-    start = measure(ctx[:, -1])  # (P, M)
-    d_real = (measure(real.reshape(P * S, H, W, 3)).reshape(P, S, -1) - start[:, None]) * sign[:, None]  # (P, S, M)
-    d_model = (measure(generated.reshape(P * S, H, W, 3)).reshape(P, S, -1) - start[:, None]) * sign[:, None]
-    out: dict[str, Any] = {"points": P, "holds": {}}
+    d_real, d_model = _changes(model, ctx, ctx_actions, real, [held] * real.shape[1], measure, seed)
+    d_real, d_model = d_real * sign[:, None], d_model * sign[:, None]  # (P, S, M): the held action's direction positive
+    out: dict[str, Any] = {"points": real.shape[0], "holds": {}}
     for s in holds:
         ok = alive >= s  # only points whose real episode has not ended by step s
         out["holds"][s] = _compare(d_real[ok, s - 1], d_model[ok, s - 1], names)
@@ -132,19 +127,26 @@ def coasting_response(
     phases = rng.integers(len(cycle), size=n)
     seqs = [[cycle[(int(f) + k) % len(cycle)] for k in range(S)] for f in phases]  # (P, S)
     ctx, ctx_actions, _, _, real, alive = _setup(model, episodes, simulate, n, context, S, seed, keep, seqs)
-    P, _, H, W, _ = real.shape
-    engine = WorldModel(model, P)
-    engine.reset(None, ctx, ctx_actions, seeds=[seed + p for p in range(P)])
-    generated = np.stack([engine.step([seqs[p][k] for p in range(P)]).frames.cpu().numpy() for k in range(S)], 1)  # (P, S, H, W, 3)
-    start = measure(ctx[:, -1])  # (P, M)
-    d_real = measure(real.reshape(P * S, H, W, 3)).reshape(P, S, -1) - start[:, None]  # (P, S, M)
-    d_model = measure(generated.reshape(P * S, H, W, 3)).reshape(P, S, -1) - start[:, None]
+    d_real, d_model = _changes(model, ctx, ctx_actions, real, [[seq[k] for seq in seqs] for k in range(S)], measure, seed)
     sign = np.sign(np.nan_to_num(d_real))  # (P, S, M): the real motion's direction, per step
-    out: dict[str, Any] = {"points": P, "cycle": [c.tolist() if hasattr(c, "tolist") else c for c in cycle], "holds": {}}
+    out: dict[str, Any] = {"points": real.shape[0], "cycle": [c.tolist() if hasattr(c, "tolist") else c for c in cycle], "holds": {}}
     for s in holds:
         ok = alive >= s
         out["holds"][s] = _compare((d_real * sign)[ok, s - 1], (d_model * sign)[ok, s - 1], names)
     return out
+
+
+def _changes(model: Model, ctx: np.ndarray, ctx_actions: np.ndarray, real: np.ndarray, actions: Sequence[Any], measure: Callable, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """The engine reset from the contexts steps ``actions[k]`` (one batch of P actions per step); the measured change
+    from the last context frame of the real frames (P, S, H, W, 3) and of the generated ones, each (P, S, M), unsigned."""
+    P, S, H, W, _ = real.shape
+    engine = WorldModel(model, P)
+    engine.reset(None, ctx, ctx_actions, seeds=[seed + p for p in range(P)])
+    generated = np.stack([engine.step(actions[k]).frames.cpu().numpy() for k in range(S)], 1)  # (P, S, H, W, 3)
+    start = measure(ctx[:, -1])  # (P, M)
+    d_real = measure(real.reshape(P * S, H, W, 3)).reshape(P, S, -1) - start[:, None]
+    d_model = measure(generated.reshape(P * S, H, W, 3)).reshape(P, S, -1) - start[:, None]
+    return d_real, d_model
 
 
 def _setup(model: Model, episodes: Sequence[Any], simulate: Callable, n: int, context: int, steps: int, seed: int, keep: Callable | None,

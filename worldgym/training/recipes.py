@@ -214,8 +214,8 @@ def cartpole_fast_state_starts_config() -> TrainConfig:
 
     ``worldgym train configs/cartpole_fast_state_starts.yaml --init RUN/model --init-stage selfforce`` after
     `cartpole_fast_state_config`: 1,200 self-forcing steps through 32-block rollouts with ``state_weight: 3``
-    (half from an episode's first 1-8 real frames), 300 heads steps. BENCHMARKS.md, "Starts: the models
-    lose their motion".
+    (half from an episode's first 1-8 real frames), 300 heads steps. BENCHMARKS.md, "Starts: the 50 Hz
+    models lose their motion".
     """
     return dataclasses.replace(cartpole_fast_state_config(), sf_steps=1200)
 
