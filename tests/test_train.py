@@ -217,6 +217,27 @@ def test_bptt_rollout_equals_detached_rollout_and_reaches_earlier_blocks(data):
     assert start_grads[0] == 0 and start_grads[1] > 0
 
 
+def test_truncated_bptt_cuts_the_rollout_graph_and_keeps_its_blocks(data):
+    """sf_bptt_blocks cuts the graph every n blocks: the same rollout, and losses past a cut no longer reach the start frame."""
+    cfg, model, d, latents = briefly_trained(data, "bptt")
+    batch = dynamics_batch(d, latents, torch.Generator().manual_seed(5), 2, 6, cfg)
+    batch["valid"][:] = True
+    batch["valid"][:, 1:3] = False  # losses on blocks 3..5 only: past the cut at block 2
+    batch["prefix"][:] = 1  # every row generates blocks 1..5 from the start frame alone
+    batch["latents"] = batch["latents"].clone().requires_grad_(True)
+    rollouts, grads = [], []
+    for n in (0, 2):
+        module = SelfForcingLoss(model, dataclasses.replace(cfg, sf_bptt=True, sf_bptt_blocks=n))
+        batch["latents"].grad = None
+        loss, _ = module(batch, {"frames": 1.0})
+        loss.backward()
+        rollouts.append(module.last_rollout)
+        grads.append(batch["latents"].grad.abs().sum(dim=(2, 3)))  # (B, T)
+    torch.testing.assert_close(rollouts[0], rollouts[1], atol=1e-6, rtol=1e-6)
+    assert (grads[0][:, 0] > 0).all() and (grads[1][:, 0] == 0).all()  # cut at block 2: blocks 3..5's losses stop there
+    assert (grads[1][:, 3:] > 0).all()  # their real targets still get gradients: the losses ran
+
+
 def test_init_starts_a_stage_from_a_models_weights_on_several_datasets(data, tmp_path):
     """--init skips the earlier stages, keeps their weights; --data takes several folders; bad init is refused."""
     cfg = tiny_config()

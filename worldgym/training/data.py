@@ -51,6 +51,12 @@ class TrainConfig:
         sf_blocks: blocks generated per self-forcing rollout.
         sf_bptt: back-propagate through the rollout (generated blocks and their keys/values
             keep their gradients) instead of detaching the cache between blocks.
+        sf_bptt_blocks: with ``sf_bptt``, cut the rollout's graph every this many blocks (the
+            cache's blocks and the residual base are detached there, truncated BPTT), so a
+            block's loss reaches back at most 2 x sf_bptt_blocks - 1 blocks; 0 = the whole
+            rollout. In an unstable world (a pole falling) the gradient through many blocks
+            grows with the rollout (grad norms of 20-400 before clipping on CartPole) and is
+            dominated by its far, least informative terms.
         sf_context_max: a rollout that starts inside an episode first commits 2..sf_context_max
             real frames (uniform) and generates from there, so the model sees the motion it must
             continue; one that starts at the episode's first frame commits that frame only, as
@@ -120,6 +126,7 @@ class TrainConfig:
     sf_lr: float = 3e-4
     sf_blocks: int = 24
     sf_bptt: bool = False
+    sf_bptt_blocks: int = 0
     sf_context_max: int = 1
     sf_start_share: float = 0.0
     sf_start_context_max: int = 1

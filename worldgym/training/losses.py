@@ -144,6 +144,11 @@ class GradCache:
         valid = torch.ones(k.shape[1], k.shape[2], dtype=torch.bool, device=k.device)
         return CacheView(k, v, valid, self.filled())
 
+    def cut(self) -> None:
+        """Detach every block held so far: later losses reach back no further (truncated BPTT)."""
+        self.k = [x.detach() for x in self.k]
+        self.v = [x.detach() for x in self.v]
+
     def append(self, k: torch.Tensor, v: torch.Tensor, *_: Any) -> None:
         self.k.append(k)
         self.v.append(v)
@@ -179,6 +184,7 @@ class SelfForcingLoss(nn.Module):
         B, T = valid.shape
         dc = dyn.config
         cache = GradCache(dc.sink, dc.window, dc.depth, B, dc.heads, dc.dim // dc.heads, x0.device)
+        cut_every = self.cfg.sf_bptt_blocks if bptt else 0  # truncated BPTT: the rollout's graph is cut every this many blocks
         keep = contextlib.nullcontext if bptt else torch.no_grad
         detach = (lambda x: x) if bptt else torch.Tensor.detach
         schedule = flow_schedule(mc.sampler.steps, mc.sampler.shift)
@@ -197,6 +203,9 @@ class SelfForcingLoss(nn.Module):
         prev = older = x0[:, 0]  # (B, N, C) the two newest committed blocks: a residual model's base
         base = (lambda: detach(dyn.residual_base(prev, older))) if dyn.config.residual else (lambda: None)  # noqa: E731
         for i in range(1, T):
+            if cut_every and i % cut_every == 0:
+                cache.cut()
+                prev, older = prev.detach(), older.detach()
             real = prefix > i  # (B,) rows still committing their real frames
             w = valid[:, i].float()  # (B,)
             # 2. read the cache once (detached unless bptt); every pass below gets its own copy of the scratch buffers
