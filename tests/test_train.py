@@ -28,6 +28,7 @@ from worldgym.training.recipes import (
     cartpole_long_rollouts_config,
     tiny_config,
 )
+from worldgym.training.averaging import WeightAverage
 from worldgym.training.train import TrainConfig, dynamics_batch, Data, train
 from worldgym.envs.twins import PixelTwin
 
@@ -78,6 +79,37 @@ def test_resume_repeats_the_uninterrupted_run(data, tmp_path):
     assert losses(tmp_path / "whole") == losses(part)
     # the start bank holds real first frames, the latent statistics were measured
     assert b.start_frames.float().mean() > 100 and not torch.equal(b.autoencoder.latent_std, torch.ones_like(b.autoencoder.latent_std))
+
+
+def test_self_forcing_ends_on_the_average_of_its_checkpoints_and_resumes_it(data, tmp_path):
+    """sf_average_from: the stage ends on the float64 mean of its checkpoints' weights from that step; a resumed run ends the same."""
+    base = train(tiny_config(), data, tmp_path / "base")
+    cfg = dataclasses.replace(tiny_config(), sf_steps=6, ckpt_every=2, sf_average_from=4)
+    plain = dataclasses.replace(cfg, sf_average_from=0)
+    train(plain, data, tmp_path / "plain", init=base, init_stage="selfforce", stop_after=4)
+    w4 = {k: v.clone() for k, v in checkpoint.load(tmp_path / "plain" / "checkpoint").dynamics.named_parameters()}
+    w6 = dict(checkpoint.load(train(plain, data, tmp_path / "plain")).dynamics.named_parameters())
+    whole = checkpoint.load(train(cfg, data, tmp_path / "whole", init=base, init_stage="selfforce"))
+    train(cfg, data, tmp_path / "part", init=base, init_stage="selfforce", stop_after=5)  # killed between two checkpoints
+    part = checkpoint.load(train(cfg, data, tmp_path / "part"))
+    for k, p in whole.dynamics.named_parameters():
+        assert torch.equal(p, ((w4[k].double() + w6[k].double()) / 2).float()), k
+        assert torch.equal(p, dict(part.dynamics.named_parameters())[k]), k
+    assert any(not torch.equal(w4[k], w6[k]) for k in w4)  # the two checkpoints differ: the mean is not either
+    with pytest.raises(ValueError, match="sf_average_from must be at most sf_steps"):
+        train(dataclasses.replace(cfg, sf_average_from=7), data, tmp_path / "bad", init=base, init_stage="selfforce")
+
+
+def test_weight_average_adds_each_step_once(tmp_path):
+    """A step already in the sum (a run killed after writing it, before its checkpoint) is not added again."""
+    p = torch.nn.Parameter(torch.ones(3))
+    avg = WeightAverage({"p": p}, tmp_path / "average.safetensors")
+    assert avg.add(2) and not avg.add(2)
+    with torch.no_grad():
+        p.mul_(3)
+    assert avg.add(4)
+    avg.apply()
+    assert torch.equal(p.detach(), torch.full((3,), 2.0)) and avg.count == 2
 
 
 def briefly_trained(data: Path, name: str, patch: int = 1, residual: bool | str = False) -> tuple[TrainConfig, Model, Data, torch.Tensor]:

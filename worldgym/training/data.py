@@ -57,6 +57,9 @@ class TrainConfig:
             rollout. In an unstable world (a pole falling) the gradient through many blocks
             grows with the rollout (grad norms of 20-400 before clipping on CartPole) and is
             dominated by its far, least informative terms.
+        sf_average_from: > 0: the self-forcing stage ends on the average of its checkpoints'
+            weights (every ``ckpt_every`` steps) from this step on, its last step included
+            (`worldgym.training.averaging`); 0 = on its last weights.
         sf_context_max: a rollout that starts inside an episode first commits 2..sf_context_max
             real frames (uniform) and generates from there, so the model sees the motion it must
             continue; one that starts at the episode's first frame commits that frame only, as
@@ -127,6 +130,7 @@ class TrainConfig:
     sf_blocks: int = 24
     sf_bptt: bool = False
     sf_bptt_blocks: int = 0
+    sf_average_from: int = 0
     sf_context_max: int = 1
     sf_start_share: float = 0.0
     sf_start_context_max: int = 1

@@ -68,6 +68,7 @@ from torch import nn
 
 from worldgym.model import checkpoint
 from worldgym.config_io import ConfigError, dump_yaml, load_yaml, to_dict
+from worldgym.training.averaging import WeightAverage
 from worldgym.training.losses import AutoencoderLoss, DecoderLoss, DynamicsLoss, SelfForcingLoss
 from worldgym.model.networks import Model, WorldModelConfig
 from worldgym.paths import user_models_dir
@@ -189,6 +190,8 @@ def train(
     """
     if init_stage not in STAGES:
         raise ConfigError(f"init_stage must be one of {STAGES}, got {init_stage!r}")
+    if cfg.sf_average_from > cfg.sf_steps:
+        raise ConfigError(f"sf_average_from must be at most sf_steps ({cfg.sf_steps}) so some checkpoint is averaged, got {cfg.sf_average_from}")
     if cfg.heads_target not in ("denoise", "commit"):  # refused before anything is written
         raise ConfigError(f"heads_target must be 'denoise' or 'commit', got {cfg.heads_target!r}")
     out = Path(out)
@@ -264,6 +267,7 @@ def train(
         opt = torch.optim.AdamW(params, lr=base_lr, weight_decay=0.0 if name in ("autoencoder", "decoder") else 0.01, betas=(0.9, 0.99))
         if first > 0 and opt_path.is_file():
             load_optimizer(opt, opt_path)
+        average = WeightAverage(dict(model.dynamics.named_parameters()), out / "average.safetensors") if name == "selfforce" and cfg.sf_average_from else None
         t0, seen = time.time(), 0
         for step in range(first, total):
             # 1. draw the global batch from the step's own generator; keep this process's slice
@@ -318,6 +322,11 @@ def train(
                 if name == "autoencoder" and last:
                     set_latent_stats(model, data.frames, step_generator(cfg.seed, name, total))
                 nxt_stage, nxt_step = (STAGES[si + 1] if si + 1 < len(STAGES) else "done", 0) if last else (name, done)
+                if average is not None and done >= cfg.sf_average_from and (done % cfg.ckpt_every == 0 or last):
+                    if average.add(done) and run.rank == 0:
+                        average.save()
+                    if last:
+                        average.apply()  # the stage ends on the average of its checkpoints from sf_average_from
                 if run.rank == 0:
                     checkpoint.save(model, ckpt, extra={"stage": nxt_stage, "step": nxt_step, "data": str(data_path)})
                     if last:
