@@ -49,6 +49,11 @@ def test_configs_are_dumps_of_the_dataclasses():
     assert load_yaml(TrainConfig, CONFIGS / "cartpole_fast_state.yaml") == recipes.cartpole_fast_state_config()
     assert load_yaml(TrainConfig, CONFIGS / "cartpole_fast_state_starts.yaml") == recipes.cartpole_fast_state_starts_config()
     assert load_yaml(TrainConfig, CONFIGS / "cartpole16_state_starts.yaml") == recipes.cartpole16_state_starts_config()
+    assert load_yaml(TrainConfig, CONFIGS / "cartpole_state_selfforce.yaml") == recipes.cartpole_state_selfforce_config()
+    assert load_yaml(TrainConfig, CONFIGS / "cartpole_random_starts.yaml") == recipes.cartpole_random_starts_config()
+    assert load_yaml(TrainConfig, CONFIGS / "cartpole_random_starts_decoder.yaml") == recipes.cartpole_random_starts_decoder_config()
+    assert load_yaml(TrainConfig, CONFIGS / "cartpole16_random_starts.yaml") == recipes.cartpole16_random_starts_config()
+    assert load_yaml(TrainConfig, CONFIGS / "cartpole16_random_starts_decoder.yaml") == recipes.cartpole16_random_starts_decoder_config()
     assert load_yaml(TrainConfig, CONFIGS / "tiny.yaml") == tiny_config()
 
 

@@ -235,6 +235,53 @@ def cartpole16_state_starts_config() -> TrainConfig:
     )  # fmt: skip
 
 
+def cartpole_state_selfforce_config() -> TrainConfig:
+    """`cartpole16_state_starts_config` for `worldgym/CartPole-v0`'s 4 tokens (configs/cartpole_state_selfforce.yaml).
+
+    ``worldgym train configs/cartpole_state_selfforce.yaml --init assets/models/cartpole --init-stage selfforce`` on
+    the three 50 Hz recordings: 1,200 self-forcing steps with ``state_weight: 10``, half from real starts, then 300
+    heads steps. The first of the three runs behind the shipped weights (the model card).
+    """
+    base = cartpole16_state_starts_config()
+    model = dataclasses.replace(base.model, name="CartPole", dynamics=dataclasses.replace(base.model.dynamics, patch=2))
+    return dataclasses.replace(base, model=model)
+
+
+def random_starts(base: TrainConfig) -> TrainConfig:
+    """Self-forcing from the first 1-8 real frames of random-action episodes only, ending on the checkpoint average.
+
+    Every rollout starts at an episode's first frame (``sf_start_share: 1``), on random-action recordings (the
+    data the starts protocol replays), and the stage ends on the mean of its checkpoints from step 600
+    (``sf_average_from``); then 300 heads steps. BENCHMARKS.md, "Starts: random starts and averaged weights".
+    """
+    return dataclasses.replace(base, sf_start_share=1.0, sf_average_from=600)
+
+
+def decoder_refit(base: TrainConfig) -> TrainConfig:
+    """The decoder stage alone (600 steps) on the rollouts of ``base``'s model, half of them from episode starts."""
+    return dataclasses.replace(base, sf_start_share=0.5, dec_steps=600, heads_steps=0)
+
+
+def cartpole_random_starts_config() -> TrainConfig:
+    """`random_starts` of `cartpole_state_selfforce_config` (configs/cartpole_random_starts.yaml): the shipped CartPole-v0's second run."""
+    return random_starts(cartpole_state_selfforce_config())
+
+
+def cartpole_random_starts_decoder_config() -> TrainConfig:
+    """`decoder_refit` after `cartpole_random_starts_config` (configs/cartpole_random_starts_decoder.yaml): its third run."""
+    return decoder_refit(cartpole_random_starts_config())
+
+
+def cartpole16_random_starts_config() -> TrainConfig:
+    """`random_starts` of `cartpole16_state_starts_config` (configs/cartpole16_random_starts.yaml): the shipped CartPole16-v0's second run."""
+    return random_starts(cartpole16_state_starts_config())
+
+
+def cartpole16_random_starts_decoder_config() -> TrainConfig:
+    """`decoder_refit` after `cartpole16_random_starts_config` (configs/cartpole16_random_starts_decoder.yaml): its third run."""
+    return decoder_refit(cartpole16_random_starts_config())
+
+
 def crafter_config() -> TrainConfig:
     """The recipe of ``worldgym/Crafter-v0`` (dumped to configs/crafter.yaml; docs/crafter.md has the commands).
 
