@@ -103,6 +103,9 @@ def test_self_forcing_ends_on_the_average_of_its_checkpoints_and_resumes_it(data
     assert any(not torch.equal(w4[k], w6[k]) for k in w4)  # the two checkpoints differ: the mean is not either
     with pytest.raises(ValueError, match="sf_average_from must be at most sf_steps"):
         train(dataclasses.replace(cfg, sf_average_from=7), data, tmp_path / "bad", init=base, init_stage="selfforce")
+    for key in ("sf_average_from", "sf_bptt_blocks"):
+        with pytest.raises(ValueError, match=f"{key} must be >= 0"):
+            train(dataclasses.replace(cfg, **{key: -1}), data, tmp_path / "bad", init=base, init_stage="selfforce")
 
 
 def test_weight_average_adds_each_step_once(tmp_path):

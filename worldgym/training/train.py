@@ -190,6 +190,9 @@ def train(
     """
     if init_stage not in STAGES:
         raise ConfigError(f"init_stage must be one of {STAGES}, got {init_stage!r}")
+    for key in ("sf_bptt_blocks", "sf_average_from"):
+        if getattr(cfg, key) < 0:
+            raise ConfigError(f"{key} must be >= 0 (0 = off), got {getattr(cfg, key)}")
     if cfg.sf_average_from > cfg.sf_steps:
         raise ConfigError(f"sf_average_from must be at most sf_steps ({cfg.sf_steps}) so some checkpoint is averaged, got {cfg.sf_average_from}")
     if cfg.heads_target not in ("denoise", "commit"):  # refused before anything is written
