@@ -2,8 +2,8 @@
 
 Self-forcing through long rollouts of an unstable world trains on clipped, noisy gradients,
 and the weights it ends on are one draw from a wide spread: on CartPole the share of
-held-out starts timed within +-3 steps moved between 68 and 85 % from one checkpoint of a
-run to the next (BENCHMARKS.md, "Starts: random starts and averaged weights"). Averaging the
+development starts timed within +-3 steps moved between 68 and 88 % from one checkpoint of a
+run to the next (BENCHMARKS.md, "Starts: random starts and averaged weights reach 94 %"). Averaging the
 weights of the checkpoints along the end of the run (stochastic weight averaging, Izmailov
 et al. 2018) gives one model from the middle of that spread instead.
 
