@@ -88,6 +88,21 @@ class TrainConfig:
             how much state it moves, where plain latent MSE lets a model under-move small objects.
             Needs recordings that carry ``states`` (`worldgym record` of a real twin); 0 = off.
         state_probe_steps: Adam steps that fit the probe (refitted identically on resume).
+        sf_end_weight, sf_end_steps: the self-forcing latent and state losses of a generated frame
+            within ``sf_end_steps`` frames before a recorded end (the end included) count
+            ``sf_end_weight`` times (1 = off). A model that under-moves lets a falling pole lag
+            most in its last steps, where the real one accelerates and the ending is timed.
+        term_labels: the termination target of a block the self-forcing and heads stages generate.
+            "real": the recorded episode's end at that step. "probe": a frozen termination probe
+            (`worldgym.training.probe.fit_term_probe`, fitted like the state probe on the real
+            latents and the recorded ends) reads the rollout's own (previous, generated) pair, so
+            the head learns to end where the generated frame shows an end, not where the real
+            episode happened to end while the rollout may still be elsewhere. Real blocks of a
+            rollout's prefix keep the recorded label. "agree": the recorded end, but a generated
+            block's heads learn it only while the state probe reads the generated pair within
+            ``term_agree_tol`` (mean squared standardised distance) of the real pair: a rollout
+            that has left the real track carries no termination label, so the head is not taught
+            to end frames that show no end (needs recorded states, as ``state_weight``).
         dec_steps, dec_batch, dec_lr: decoder fine-tune (rollouts per batch; 0 steps skips the stage).
         dec_blocks: blocks per decoder fine-tune rollout (prefix and start share as in self-forcing).
         dec_real_weight: weight of a second decoder term, the same true frames reconstructed from
@@ -138,6 +153,10 @@ class TrainConfig:
     sf_loss: str = "mse"
     state_weight: float = 0.0
     state_probe_steps: int = 2000
+    sf_end_weight: float = 1.0
+    sf_end_steps: int = 6
+    term_labels: str = "real"
+    term_agree_tol: float = 0.1
     dec_steps: int = 0
     dec_batch: int = 8
     dec_lr: float = 3e-4

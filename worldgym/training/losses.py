@@ -154,6 +154,14 @@ class GradCache:
         self.v.append(v)
 
 
+def end_weights(terms: torch.Tensor, steps: int, weight: float) -> torch.Tensor:
+    """(B, T) ``weight`` on every frame within ``steps`` frames before (and at) a recorded end in ``terms`` (B, T), else 1."""
+    near = torch.zeros_like(terms)
+    for d in range(min(steps, terms.shape[1])):  # frame i is near when some frame i + d (d < steps) ends the episode
+        near[:, : terms.shape[1] - d] = torch.maximum(near[:, : terms.shape[1] - d], terms[:, d:])
+    return 1.0 + (weight - 1.0) * (near > 0).float()
+
+
 class SelfForcingLoss(nn.Module):
     """Roll the model out on its own blocks through the cached inference path; score against the true latents.
 
@@ -166,7 +174,7 @@ class SelfForcingLoss(nn.Module):
     later and a few pixels ten steps later, can teach the model to read that action.
     """
 
-    def __init__(self, model: Model, cfg: TrainConfig, probe: StateProbe | None = None) -> None:
+    def __init__(self, model: Model, cfg: TrainConfig, probe: StateProbe | None = None, term_probe: StateProbe | None = None) -> None:
         super().__init__()
         if cfg.sf_loss not in ("mse", "energy"):
             raise ValueError(f"sf_loss must be 'mse' or 'energy', got {cfg.sf_loss!r}")
@@ -174,6 +182,8 @@ class SelfForcingLoss(nn.Module):
         self.cfg = cfg
         self.mc = model.config
         self.probe = probe if cfg.state_weight else None  # the frozen state probe: the rollout's pairs read against the real ones
+        self.term_probe = term_probe  # the frozen termination probe: a generated block's label is its reading (term_labels: probe)
+        self.agree_probe = probe if cfg.term_labels == "agree" else None  # the state probe that tells a rollout still on the real track
 
     def forward(self, batch: dict[str, torch.Tensor], norm: dict[str, float]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         dyn, mc, bptt = self.dyn, self.mc, self.cfg.sf_bptt
@@ -191,7 +201,7 @@ class SelfForcingLoss(nn.Module):
         commit_t = torch.full((B,), mc.sampler.commit_noise, device=x0.device)
         no_null = torch.zeros(B, dtype=torch.bool, device=x0.device)
         fused = dyn.config.fused_commit  # also train denoise_heads on the last denoise pass, as a fused engine reads them
-        mse = bce = rmse = score = d_bce = d_rmse = state = x0.new_zeros(())
+        mse = bce = rmse = score = d_bce = d_rmse = state = kept = judged = x0.new_zeros(())
         half = B // 2 if energy else B  # the rows that hold the original contexts
         generated = []
         # 1. reset: commit the real start frame (action unknown), exactly as WorldModel.reset does
@@ -200,6 +210,7 @@ class SelfForcingLoss(nn.Module):
             out = dyn.forward_cached(x0[:, 0], commit_t, acts[:, 0], ~no_null, ctx, cache.filled(), commit=True)
             cache.append(out.k, out.v, x0[:, 0], acts[:, 0], ~no_null)
         prefix = batch["prefix"]  # (B,) real frames committed before the rollout generates
+        ending = end_weights(batch["terms"], self.cfg.sf_end_steps, self.cfg.sf_end_weight)  # (B, T)
         prev = older = x0[:, 0]  # (B, N, C) the two newest committed blocks: a residual model's base
         base = (lambda: detach(dyn.residual_base(prev, older))) if dyn.config.residual else (lambda: None)  # noqa: E731
         for i in range(1, T):
@@ -221,10 +232,20 @@ class SelfForcingLoss(nn.Module):
                     out = dyn.forward_cached(x, tt, acts[:, i], no_null, scratch(k, v, mask), view.filled, False, fused and last, base=base())
                     pred = out.pred.float()
                 x = pred if t_next == 0.0 else (x + (t_next - t) * (x - pred) / t).detach()
+            terms, hw = batch["terms"][:, i], w  # (B,) the real episode's end and the rows whose heads learn it ...
+            if self.term_probe is not None:  # ... or, for a generated block, whether the real world would end on it
+                with torch.no_grad():
+                    seen = torch.sigmoid(self.term_probe(prev.detach(), pred.detach()).squeeze(1))
+                terms = torch.where(real, terms, seen * w)
+            elif self.agree_probe is not None:  # ... only while the generated pair still shows the real pair's state
+                with torch.no_grad():
+                    off = state_error(self.agree_probe, prev.detach(), pred.detach(), x0[:, i - 1], x0[:, i])
+                hw = w * (real | (off <= self.cfg.term_agree_tol)).float()
+                kept, judged = kept + (hw * (~real).float()).sum(), judged + (w * (~real).float()).sum()
             if fused:
-                b, r = head_losses(out.denoise_term_logit, out.denoise_reward, batch["terms"][:, i], batch["rewards"][:, i], w, self.cfg.term_pos_weight)
+                b, r = head_losses(out.denoise_term_logit, out.denoise_reward, terms, batch["rewards"][:, i], hw, self.cfg.term_pos_weight)
                 d_bce, d_rmse = d_bce + b, d_rmse + r
-            gen = w * (~real).float()  # (B,) rows that generated this block
+            gen = w * (~real).float() * ending[:, i]  # (B,) rows that generated this block, frames before an end weighted up
             mse = mse + (((pred[:half] - x0[:half, i]) ** 2).mean(dim=(1, 2)) * gen[:half]).sum()
             if energy:
                 a, b, y = pred[:half], pred[half:], x0[:half, i]
@@ -236,7 +257,7 @@ class SelfForcingLoss(nn.Module):
             #    detached unless bptt
             block = torch.where(real[:, None, None], x0[:, i], pred)
             out = dyn.forward_cached(detach(block), commit_t, acts[:, i], no_null, scratch(k, v, mask), view.filled, commit=True)
-            b, r = head_losses(out.term_logit, out.reward, batch["terms"][:, i], batch["rewards"][:, i], w, self.cfg.term_pos_weight)
+            b, r = head_losses(out.term_logit, out.reward, terms, batch["rewards"][:, i], hw, self.cfg.term_pos_weight)
             bce, rmse = bce + b, rmse + r
             cache.append(detach(out.k), detach(out.v), block.detach(), acts[:, i], no_null)
             generated.append(block.detach())
@@ -251,6 +272,8 @@ class SelfForcingLoss(nn.Module):
             state = state / norm["frames"]
             loss = loss + self.cfg.state_weight * state
             parts["state_mse"] = state.detach()
+        if self.agree_probe is not None:  # share of generated frames whose heads learned the real label
+            parts["term_kept"] = kept / judged.clamp_min(1.0)
         if fused:
             d_bce, d_rmse = d_bce / norm["frames"] / copies, d_rmse / norm["frames"] / copies
             loss = loss + self.cfg.term_weight * d_bce + self.cfg.reward_weight * d_rmse

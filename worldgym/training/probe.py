@@ -35,6 +35,7 @@ class StateProbe(nn.Module):
         self.register_buffer("std", torch.ones(state_size))
         self.r2: list[float] = []  # held-out R^2 per state dimension, set by `fit_state_probe`
         self.mse: list[float] = []  # held-out squared error per standardised state dimension
+        self.recall = self.false_positive = float("nan")  # a termination probe's held-out rates (`fit_term_probe`)
 
     def forward(self, older: torch.Tensor, newer: torch.Tensor) -> torch.Tensor:
         """Blocks (B, N, C) at t-1 and t -> standardised state at t (B, S), in float32."""
@@ -94,3 +95,50 @@ def state_error(probe: StateProbe, older: torch.Tensor, pred: torch.Tensor, real
     with torch.no_grad():
         target = probe(real_older, real)
     return ((probe(older, pred) - target) ** 2).mean(1)
+
+
+def fit_term_probe(
+    latents: torch.Tensor, terms: torch.Tensor, first: torch.Tensor, seed: int, steps: int = 2000, batch: int = 512, holdout: float = 0.1
+) -> StateProbe:
+    """Fit a termination probe: a `StateProbe` of one output, the logit that the pair's newer block ends the episode.
+
+    The target of every (t-1, t) pair inside an episode is the recording's termination of
+    frame t; plain BCE keeps its probability calibrated, so the self-forcing stage can use it
+    as the soft label of a generated block (``TrainConfig.term_labels: probe``). Frozen on
+    return, with the held-out recall (share of real ends it reads above 0.5) in ``recall`` and
+    the share of non-ending pairs it reads above 0.5 in ``false_positive``.
+
+    Args:
+        latents: (F, N, C) the frozen encoder's normalised latents of every frame.
+        terms: (F,) 1.0 where the frame is an episode's terminal observation.
+        first: (F,) True at each episode's first frame (no pair ends there).
+        seed: seeds the split, the weights and the batches, so a resumed run refits the same probe.
+    """
+    if terms.shape[0] != latents.shape[0]:
+        raise ValueError(f"expected one termination flag per frame ({latents.shape[0]}), got {terms.shape[0]}")
+    g = torch.Generator().manual_seed(seed + 1)
+    with torch.random.fork_rng():
+        torch.manual_seed(seed + 1)
+        probe = StateProbe(latents.shape[1], latents.shape[2], 1)
+    ends = torch.nonzero(~first).squeeze(1)
+    ends = ends[torch.randperm(len(ends), generator=g)]
+    n_test = max(1, int(len(ends) * holdout))
+    test, train = ends[:n_test], ends[n_test:]
+    y = terms.float()
+    opt = torch.optim.Adam(probe.parameters(), lr=1e-3)
+    for step in range(steps):
+        for group in opt.param_groups:
+            group["lr"] = 1e-3 * (0.05 + 0.95 * (1 - step / steps))
+        idx = train[torch.randint(len(train), (batch,), generator=g)]
+        loss = nn.functional.binary_cross_entropy_with_logits(probe(latents[idx - 1], latents[idx]).squeeze(1), y[idx])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    with torch.no_grad():
+        fired = probe(latents[test - 1], latents[test]).squeeze(1) > 0  # (P,)
+        pos = y[test] > 0.5
+        probe.recall = float(fired[pos].float().mean()) if pos.any() else float("nan")
+        probe.false_positive = float(fired[~pos].float().mean())
+    for p in probe.parameters():
+        p.requires_grad_(False)
+    return probe.eval()

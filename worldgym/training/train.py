@@ -73,7 +73,7 @@ from worldgym.training.losses import AutoencoderLoss, DecoderLoss, DynamicsLoss,
 from worldgym.model.networks import Model, WorldModelConfig
 from worldgym.paths import user_models_dir
 from worldgym.training.data import STAGES, Data, TrainConfig, dynamics_batch, step_generator
-from worldgym.training.probe import StateProbe, fit_state_probe
+from worldgym.training.probe import StateProbe, fit_state_probe, fit_term_probe
 
 log = logging.getLogger("worldgym.training.train")
 
@@ -197,6 +197,8 @@ def train(
         raise ConfigError(f"sf_average_from must be at most sf_steps ({cfg.sf_steps}) so some checkpoint is averaged, got {cfg.sf_average_from}")
     if cfg.heads_target not in ("denoise", "commit"):  # refused before anything is written
         raise ConfigError(f"heads_target must be 'denoise' or 'commit', got {cfg.heads_target!r}")
+    if cfg.term_labels not in ("real", "probe", "agree"):
+        raise ConfigError(f"term_labels must be 'real' (the recorded end), 'probe' (the termination probe's reading) or 'agree', got {cfg.term_labels!r}")
     out = Path(out)
     run = Run()
     torch.set_num_threads(cfg.threads)
@@ -233,7 +235,7 @@ def train(
     logf = open(out / "log.jsonl", "a") if run.rank == 0 else None
     ran = 0
     t_begin = time.time()
-    latents = probe = None
+    latents = probe = term_probe = None
     for si in range(STAGES.index(stage) if stage != "done" else len(STAGES), len(STAGES)):
         name = STAGES[si]
         total = {"autoencoder": cfg.ae_steps, "dynamics": cfg.dyn_steps, "selfforce": cfg.sf_steps, "decoder": cfg.dec_steps,
@@ -251,17 +253,19 @@ def train(
         else:
             if latents is None:
                 latents = encode_all(model, data.frames, cfg.bf16)  # (F, N, C): the AE is frozen from here on
+            if name in ("selfforce", "heads") and cfg.term_labels == "probe" and term_probe is None:
+                term_probe = termination_probe(latents, data, cfg, logf)
+            if probe is None and (cfg.state_weight and name in ("dynamics", "selfforce") or cfg.term_labels == "agree" and name in ("selfforce", "heads")):
+                probe = state_probe(latents, data, cfg, logf)
             if name == "decoder":
                 params = list(model.autoencoder.decoder.parameters())
                 module = DecoderLoss(model, cfg)
             elif name == "heads":
                 params = list((model.dynamics.denoise_heads if cfg.heads_target == "denoise" else model.dynamics.heads).parameters())
-                module = SelfForcingLoss(model, dataclasses.replace(cfg, sf_bptt=False, sf_loss="mse"))
+                module = SelfForcingLoss(model, dataclasses.replace(cfg, sf_bptt=False, sf_loss="mse"), probe if cfg.term_labels == "agree" else None, term_probe)
             else:
-                if cfg.state_weight and probe is None:
-                    probe = state_probe(latents, data, cfg, logf)
                 params = list(model.dynamics.parameters())
-                module = DynamicsLoss(model, cfg, probe) if name == "dynamics" else SelfForcingLoss(model, cfg, probe)
+                module = DynamicsLoss(model, cfg, probe) if name == "dynamics" else SelfForcingLoss(model, cfg, probe, term_probe)
         for p in model.parameters():
             p.requires_grad_(False)
         for p in params:
@@ -357,14 +361,26 @@ def state_probe(latents: torch.Tensor, data: Data, cfg: TrainConfig, logf: Any) 
     """The frozen probe of ``cfg.state_weight``, fitted on the run's latents; its held-out R^2 per state goes to the log."""
     if data.states is None:
         raise ConfigError(
-            f"state_weight is {cfg.state_weight} but dataset {data.path} has episodes without recorded states, or states of "
+            f"state_weight is {cfg.state_weight} (term_labels {cfg.term_labels!r}) but dataset {data.path} has episodes without recorded states, or states of "
             "different sizes (expected one states.npy of one width beside every episode, as `worldgym record` of a real twin writes); "
-            "set state_weight: 0"
+            "set state_weight: 0 and term_labels: real"
         )
     probe = fit_state_probe(latents, data.states, data.first, cfg.seed, cfg.state_probe_steps)
     log.info("state probe: held-out R^2 per state dimension %s", " ".join(f"{r:.3f}" for r in probe.r2))
     if logf:
         logf.write(json.dumps({"stage": "state_probe", "step": 0, "of": 0, "loss": sum(probe.mse) / len(probe.mse), "r2": probe.r2}) + "\n")
+    return probe
+
+
+def termination_probe(latents: torch.Tensor, data: Data, cfg: TrainConfig, logf: Any) -> StateProbe:
+    """The frozen termination probe of ``cfg.term_labels: probe``; its held-out recall and false-positive share go to the log."""
+    if not data.terms.any():
+        raise ConfigError(f"term_labels is 'probe' but dataset {data.path} has no terminated episode to fit the probe on; set term_labels: real")
+    probe = fit_term_probe(latents, data.terms, data.first, cfg.seed, cfg.state_probe_steps)
+    log.info("termination probe: held-out recall %.3f, false positives %.4f", probe.recall, probe.false_positive)
+    if logf:  # recall None: the held-out pairs hold no end
+        rates = {"recall": None if math.isnan(probe.recall) else probe.recall, "false_positive": probe.false_positive}
+        logf.write(json.dumps({"stage": "term_probe", "step": 0, "of": 0, "loss": 0.0, **rates}) + "\n")
     return probe
 
 
