@@ -13,7 +13,7 @@ from worldgym.config_io import ConfigError
 from worldgym.model.networks import Model
 from worldgym.training.data import Data
 from worldgym.training.losses import SelfForcingLoss, end_weights
-from worldgym.training.probe import fit_term_probe
+from worldgym.training.probe import ends_within, fit_term_probe
 from worldgym.training.recipes import tiny_config
 from worldgym.training.train import dynamics_batch, encode_all, state_probe, step_generator, termination_probe, train
 
@@ -159,3 +159,17 @@ def test_agree_labels_teach_the_heads_only_on_rollouts_still_on_the_real_track(d
         else:  # none within: only the real prefix frames teach the heads
             assert float(agree["term_kept"]) == 0.0 and float(agree[key]) < float(real[key]) * 0.9, key
     assert torch.allclose(agree["latent_mse"], real["latent_mse"])
+
+
+def test_a_lead_marks_the_frames_before_each_end_inside_its_own_episode():
+    terms = torch.tensor([0, 0, 0, 1, 0, 0, 0, 0, 1, 0.0])
+    first = torch.tensor([1, 0, 0, 0, 1, 0, 0, 0, 0, 1], dtype=torch.bool)  # episodes 0-3, 4-8, 9-
+    assert torch.equal(ends_within(terms, first, 0), terms)
+    assert ends_within(terms, first, 2).tolist() == [0, 1, 1, 1, 0, 0, 1, 1, 1, 0]
+    assert ends_within(terms, first, 5).tolist() == [1, 1, 1, 1, 1, 1, 1, 1, 1, 0]  # never across into the next episode's start
+    latents, ends, starts = falling()
+    early = fit_term_probe(latents, ends, starts, seed=1, steps=300, lead=2)
+    plain = fit_term_probe(latents, ends, starts, seed=1, steps=300)
+    before = torch.nonzero(ends_within(ends, starts, 2) - ends > 0).squeeze(1)  # frames one or two steps before an end
+    with torch.no_grad():
+        assert (early(latents[before - 1], latents[before]) > plain(latents[before - 1], latents[before])).float().mean() > 0.9

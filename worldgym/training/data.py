@@ -98,7 +98,8 @@ class TrainConfig:
             latents and the recorded ends) reads the rollout's own (previous, generated) pair, so
             the head learns to end where the generated frame shows an end, not where the real
             episode happened to end while the rollout may still be elsewhere. Real blocks of a
-            rollout's prefix keep the recorded label. "agree": the recorded end, but a generated
+            rollout's prefix keep the recorded label; with ``term_probe_lead`` n the probe also
+            fires on the n frames before a recorded end. "agree": the recorded end, but a generated
             block's heads learn it only while the state probe reads the generated pair within
             ``term_agree_tol`` (mean squared standardised distance) of the real pair: a rollout
             that has left the real track carries no termination label, so the head is not taught
@@ -157,6 +158,7 @@ class TrainConfig:
     sf_end_steps: int = 6
     term_labels: str = "real"
     term_agree_tol: float = 0.1
+    term_probe_lead: int = 0
     dec_steps: int = 0
     dec_batch: int = 8
     dec_lr: float = 3e-4

@@ -172,6 +172,10 @@ class SelfForcingLoss(nn.Module):
     (`GradCache`), so the loss on a block several steps ahead trains the earlier passes that
     produced its context: the only path by which an action's effect, invisible one step
     later and a few pixels ten steps later, can teach the model to read that action.
+
+    The heads learn each generated block's termination from ``cfg.term_labels``: the recorded
+    end ("real"), ``term_probe``'s reading of the generated pair ("probe"), or the recorded end
+    only while ``probe`` (the state probe) reads the rollout near the real pair ("agree").
     """
 
     def __init__(self, model: Model, cfg: TrainConfig, probe: StateProbe | None = None, term_probe: StateProbe | None = None) -> None:

@@ -98,7 +98,8 @@ def state_error(probe: StateProbe, older: torch.Tensor, pred: torch.Tensor, real
 
 
 def fit_term_probe(
-    latents: torch.Tensor, terms: torch.Tensor, first: torch.Tensor, seed: int, steps: int = 2000, batch: int = 512, holdout: float = 0.1
+    latents: torch.Tensor, terms: torch.Tensor, first: torch.Tensor, seed: int, steps: int = 2000, batch: int = 512, holdout: float = 0.1,
+    lead: int = 0,
 ) -> StateProbe:
     """Fit a termination probe: a `StateProbe` of one output, the logit that the pair's newer block ends the episode.
 
@@ -113,9 +114,12 @@ def fit_term_probe(
         terms: (F,) 1.0 where the frame is an episode's terminal observation.
         first: (F,) True at each episode's first frame (no pair ends there).
         seed: seeds the split, the weights and the batches, so a resumed run refits the same probe.
+        lead: the probe also fires on the ``lead`` frames before an end (the episode ends within
+            ``lead`` more steps), for a model whose rollouts reach an end a little late.
     """
     if terms.shape[0] != latents.shape[0]:
         raise ValueError(f"expected one termination flag per frame ({latents.shape[0]}), got {terms.shape[0]}")
+    terms = ends_within(terms, first, lead)
     g = torch.Generator().manual_seed(seed + 1)
     with torch.random.fork_rng():
         torch.manual_seed(seed + 1)
@@ -142,3 +146,12 @@ def fit_term_probe(
     for p in probe.parameters():
         p.requires_grad_(False)
     return probe.eval()
+
+
+def ends_within(terms: torch.Tensor, first: torch.Tensor, lead: int) -> torch.Tensor:
+    """(F,) 1.0 on every frame whose episode ends at it or within ``lead`` more frames (episodes laid end to end, ``first`` marks starts)."""
+    out, same = terms.float().clone(), torch.ones_like(first)
+    for d in range(1, lead + 1):
+        same = same[: len(same) - 1] & ~first[d:]  # frames t .. t + d lie in one episode
+        out[: len(out) - d] = torch.maximum(out[: len(out) - d], terms[d:].float() * same)
+    return out

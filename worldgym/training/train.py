@@ -376,7 +376,7 @@ def termination_probe(latents: torch.Tensor, data: Data, cfg: TrainConfig, logf:
     """The frozen termination probe of ``cfg.term_labels: probe``; its held-out recall and false-positive share go to the log."""
     if not data.terms.any():
         raise ConfigError(f"term_labels is 'probe' but dataset {data.path} has no terminated episode to fit the probe on; set term_labels: real")
-    probe = fit_term_probe(latents, data.terms, data.first, cfg.seed, cfg.state_probe_steps)
+    probe = fit_term_probe(latents, data.terms, data.first, cfg.seed, cfg.state_probe_steps, lead=cfg.term_probe_lead)
     log.info("termination probe: held-out recall %.3f, false positives %.4f", probe.recall, probe.false_positive)
     if logf:  # recall None: the held-out pairs hold no end
         rates = {"recall": None if math.isnan(probe.recall) else probe.recall, "false_positive": probe.false_positive}
