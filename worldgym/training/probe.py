@@ -12,6 +12,12 @@ and self-forcing losses: a learned metric that weighs latent error by how much s
 The target is the probe's reading of the real blocks, not the recorded state, so the loss is
 zero exactly when the generated block is the real one whatever the probe's own error.
 
+A termination probe (`fit_term_probe`) is the same network with one output, fitted on the
+recorded ends: ``TrainConfig.term_labels: probe`` labels each generated block with its reading,
+and ``term_labels: agree`` uses the state probe to tell which rollouts still show the real state
+(`worldgym.training.losses.SelfForcingLoss`). `state_probe` and `termination_probe` fit them for a
+`worldgym train` run and log their held-out quality.
+
 Nothing here knows CartPole: the state is whatever vector the recorder stored.
 
 Dimension letters: F frames, B batch, N tokens, C latent channels, S state size.
@@ -19,8 +25,20 @@ Dimension letters: F frames, B batch, N tokens, C latent channels, S state size.
 
 from __future__ import annotations
 
+import json
+import logging
+import math
+from typing import TYPE_CHECKING, Any
+
 import torch
 from torch import nn
+
+from worldgym.config_io import ConfigError
+
+if TYPE_CHECKING:
+    from worldgym.training.data import Data, TrainConfig
+
+log = logging.getLogger("worldgym.training.train")  # a run's log: these fits are steps of `worldgym train`
 
 
 class StateProbe(nn.Module):
@@ -155,3 +173,30 @@ def ends_within(terms: torch.Tensor, first: torch.Tensor, lead: int) -> torch.Te
         same = same[: len(same) - 1] & ~first[d:]  # frames t .. t + d lie in one episode
         out[: len(out) - d] = torch.maximum(out[: len(out) - d], terms[d:].float() * same)
     return out
+
+
+def state_probe(latents: torch.Tensor, data: Data, cfg: TrainConfig, logf: Any) -> StateProbe:
+    """The frozen probe of ``cfg.state_weight``, fitted on the run's latents; its held-out R^2 per state goes to the log."""
+    if data.states is None:
+        raise ConfigError(
+            f"state_weight is {cfg.state_weight} (term_labels {cfg.term_labels!r}) but dataset {data.path} has episodes without recorded states, or states of "
+            "different sizes (expected one states.npy of one width beside every episode, as `worldgym record` of a real twin writes); "
+            "set state_weight: 0 and term_labels: real"
+        )
+    probe = fit_state_probe(latents, data.states, data.first, cfg.seed, cfg.state_probe_steps)
+    log.info("state probe: held-out R^2 per state dimension %s", " ".join(f"{r:.3f}" for r in probe.r2))
+    if logf:
+        logf.write(json.dumps({"stage": "state_probe", "step": 0, "of": 0, "loss": sum(probe.mse) / len(probe.mse), "r2": probe.r2}) + "\n")
+    return probe
+
+
+def termination_probe(latents: torch.Tensor, data: Data, cfg: TrainConfig, logf: Any) -> StateProbe:
+    """The frozen termination probe of ``cfg.term_labels: probe``; its held-out recall and false-positive share go to the log."""
+    if not data.terms.any():
+        raise ConfigError(f"term_labels is 'probe' but dataset {data.path} has no terminated episode to fit the probe on; set term_labels: real")
+    probe = fit_term_probe(latents, data.terms, data.first, cfg.seed, cfg.state_probe_steps, lead=cfg.term_probe_lead)
+    log.info("termination probe: held-out recall %.3f, false positives %.4f", probe.recall, probe.false_positive)
+    if logf:  # recall None: the held-out pairs hold no end
+        rates = {"recall": None if math.isnan(probe.recall) else probe.recall, "false_positive": probe.false_positive}
+        logf.write(json.dumps({"stage": "term_probe", "step": 0, "of": 0, "loss": 0.0, **rates}) + "\n")
+    return probe

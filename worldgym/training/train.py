@@ -73,7 +73,7 @@ from worldgym.training.losses import AutoencoderLoss, DecoderLoss, DynamicsLoss,
 from worldgym.model.networks import Model, WorldModelConfig
 from worldgym.paths import user_models_dir
 from worldgym.training.data import STAGES, Data, TrainConfig, dynamics_batch, step_generator
-from worldgym.training.probe import StateProbe, fit_state_probe, fit_term_probe
+from worldgym.training.probe import state_probe, termination_probe
 
 log = logging.getLogger("worldgym.training.train")
 
@@ -355,33 +355,6 @@ def train(
     if logf:
         logf.close()
     return final
-
-
-def state_probe(latents: torch.Tensor, data: Data, cfg: TrainConfig, logf: Any) -> StateProbe:
-    """The frozen probe of ``cfg.state_weight``, fitted on the run's latents; its held-out R^2 per state goes to the log."""
-    if data.states is None:
-        raise ConfigError(
-            f"state_weight is {cfg.state_weight} (term_labels {cfg.term_labels!r}) but dataset {data.path} has episodes without recorded states, or states of "
-            "different sizes (expected one states.npy of one width beside every episode, as `worldgym record` of a real twin writes); "
-            "set state_weight: 0 and term_labels: real"
-        )
-    probe = fit_state_probe(latents, data.states, data.first, cfg.seed, cfg.state_probe_steps)
-    log.info("state probe: held-out R^2 per state dimension %s", " ".join(f"{r:.3f}" for r in probe.r2))
-    if logf:
-        logf.write(json.dumps({"stage": "state_probe", "step": 0, "of": 0, "loss": sum(probe.mse) / len(probe.mse), "r2": probe.r2}) + "\n")
-    return probe
-
-
-def termination_probe(latents: torch.Tensor, data: Data, cfg: TrainConfig, logf: Any) -> StateProbe:
-    """The frozen termination probe of ``cfg.term_labels: probe``; its held-out recall and false-positive share go to the log."""
-    if not data.terms.any():
-        raise ConfigError(f"term_labels is 'probe' but dataset {data.path} has no terminated episode to fit the probe on; set term_labels: real")
-    probe = fit_term_probe(latents, data.terms, data.first, cfg.seed, cfg.state_probe_steps, lead=cfg.term_probe_lead)
-    log.info("termination probe: held-out recall %.3f, false positives %.4f", probe.recall, probe.false_positive)
-    if logf:  # recall None: the held-out pairs hold no end
-        rates = {"recall": None if math.isnan(probe.recall) else probe.recall, "false_positive": probe.false_positive}
-        logf.write(json.dumps({"stage": "term_probe", "step": 0, "of": 0, "loss": 0.0, **rates}) + "\n")
-    return probe
 
 
 def init_model(init: str | Path, mc: WorldModelConfig, init_stage: str = "dynamics") -> Model:
