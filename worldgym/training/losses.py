@@ -24,7 +24,7 @@ from torch import nn
 from worldgym.model.cache import CacheView
 from worldgym.model.networks import Model
 from worldgym.model.sampler import flow_schedule
-from worldgym.training.probe import StateProbe, state_error
+from worldgym.training.probe import StateProbe, ends_within, state_error
 
 if TYPE_CHECKING:
     from worldgym.training.data import TrainConfig
@@ -156,9 +156,11 @@ class GradCache:
 
 def end_weights(terms: torch.Tensor, steps: int, weight: float) -> torch.Tensor:
     """(B, T) ``weight`` on every frame within ``steps`` frames before (and at) a recorded end in ``terms`` (B, T), else 1."""
-    near = torch.zeros_like(terms)
-    for d in range(min(steps, terms.shape[1])):  # frame i is near when some frame i + d (d < steps) ends the episode
-        near[:, : terms.shape[1] - d] = torch.maximum(near[:, : terms.shape[1] - d], terms[:, d:])
+    if steps < 1 or weight == 1.0:
+        return torch.ones_like(terms)
+    first = torch.zeros(terms.shape, dtype=torch.bool, device=terms.device)
+    first[:, 0] = True  # each row is its own stretch of one episode
+    near = ends_within(terms.flatten(), first.flatten(), steps - 1).view(terms.shape)
     return 1.0 + (weight - 1.0) * (near > 0).float()
 
 

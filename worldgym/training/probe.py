@@ -74,34 +74,44 @@ def fit_state_probe(
     if states.shape[0] != latents.shape[0]:
         raise ValueError(f"expected one state per frame ({latents.shape[0]}), got {states.shape[0]}")
     g = torch.Generator().manual_seed(seed)
-    with torch.random.fork_rng():
-        torch.manual_seed(seed)
-        probe = StateProbe(latents.shape[1], latents.shape[2], states.shape[1])
-    ends = torch.nonzero(~first).squeeze(1)  # (P,) frames with a predecessor in their episode
-    ends = ends[torch.randperm(len(ends), generator=g)]
-    n_test = max(1, int(len(ends) * holdout))
-    test, train = ends[:n_test], ends[n_test:]
+    probe, test, train = new_probe(latents, first, states.shape[1], seed, g, holdout)
     s = states.float()
     probe.mean.copy_(s[train].mean(0))
     probe.std.copy_(s[train].std(0).clamp_min(1e-6))
     target = (s - probe.mean) / probe.std  # (F, S)
-    opt = torch.optim.Adam(probe.parameters(), lr=1e-3)
-    for step in range(steps):
-        for group in opt.param_groups:
-            group["lr"] = 1e-3 * (0.05 + 0.95 * (1 - step / steps))
-        idx = train[torch.randint(len(train), (batch,), generator=g)]
-        loss = ((probe(latents[idx - 1], latents[idx]) - target[idx]) ** 2).mean()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+    fit(probe, latents, train, g, steps, batch, lambda out, idx: ((out - target[idx]) ** 2).mean())
     with torch.no_grad():
         err = ((probe(latents[test - 1], latents[test]) - target[test]) ** 2).mean(0)  # (S,)
         var = target[test].var(0).clamp_min(1e-12)
         probe.r2 = [float(x) for x in 1 - err / var]
         probe.mse = [float(x) for x in err]
+    return probe.eval()
+
+
+def new_probe(latents: torch.Tensor, first: torch.Tensor, outputs: int, seed: int, g: torch.Generator, holdout: float) -> tuple[StateProbe, torch.Tensor, torch.Tensor]:
+    """A probe of ``outputs`` outputs with weights seeded by ``seed``, and the held-out / training pair ends drawn from ``g``."""
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        probe = StateProbe(latents.shape[1], latents.shape[2], outputs)
+    ends = torch.nonzero(~first).squeeze(1)  # (P,) frames with a predecessor in their episode
+    ends = ends[torch.randperm(len(ends), generator=g)]
+    n_test = max(1, int(len(ends) * holdout))
+    return probe, ends[:n_test], ends[n_test:]
+
+
+def fit(probe: StateProbe, latents: torch.Tensor, train: torch.Tensor, g: torch.Generator, steps: int, batch: int, loss_of: Any) -> None:
+    """Adam on ``loss_of(probe's reading of pairs ending at idx, idx)`` over batches of ``train`` drawn from ``g``; frozen after."""
+    opt = torch.optim.Adam(probe.parameters(), lr=1e-3)
+    for step in range(steps):
+        for group in opt.param_groups:
+            group["lr"] = 1e-3 * (0.05 + 0.95 * (1 - step / steps))
+        idx = train[torch.randint(len(train), (batch,), generator=g)]
+        loss = loss_of(probe(latents[idx - 1], latents[idx]), idx)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
     for p in probe.parameters():
         p.requires_grad_(False)
-    return probe.eval()
 
 
 def state_error(probe: StateProbe, older: torch.Tensor, pred: torch.Tensor, real_older: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
@@ -139,30 +149,14 @@ def fit_term_probe(
         raise ValueError(f"expected one termination flag per frame ({latents.shape[0]}), got {terms.shape[0]}")
     terms = ends_within(terms, first, lead)
     g = torch.Generator().manual_seed(seed + 1)
-    with torch.random.fork_rng():
-        torch.manual_seed(seed + 1)
-        probe = StateProbe(latents.shape[1], latents.shape[2], 1)
-    ends = torch.nonzero(~first).squeeze(1)
-    ends = ends[torch.randperm(len(ends), generator=g)]
-    n_test = max(1, int(len(ends) * holdout))
-    test, train = ends[:n_test], ends[n_test:]
+    probe, test, train = new_probe(latents, first, 1, seed + 1, g, holdout)
     y = terms.float()
-    opt = torch.optim.Adam(probe.parameters(), lr=1e-3)
-    for step in range(steps):
-        for group in opt.param_groups:
-            group["lr"] = 1e-3 * (0.05 + 0.95 * (1 - step / steps))
-        idx = train[torch.randint(len(train), (batch,), generator=g)]
-        loss = nn.functional.binary_cross_entropy_with_logits(probe(latents[idx - 1], latents[idx]).squeeze(1), y[idx])
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+    fit(probe, latents, train, g, steps, batch, lambda out, idx: nn.functional.binary_cross_entropy_with_logits(out.squeeze(1), y[idx]))
     with torch.no_grad():
         fired = probe(latents[test - 1], latents[test]).squeeze(1) > 0  # (P,)
         pos = y[test] > 0.5
         probe.recall = float(fired[pos].float().mean()) if pos.any() else float("nan")
         probe.false_positive = float(fired[~pos].float().mean())
-    for p in probe.parameters():
-        p.requires_grad_(False)
     return probe.eval()
 
 
