@@ -23,7 +23,7 @@ COMMANDS = {
     "rollout": ("worldgym.play.rollout", "roll a model out beside its real twin: returns, speed, GIF of real vs neural"),
     "play": ("worldgym.play.cli", "play an env with the keyboard (HUD, agent toggle, side by side, recording)"),
     "record": ("worldgym.play.record", "record episodes from a real twin or a neural env into a dataset"),
-    "dataset": ("worldgym.data.dataset", "check a recorded dataset, export it to Minari, or merge recorded shards"),
+    "dataset": ("worldgym.data.cli", "check a recorded dataset, export it to Minari, or merge recorded shards"),
     "import": ("worldgym.data.importer", "turn videos + action logs, or a Minari dataset, into a worldgym dataset"),
     "train": ("worldgym.training.train", "train a world model (autoencoder, dynamics, self-forcing) from a YAML config"),
     "eval": ("worldgym.evaluation.evaluate", "measure a world model against its real twin: PSNR, state probe, control, termination"),

@@ -10,14 +10,23 @@ Format (``format_version`` 1) of a dataset folder::
       episodes/000000/terminations.npy   (T,) bool              the transition into obs t+1 ended the episode
       episodes/000000/truncations.npy    (T,) bool              cut by a time limit or by the recorder
       episodes/000000/states.npy         (T+1, S) float32       optional: the source env's state (probes)
+      episodes/000000/after_end_*.npy    optional: N more steps of a terminated episode (see below)
       episodes/000001/...
+
+An episode ends at its last step. A real twin can be stepped on past its end (`worldgym record
+--past-end N`): those N steps are kept apart, in ``after_end_observations`` (N, H, W, 3),
+``after_end_actions`` (N, ...), ``after_end_rewards`` (N,), ``after_end_terminations`` (N,) (the
+source's own flag for each state past the end) and, with states, ``after_end_states`` (N, S).
+They are not part of the episode: its length, return and end, a Minari export and every
+evaluation ignore them. Training (`worldgym.training.data.Data`) appends them, so a world model
+sees how a scene goes on past an end and its termination head learns every such state as an end.
 
 Every array is a plain ``.npy`` file (never pickled). ``manifest.json`` holds::
 
     {"format": "worldgym-dataset", "format_version": 1,
      "observation_space": {...}, "action_space": {...}, "metadata": {...},
      "total_episodes": E, "total_steps": sum of T,
-     "episodes": [{"steps": T, "seed": s | null, "terminated": b, "truncated": b}, ...],
+     "episodes": [{"steps": T, "seed": s | null, "terminated": b, "truncated": b, "after_end": N (only if > 0)}, ...],
      "files": {"episodes/000000/actions.npy": {"bytes": n, "sha256": hex, "shape": [...], "dtype": "int64"}, ...},
      "manifest_sha256": sha256 of the canonical JSON of everything above}
 
@@ -47,49 +56,12 @@ from typing import Any, Iterator
 import gymnasium as gym
 import numpy as np
 
-from worldgym.config_io import UserError
+from worldgym.data.spaces import DatasetError, space_from_dict, space_to_dict  # noqa: F401  (re-exported)
 
 FORMAT, FORMAT_VERSION = "worldgym-dataset", 1
 MANIFEST, PARTIAL_MARK = "manifest.json", "PARTIAL"
 FIELDS = ("observations", "actions", "rewards", "terminations", "truncations", "states")
-
-
-class DatasetError(UserError, RuntimeError):
-    """A dataset that is missing, incomplete, corrupt or inconsistent; the message names the file. Picklable."""
-
-
-# ---------------------------------------------------------------------- spaces <-> JSON
-def space_to_dict(space: gym.Space) -> dict[str, Any]:
-    """A Box / Discrete / MultiDiscrete / MultiBinary space as a JSON-ready dict."""
-    if isinstance(space, gym.spaces.Box):
-        return {
-            "type": "Box",
-            "shape": list(space.shape),
-            "dtype": str(space.dtype),
-            "low": np.asarray(space.low).tolist(),
-            "high": np.asarray(space.high).tolist(),
-        }
-    if isinstance(space, gym.spaces.Discrete):
-        return {"type": "Discrete", "n": int(space.n), "start": int(space.start)}
-    if isinstance(space, gym.spaces.MultiDiscrete):
-        return {"type": "MultiDiscrete", "nvec": np.asarray(space.nvec).tolist()}
-    if isinstance(space, gym.spaces.MultiBinary):
-        return {"type": "MultiBinary", "n": np.asarray(space.n).tolist()}
-    raise DatasetError(f"unsupported space {space}; use Box, Discrete, MultiDiscrete or MultiBinary")
-
-
-def space_from_dict(d: dict[str, Any]) -> gym.Space:
-    """Inverse of `space_to_dict`."""
-    kind = d.get("type")
-    if kind == "Box":
-        return gym.spaces.Box(np.array(d["low"]), np.array(d["high"]), tuple(d["shape"]), np.dtype(d["dtype"]))
-    if kind == "Discrete":
-        return gym.spaces.Discrete(d["n"], start=d.get("start", 0))
-    if kind == "MultiDiscrete":
-        return gym.spaces.MultiDiscrete(np.array(d["nvec"]))
-    if kind == "MultiBinary":
-        return gym.spaces.MultiBinary(d["n"])
-    raise DatasetError(f"unknown space type {kind!r} in {MANIFEST}")
+AFTER_END = ("observations", "actions", "rewards", "terminations", "states")  # stored as after_end_<name>.npy
 
 
 def _sha256(path: Path) -> str:
@@ -120,6 +92,28 @@ def _npy_header(path: Path) -> tuple[tuple[int, ...], np.dtype]:
 
 # ---------------------------------------------------------------------- episodes
 @dataclass
+class AfterEnd:
+    """N steps a terminated episode's source env was stepped on past its end (not part of the episode).
+
+    Attributes:
+        observations: (N, H, W, 3) uint8, the frame after each step.
+        actions: (N, *action_shape), actions[0] led from the episode's last frame.
+        rewards: (N,) float32.
+        terminations: (N,) bool, the source's own termination flag for each state.
+        states: (N, S) float32, or None (exactly when the episode has no states).
+    """
+
+    observations: np.ndarray
+    actions: np.ndarray
+    rewards: np.ndarray
+    terminations: np.ndarray
+    states: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return len(self.actions)
+
+
+@dataclass
 class Episode:
     """One recorded episode (arrays are read-only memory maps when loaded).
 
@@ -131,6 +125,7 @@ class Episode:
         truncations: (T,) bool.
         seed: the reset seed, or None.
         states: (T+1, S) float32 source-env states, or None.
+        after_end: the steps recorded past a terminated episode's end, or None.
     """
 
     observations: np.ndarray
@@ -140,6 +135,7 @@ class Episode:
     truncations: np.ndarray
     seed: int | None = None
     states: np.ndarray | None = None
+    after_end: AfterEnd | None = None
 
     def __len__(self) -> int:
         return len(self.actions)
@@ -165,21 +161,45 @@ def _check_episode(ep: Episode, obs_space: gym.Space, act_space: gym.Space, wher
     if tuple(ep.actions.shape[1:]) != tuple(act_shape):
         raise DatasetError(f"{where}: actions must have shape (T, {', '.join(map(str, act_shape))}), got {ep.actions.shape}")
     if T:
-        a = np.asarray(ep.actions)
-        if isinstance(act_space, gym.spaces.Discrete):
-            ok = np.all((a >= act_space.start) & (a < act_space.start + act_space.n))
-        elif isinstance(act_space, gym.spaces.MultiDiscrete):
-            ok = np.all((a >= 0) & (a < act_space.nvec))
-        elif isinstance(act_space, gym.spaces.MultiBinary):
-            ok = np.all((a == 0) | (a == 1))
-        else:
-            ok = np.all(np.isfinite(a)) and np.all(a >= act_space.low) and np.all(a <= act_space.high)
-        if not ok:
+        if not _in_space(np.asarray(ep.actions), act_space):
             raise DatasetError(f"{where}: some actions lie outside the action space {act_space}")
         if bool(np.any(ep.terminations[:-1] | ep.truncations[:-1])):
             raise DatasetError(f"{where}: an episode may only terminate or truncate at its last step")
     if ep.states is not None and len(ep.states) != T + 1:
         raise DatasetError(f"{where}: expected len(states) == len(observations) = {T + 1}, got {len(ep.states)}")
+    if ep.after_end is not None:
+        _check_after_end(ep, obs_space, act_space, where)
+
+
+def _in_space(a: np.ndarray, act_space: gym.Space) -> bool:
+    if isinstance(act_space, gym.spaces.Discrete):
+        return bool(np.all((a >= act_space.start) & (a < act_space.start + act_space.n)))
+    if isinstance(act_space, gym.spaces.MultiDiscrete):
+        return bool(np.all((a >= 0) & (a < act_space.nvec)))
+    if isinstance(act_space, gym.spaces.MultiBinary):
+        return bool(np.all((a == 0) | (a == 1)))
+    return bool(np.all(np.isfinite(a)) and np.all(a >= act_space.low) and np.all(a <= act_space.high))
+
+
+def _check_after_end(ep: Episode, obs_space: gym.Space, act_space: gym.Space, where: str) -> None:
+    tail, N = ep.after_end, len(ep.after_end.actions)
+    if not (len(ep) and ep.terminations[-1]) or ep.truncations[-1]:
+        raise DatasetError(f"{where}: steps after the end follow a terminated episode only; this one ends "
+                           f"{'truncated' if len(ep) and ep.truncations[-1] else 'without terminating'}")  # fmt: skip
+    if N == 0:
+        raise DatasetError(f"{where}: after_end holds no step; pass after_end=None instead")
+    if tuple(tail.observations.shape) != (N, *obs_space.shape) or tail.observations.dtype != obs_space.dtype:
+        raise DatasetError(f"{where}: after_end observations must be {obs_space.dtype} of shape ({N}, {', '.join(map(str, obs_space.shape))}) "
+                           f"for {N} after-end actions, got {tail.observations.dtype} {tail.observations.shape}")  # fmt: skip
+    if tuple(tail.actions.shape[1:]) != tuple(act_space.shape or ()) or not _in_space(np.asarray(tail.actions), act_space):
+        raise DatasetError(f"{where}: after_end actions must be {N} elements of the action space {act_space}, got shape {tail.actions.shape}")
+    for name in ("rewards", "terminations"):
+        if getattr(tail, name).shape != (N,):
+            raise DatasetError(f"{where}: after_end {name} must have shape ({N},), got {getattr(tail, name).shape}")
+    if (tail.states is None) != (ep.states is None) or (tail.states is not None and tail.states.shape != (N, *ep.states.shape[1:])):
+        got = None if tail.states is None else tail.states.shape
+        want = None if ep.states is None else (N, *ep.states.shape[1:])
+        raise DatasetError(f"{where}: after_end states must be {want} (as the episode's states), got {got}")
 
 
 # ---------------------------------------------------------------------- writer
@@ -222,8 +242,9 @@ class DatasetWriter:
         truncations: np.ndarray,
         seed: int | None = None,
         states: np.ndarray | None = None,
+        after_end: AfterEnd | None = None,
     ) -> None:
-        """Validate and write one episode of T steps (see the module docstring for shapes)."""
+        """Validate and write one episode of T steps, and the steps recorded past its end (see the module docstring)."""
         if self.closed:
             raise DatasetError(f"dataset {self.path} is closed; open a new DatasetWriter to add episodes")
         act_dtype = self.action_space.dtype if self.action_space.dtype is not None else np.float32
@@ -236,12 +257,19 @@ class DatasetWriter:
             None if seed is None else int(seed),
             None if states is None else np.ascontiguousarray(states, dtype=np.float32),
         )
+        if after_end is not None:
+            ep.after_end = AfterEnd(
+                np.ascontiguousarray(after_end.observations, dtype=np.uint8), np.ascontiguousarray(after_end.actions, dtype=act_dtype),
+                np.ascontiguousarray(after_end.rewards, dtype=np.float32), np.ascontiguousarray(after_end.terminations, dtype=bool),
+                None if after_end.states is None else np.ascontiguousarray(after_end.states, dtype=np.float32),
+            )  # fmt: skip
         index = len(self.episodes)
         _check_episode(ep, self.observation_space, self.action_space, f"episode {index}")
         rel_dir = f"episodes/{index:06d}"
         (self.partial / rel_dir).mkdir()
-        for name in FIELDS:
-            arr = getattr(ep, name)
+        arrays = [(name, getattr(ep, name)) for name in FIELDS]
+        arrays += [(f"after_end_{name}", getattr(ep.after_end, name)) for name in AFTER_END] if ep.after_end is not None else []
+        for name, arr in arrays:
             if arr is None:
                 continue
             rel = f"{rel_dir}/{name}.npy"
@@ -262,6 +290,7 @@ class DatasetWriter:
                 "terminated": bool(len(ep) and ep.terminations[-1]),
                 "truncated": bool(len(ep) and ep.truncations[-1]),
                 "states": ep.states is not None,
+                **({"after_end": len(ep.after_end)} if ep.after_end is not None else {}),
             }
         )
 
@@ -378,6 +407,12 @@ def _verify(path: Path, body: dict[str, Any], hashes: bool = True) -> None:
             n = e["steps"] + (1 if name in ("observations", "states") else 0)
             if files[rel]["shape"][0] != n:
                 raise DatasetError(f"{path / rel} has {files[rel]['shape'][0]} rows, episode {i} needs {n} ({mf})")
+        for name in AFTER_END[:-1] + (("states",) if e.get("states") else ()) if e.get("after_end") else ():
+            rel = f"episodes/{i:06d}/after_end_{name}.npy"
+            if rel not in files:
+                raise DatasetError(f"{path / rel} is not listed in {mf}; episode {i} lists {e['after_end']} steps after its end")
+            if files[rel]["shape"][0] != e["after_end"]:
+                raise DatasetError(f"{path / rel} has {files[rel]['shape'][0]} rows, episode {i} lists {e['after_end']} steps after its end ({mf})")
 
 
 def load(path: str | Path, verify_hashes: bool = True) -> Dataset:
@@ -405,10 +440,16 @@ def load(path: str | Path, verify_hashes: bool = True) -> Dataset:
             for name in FIELDS
             if name != "states" or e.get("states")
         }
-        for name, a in arrays.items():
+        tail = {
+            name: np.load(d / f"after_end_{name}.npy", mmap_mode="r" if name == "observations" else None, allow_pickle=False)
+            for name in AFTER_END
+            if e.get("after_end") and (name != "states" or e.get("states"))
+        }
+        for name, a in [*arrays.items(), *tail.items()]:
             if name != "observations":
                 a.setflags(write=False)
         ep = Episode(seed=e["seed"], states=arrays.pop("states", None), **arrays)
+        ep.after_end = AfterEnd(**tail) if tail else None
         _check_episode(ep, obs_space, act_space, f"{d}")
         if bool(len(ep) and ep.terminations[-1]) != e["terminated"]:
             raise DatasetError(f"{d}/terminations.npy disagrees with the manifest's episode {i} 'terminated' flag")
@@ -429,46 +470,6 @@ def check(path: str | Path) -> dict[str, Any]:
         "action_space": str(ds.action_space),
         "terminated": sum(e["terminated"] for e in ds.manifest["episodes"]),
         "truncated": sum(e["truncated"] for e in ds.manifest["episodes"]),
+        "after_end_steps": sum(e.get("after_end", 0) for e in ds.manifest["episodes"]),
         "mean_length": float(np.mean(steps)) if steps else 0.0,
     }
-
-
-# ---------------------------------------------------------------------- CLI: worldgym dataset check|export-minari|merge
-def add_arguments(parser: Any) -> None:
-    parser.add_argument("action", choices=["check", "export-minari", "merge", "mirror"],
-                        help="check: validate; export-minari: write a Minari dataset; merge: join --shards into PATH (worldgym.data.shards); "
-                             "mirror: write the mirror image of --source into PATH (worldgym.worlds.symmetry)")  # fmt: skip
-    parser.add_argument("path", help="dataset folder (merge, mirror: the one to write)")
-    parser.add_argument("--shards", nargs="+", default=[], help="merge: the datasets to join, e.g. the OUT-shard-i-of-n of `worldgym record --shard`")
-    parser.add_argument("--id", default=None, help="Minari dataset id for export-minari, e.g. worldgym/cartpole/mix-v0")
-    parser.add_argument("--source", default=None, help="mirror: the dataset to mirror")
-    parser.add_argument("--actions", default=None, help="mirror: the action each action becomes, e.g. 1,0 (default: the mirror of the source's twin)")
-    parser.add_argument("--state-sign", default=None, help="mirror: -1 or 1 per state entry, written with =, e.g. --state-sign=-1,-1,-1,-1 (default: the source twin's)")
-    parser.add_argument("--format", default="hdf5", choices=["hdf5", "arrow"], help="Minari storage backend")
-
-
-def run(args: Any) -> int:
-    if args.action == "mirror":
-        from worldgym.worlds.symmetry import mirror_from_cli
-
-        return mirror_from_cli(args)
-    if args.action == "merge":
-        from worldgym.data.shards import merge  # imports this module
-        return print(json.dumps({"valid": True, **merge(args.path, args.shards)}, indent=1)) or 0
-    if args.action == "check":
-        try:
-            summary = check(args.path)
-        except DatasetError as e:
-            if not Path(args.path).is_dir():
-                raise  # a wrong path, not a verdict on a dataset: the CLI reports it as an input error
-            print(f"INVALID: {e}")
-            return 1
-        print(json.dumps({"valid": True, **summary}, indent=1))
-        return 0
-    if not args.id:
-        raise UserError("export-minari needs --id NAMESPACE/NAME-vN, e.g. --id worldgym/cartpole/mix-v0")
-    from worldgym.data.minari_export import export_minari
-
-    mds = export_minari(args.path, args.id, args.format)
-    print(f"wrote Minari dataset {args.id}: {mds.total_episodes} episodes, {mds.total_steps} steps")
-    return 0

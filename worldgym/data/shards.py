@@ -97,7 +97,7 @@ def merge(out: str | Path, shards: list[str | Path]) -> dict[str, Any]:
             ep = datasets[d].episodes[e]
             writer.add_episode(
                 np.asarray(ep.observations), np.asarray(ep.actions), np.asarray(ep.rewards), np.asarray(ep.terminations),
-                np.asarray(ep.truncations), seed=ep.seed, states=None if ep.states is None else np.asarray(ep.states),
+                np.asarray(ep.truncations), seed=ep.seed, states=None if ep.states is None else np.asarray(ep.states), after_end=ep.after_end,
             )  # fmt: skip
         writer.close()
     except BaseException:

@@ -8,6 +8,7 @@ Examples:
     worldgym record --env real:Crafter --episodes 100 --shard 0/4 --out runs/data/crafter   # then shards 1-3, then:
     worldgym dataset merge runs/data/crafter --shards runs/data/crafter-shard-*-of-4
     worldgym record --env worldgym/CartPole-v0 --episodes 10 --policy controller --out runs/data/dream
+    worldgym record --env real:CartPole --episodes 1000 --policy random --past-end 8 --out runs/data/cartpole_random_past
 
 ``--env real:NAME`` records the pixel twin of a known source env (`worldgym.worlds.TWINS`
 or a twin config file ``configs/twins/NAME.yaml``); ``--env gym:ID`` the pixel twin of any
@@ -35,7 +36,7 @@ import gymnasium as gym
 import numpy as np
 
 from worldgym.config_io import UserError, to_dict
-from worldgym.data.dataset import DatasetWriter
+from worldgym.data.dataset import AfterEnd, DatasetWriter
 from worldgym.data.shards import current_shard, shard_path
 from worldgym.policies.builtin import POLICIES, make_policy
 from worldgym.worlds import TwinSpec, load_twin
@@ -115,13 +116,19 @@ def record(
     metadata: dict | None = None,
     progress: Callable[[int, str], None] | None = None,
     indices: Sequence[int] | None = None,
+    past_end: int = 0,
 ) -> Path:
     """Record ``episodes`` episodes of ``policy`` in ``env`` to the dataset folder ``out``; returns its path.
 
     ``indices`` records only those episodes (of a sharded recording), each with the seed and
-    policy generator it has in the whole recording.
+    policy generator it has in the whole recording. ``past_end`` > 0 steps a terminated episode's
+    env on that many more steps with the same policy and keeps them apart, as the episode's
+    `worldgym.data.dataset.AfterEnd` (a real twin's physics goes on past its end; a neural env's
+    rollout would only show what its model believes, so use it on real twins).
     """
-    meta = {"seed": seed, "max_steps": max_steps, **(metadata or {})}
+    if past_end < 0:
+        raise UserError(f"past_end must be >= 0 steps, got {past_end}")
+    meta = {"seed": seed, "max_steps": max_steps, **(metadata or {}), **({"past_end": past_end} if past_end else {})}
     total_steps = 0
     with DatasetWriter(out, env.observation_space, env.action_space, meta) as writer:
         for done, i in enumerate(range(episodes) if indices is None else indices):
@@ -142,14 +149,33 @@ def record(
                     states.append(info["state"])
                 if terminated or truncated:
                     break
+            tail = after_end(env, policy, obs, info, past_end, states is not None) if terms[-1] and not truncs[-1] and past_end else None
             writer.add_episode(
                 np.stack(frames), np.asarray(actions), np.asarray(rewards, np.float32), np.asarray(terms),
-                np.asarray(truncs), seed=ep_seed, states=None if states is None else np.stack(states),
+                np.asarray(truncs), seed=ep_seed, states=None if states is None else np.stack(states), after_end=tail,
             )  # fmt: skip
             total_steps += len(actions)
             if progress is not None:
                 progress(done + 1, f"{total_steps} steps")
     return Path(out)
+
+
+def after_end(env: gym.Env, policy: Any, obs: np.ndarray, info: dict, steps: int, with_states: bool) -> AfterEnd:
+    """Step a terminated ``env`` on ``steps`` more times with ``policy`` from its last ``obs``/``info``."""
+    import warnings
+
+    frames, actions, rewards, terms, states = [], [], [], [], []
+    with warnings.catch_warnings():  # gymnasium warns on every step after terminated = True; here that is the point
+        warnings.simplefilter("ignore")
+        for _ in range(steps):
+            action = policy(obs, info)
+            obs, reward, terminated, _, info = env.step(action)
+            frames.append(obs), actions.append(action), rewards.append(reward), terms.append(terminated)
+            states.append(info.get("state"))
+    if with_states and any(s is None for s in states):
+        raise UserError("the env stopped reporting info['state'] after its end; record without --past-end")
+    return AfterEnd(np.stack(frames), np.asarray(actions), np.asarray(rewards, np.float32), np.asarray(terms, bool),
+                    np.stack(states) if with_states else None)  # fmt: skip
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -162,10 +188,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--size", type=int, default=None, help="frame height and width of a real twin (default: its twin config's, 64)")
     parser.add_argument("--out", required=True, help="dataset folder to write")
     parser.add_argument("--shard", default=None, help="i/n: record episodes i, i+n, ... into OUT-shard-i-of-n (default under torchrun: RANK/WORLD_SIZE)")
+    parser.add_argument("--past-end", type=int, default=0, metavar="N",
+                        help="step a terminated episode's real twin on N more steps and keep them apart (after_end_*.npy): "
+                             "training then sees how the scene goes on past an end (default 0)")  # fmt: skip
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.past_end and not args.env.startswith(("real:", "gym:")):
+        raise UserError(f"--past-end {args.past_end} records a real twin's physics past an end; --env {args.env!r} is not one "
+                        "(pass real:NAME or gym:ID, or drop --past-end)")  # fmt: skip
     env = make_env(args.env, args.size, args.size, args.twin)
     args.policy = args.policy or ("mix" if "CartPole" in args.env else "random")  # mix drives CartPole's controller
     policy = make_policy(args.policy, env.action_space)
@@ -179,7 +211,8 @@ def run(args: argparse.Namespace) -> int:
         metadata["shard"] = {"index": index, "count": count, "episodes": args.episodes, "indices": indices}
     bar = Progress(len(indices), "record" if count == 1 else f"record {index}/{count}", enabled=not args.quiet)
     t0 = time.time()
-    path = record(env, policy, out, args.episodes, args.seed, args.max_steps, metadata=metadata, progress=bar.update, indices=indices)
+    path = record(env, policy, out, args.episodes, args.seed, args.max_steps, metadata=metadata, progress=bar.update, indices=indices,
+                  past_end=args.past_end)  # fmt: skip
     env.close()
     from worldgym.data.dataset import check
 

@@ -177,10 +177,15 @@ class TrainConfig:
 class Data:
     """A dataset held in RAM as torch tensors, flattened over episodes.
 
+    An episode recorded with steps past its end (`worldgym.data.dataset.AfterEnd`, ``worldgym
+    record --past-end N``) goes on with them here: training windows run through the end into
+    the scene after it, and each of those frames carries the source's own termination flag, so
+    the termination head learns every state past an end as an end, not only the first.
+
     Attributes:
         frames: (sum T+1, H, W, 3) uint8 every observation of every episode.
         starts: (E,) index in ``frames`` of each episode's first observation.
-        lengths: (E,) T of each episode (T+1 observations).
+        lengths: (E,) T of each episode (T+1 observations), its after-end steps included.
         actions: (sum T+1, A) the action that led to each frame (row of frame 0 unused).
         rewards, terms: (sum T+1,) reward / termination of the transition into each frame.
         states: (sum T+1, S) float32 the recorded simulator state of each frame, or None when
@@ -204,14 +209,16 @@ class Data:
         frames, actions, rewards, terms, starts, lengths, states = [], [], [], [], [], [], []
         n = 0
         for ep in (ep for ds in datasets for ep in ds.episodes):
-            T = len(ep)
-            frames.append(np.asarray(ep.observations))
+            tail = ep.after_end
+            T = len(ep) + (len(tail) if tail is not None else 0)
+            frames.append(np.concatenate([ep.observations, tail.observations]) if tail is not None else np.asarray(ep.observations))
             a = np.zeros((T + 1, action.width), dtype=np.float32 if action.kind == "box" else np.int64)
-            a[1:] = np.asarray(ep.actions).reshape(T, action.width)
+            a[1:] = np.concatenate([ep.actions, tail.actions] if tail is not None else [ep.actions]).reshape(T, action.width)
             actions.append(a)
-            rewards.append(np.concatenate([[0.0], np.asarray(ep.rewards, np.float32)]))
-            terms.append(np.concatenate([[False], np.asarray(ep.terminations)]))
-            states.append(ep.states)
+            rewards.append(np.concatenate([[0.0], ep.rewards, *([tail.rewards] if tail is not None else [])]).astype(np.float32))
+            terms.append(np.concatenate([[False], ep.terminations, *([tail.terminations] if tail is not None else [])]))
+            has_tail_states = tail is not None and tail.states is not None
+            states.append(np.concatenate([ep.states, tail.states]) if has_tail_states else ep.states)
             starts.append(n)
             lengths.append(T)
             n += T + 1

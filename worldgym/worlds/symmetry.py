@@ -122,11 +122,11 @@ def dataset_mirror(source: str | Path) -> Mirror:
 def mirror_dataset(source: str | Path, out: str | Path, mirror: Mirror | None = None) -> dict[str, Any]:
     """Write the mirror image of dataset ``source`` at ``out``: every frame flipped, every action and state mirrored.
 
-    Rewards, terminations, truncations and seeds are kept. ``mirror`` defaults to the one the
-    source's twin declares. Written atomically (`DatasetWriter`); ``out`` must not exist yet.
-    Returns ``{"episodes": E, "steps": T}``.
+    Rewards, terminations, truncations and seeds are kept; steps recorded past an end are
+    mirrored too. ``mirror`` defaults to the one the source's twin declares. Written atomically
+    (`DatasetWriter`); ``out`` must not exist yet. Returns ``{"episodes": E, "steps": T}``.
     """
-    from worldgym.data.dataset import DatasetWriter, load
+    from worldgym.data.dataset import AfterEnd, DatasetWriter, load
     from gymnasium import spaces
 
     out = Path(out)
@@ -139,7 +139,11 @@ def mirror_dataset(source: str | Path, out: str | Path, mirror: Mirror | None = 
     with DatasetWriter(out, ds.observation_space, ds.action_space, {**ds.metadata, "mirror_of": str(source), "mirror": mirror.to_dict()}) as writer:
         for ep in ds:
             states = None if ep.states is None else mirror.state(np.asarray(ep.states))
-            writer.add_episode(mirror.frames(ep.observations), mirror.action(np.asarray(ep.actions)), ep.rewards, ep.terminations, ep.truncations, ep.seed, states)
+            tail = ep.after_end
+            if tail is not None:  # the steps past the end, mirrored as the episode is
+                tail = AfterEnd(mirror.frames(tail.observations), mirror.action(np.asarray(tail.actions)), tail.rewards, tail.terminations,
+                                None if tail.states is None else mirror.state(np.asarray(tail.states)))  # fmt: skip
+            writer.add_episode(mirror.frames(ep.observations), mirror.action(np.asarray(ep.actions)), ep.rewards, ep.terminations, ep.truncations, ep.seed, states, tail)
     return {"episodes": len(ds), "steps": ds.total_steps}
 
 
