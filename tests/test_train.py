@@ -54,6 +54,7 @@ def test_configs_are_dumps_of_the_dataclasses():
     assert load_yaml(TrainConfig, CONFIGS / "cartpole_random_starts_decoder.yaml") == recipes.cartpole_random_starts_decoder_config()
     assert load_yaml(TrainConfig, CONFIGS / "cartpole16_random_starts.yaml") == recipes.cartpole16_random_starts_config()
     assert load_yaml(TrainConfig, CONFIGS / "cartpole16_random_starts_decoder.yaml") == recipes.cartpole16_random_starts_decoder_config()
+    assert load_yaml(TrainConfig, CONFIGS / "cartpole16_past_end.yaml") == recipes.cartpole16_past_end_config()
     assert load_yaml(TrainConfig, CONFIGS / "tiny.yaml") == tiny_config()
 
 

@@ -277,6 +277,23 @@ def cartpole16_random_starts_config() -> TrainConfig:
     return random_starts(cartpole16_state_starts_config())
 
 
+def past_end(base: TrainConfig) -> TrainConfig:
+    """``base`` for recordings with steps past each end (``worldgym record --past-end 8``): the termination loss unweighted.
+
+    Past-end frames make about a third of the frames of a random-action recording terminal, so the
+    positives need no up-weighting (``term_pos_weight: 1``). Run it on every recording of the model,
+    the balancing controller's long episodes included: self-forcing on random-action episodes alone
+    fits the starts and forgets the balanced regime, where its head then fires on upright poles
+    (BENCHMARKS.md, "Starts: frames past the end").
+    """
+    return dataclasses.replace(base, term_pos_weight=1.0)
+
+
+def cartpole16_past_end_config() -> TrainConfig:
+    """`past_end` of `cartpole16_random_starts_config` (configs/cartpole16_past_end.yaml): CartPole16-v0's sixth run, on the four recordings with --past-end 8."""
+    return past_end(cartpole16_random_starts_config())
+
+
 def cartpole16_random_starts_decoder_config() -> TrainConfig:
     """`decoder_refit` after `cartpole16_random_starts_config` (configs/cartpole16_random_starts_decoder.yaml): its third run."""
     return decoder_refit(cartpole16_random_starts_config())
