@@ -144,3 +144,23 @@ def test_record_steps_a_real_twin_on_past_its_end(tmp_path):
 def test_cli_past_end_refuses_a_neural_env(tmp_path, capsys):
     assert main(["record", "--env", "worldgym/CartPole-v0", "--episodes", "1", "--past-end", "3", "--out", str(tmp_path / "x"), "--quiet"]) == 2
     assert "--past-end 3" in capsys.readouterr().err and not (tmp_path / "x").exists()
+
+
+@pytest.mark.filterwarnings("ignore:.*already returned terminated")
+def test_past_the_end_a_frame_skip_twin_still_steps_its_skip(tmp_path):
+    """A twin holding each action k source steps stops a step early at the end, not after it: past the end every
+    step is k source steps, as before it (the source says terminated on each of them)."""
+    from gymnasium.envs.classic_control.cartpole import CartPoleEnv
+
+    env = make_env("real:CartPoleSkip2", 32, 32)
+    assert env.unwrapped.spec_.frame_skip == 2
+    record(env, make_policy("random", env.action_space), tmp_path / "d", episodes=3, seed=11, past_end=3)
+    env.close()
+    physics = CartPoleEnv()
+    physics.reset(seed=0)
+    for ep in load(tmp_path / "d"):
+        physics.state = np.asarray(ep.states[-1], np.float64)
+        for a, got in zip(ep.after_end.actions, ep.after_end.states):
+            physics.step(int(a)), physics.step(int(a))
+            np.testing.assert_allclose(got, physics.state, atol=1e-4)
+            physics.state = np.asarray(got, np.float64)

@@ -106,6 +106,7 @@ class PixelTwin(gym.Env):
         self.observation_space = spaces.Box(0, 255, (self.height, self.width, 3), np.uint8)
         self.metadata = {**self.metadata, "render_fps": self.source.metadata.get("render_fps", 50)}
         self._frame: np.ndarray | None = None
+        self._ended = False  # the source has terminated since the last reset (stepping on records the physics past the end)
         self._window = None
 
     def _observe(self, source_obs: Any) -> np.ndarray:
@@ -132,6 +133,7 @@ class PixelTwin(gym.Env):
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict]:
         super().reset(seed=seed)
         state, info = self.source.reset(seed=None if seed is None else int(self.np_random.integers(2**31)), options=options)
+        self._ended = False
         obs = self._observe(state)
         if self.render_mode == "human":
             self.render()
@@ -146,8 +148,9 @@ class PixelTwin(gym.Env):
         for _ in range(self.spec_.frame_skip):
             state, reward, terminated, truncated, info = self.source.step(action)
             total += float(reward)
-            if terminated or truncated:
+            if truncated or (terminated and not self._ended):  # past its end a step keeps its frame_skip
                 break
+        self._ended = self._ended or bool(terminated)
         obs = self._observe(state)
         if self.render_mode == "human":
             self.render()
