@@ -283,8 +283,8 @@ def past_end(base: TrainConfig) -> TrainConfig:
     Past-end frames make about a third of the frames of a random-action recording terminal, so the
     positives need no up-weighting (``term_pos_weight: 1``). Run it on every recording of the model,
     the balancing controller's long episodes included: self-forcing on random-action episodes alone
-    fits the starts and forgets the balanced regime, where its head then fires on upright poles
-    (BENCHMARKS.md, "Starts: frames past the end").
+    fits the starts and forgets the balanced regime, where its head then fires on upright poles;
+    only both together kept it quiet (BENCHMARKS.md, "Starts: frames past the end").
     """
     return dataclasses.replace(base, term_pos_weight=1.0)
 
