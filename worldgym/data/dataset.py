@@ -407,7 +407,8 @@ def _verify(path: Path, body: dict[str, Any], hashes: bool = True) -> None:
             n = e["steps"] + (1 if name in ("observations", "states") else 0)
             if files[rel]["shape"][0] != n:
                 raise DatasetError(f"{path / rel} has {files[rel]['shape'][0]} rows, episode {i} needs {n} ({mf})")
-        for name in AFTER_END[:-1] + (("states",) if e.get("states") else ()) if e.get("after_end") else ():
+        tail_names = [n for n in AFTER_END if n != "states" or e.get("states")] if e.get("after_end") else []
+        for name in tail_names:
             rel = f"episodes/{i:06d}/after_end_{name}.npy"
             if rel not in files:
                 raise DatasetError(f"{path / rel} is not listed in {mf}; episode {i} lists {e['after_end']} steps after its end")
@@ -440,14 +441,16 @@ def load(path: str | Path, verify_hashes: bool = True) -> Dataset:
             for name in FIELDS
             if name != "states" or e.get("states")
         }
-        tail = {
-            name: np.load(d / f"after_end_{name}.npy", mmap_mode="r" if name == "observations" else None, allow_pickle=False)
+        tail = {  # a few frames: read into memory, so an episode still holds one mapping at most
+            name: np.load(d / f"after_end_{name}.npy", allow_pickle=False)
             for name in AFTER_END
             if e.get("after_end") and (name != "states" or e.get("states"))
         }
-        for name, a in [*arrays.items(), *tail.items()]:
+        for name, a in arrays.items():
             if name != "observations":
                 a.setflags(write=False)
+        for a in tail.values():
+            a.setflags(write=False)
         ep = Episode(seed=e["seed"], states=arrays.pop("states", None), **arrays)
         ep.after_end = AfterEnd(**tail) if tail else None
         _check_episode(ep, obs_space, act_space, f"{d}")

@@ -209,16 +209,15 @@ class Data:
         frames, actions, rewards, terms, starts, lengths, states = [], [], [], [], [], [], []
         n = 0
         for ep in (ep for ds in datasets for ep in ds.episodes):
-            tail = ep.after_end
-            T = len(ep) + (len(tail) if tail is not None else 0)
-            frames.append(np.concatenate([ep.observations, tail.observations]) if tail is not None else np.asarray(ep.observations))
+            parts = [ep] if ep.after_end is None else [ep, ep.after_end]  # the episode, then its steps past the end
+            T = sum(len(p) for p in parts)
+            frames.extend(np.asarray(p.observations) for p in parts)  # joined once, below
             a = np.zeros((T + 1, action.width), dtype=np.float32 if action.kind == "box" else np.int64)
-            a[1:] = np.concatenate([ep.actions, tail.actions] if tail is not None else [ep.actions]).reshape(T, action.width)
+            a[1:] = np.concatenate([p.actions for p in parts]).reshape(T, action.width)
             actions.append(a)
-            rewards.append(np.concatenate([[0.0], ep.rewards, *([tail.rewards] if tail is not None else [])]).astype(np.float32))
-            terms.append(np.concatenate([[False], ep.terminations, *([tail.terminations] if tail is not None else [])]))
-            has_tail_states = tail is not None and tail.states is not None
-            states.append(np.concatenate([ep.states, tail.states]) if has_tail_states else ep.states)
+            rewards.append(np.concatenate([[0.0], *(p.rewards for p in parts)]).astype(np.float32))
+            terms.append(np.concatenate([[False], *(p.terminations for p in parts)]))
+            states.append(None if ep.states is None else np.concatenate([p.states for p in parts]))
             starts.append(n)
             lengths.append(T)
             n += T + 1
